@@ -10,15 +10,17 @@ Public verbs (heavy dependencies are imported only when a verb is used, so
 - `bertfast.run_benchmark(BenchConfig(...))`    -> benchmark report
 """
 
+# Stage modules are named training/exporter/runtime/bench (not train/export) so that importing
+# them never shadows the public verbs `bertfast.train` and `bertfast.export`.
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "train": ("bertfast.train", "train"),
-    "TrainConfig": ("bertfast.train", "TrainConfig"),
-    "export": ("bertfast.export", "export"),
-    "ExportConfig": ("bertfast.export", "ExportConfig"),
+    "train": ("bertfast.training", "train"),
+    "TrainConfig": ("bertfast.training", "TrainConfig"),
+    "export": ("bertfast.exporter", "export"),
+    "ExportConfig": ("bertfast.exporter", "ExportConfig"),
     "Classifier": ("bertfast.runtime.classifier", "Classifier"),
     "predict": ("bertfast.runtime.predict", "predict"),
     "PredictConfig": ("bertfast.runtime.predict", "PredictConfig"),

@@ -35,7 +35,8 @@ def _vocab() -> list[str]:
     for w in TOPIC_WORDS.values():
         words.update(w.split())
     extra = [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")
-    return SPECIALS + sorted(words) + extra
+    out = SPECIALS + sorted(words) + extra
+    return list(dict.fromkeys(out))  # no duplicates: WordPiece ids must be contiguous
 
 
 def make_texts(n: int, seed: int = 0, min_words: int = 3, max_words: int = 40) -> list[tuple[str, str]]:

@@ -1,0 +1,453 @@
+"""`run_benchmark(cfg) -> Report`: every backend on the same texts, same threads, interleaved.
+
+Order of work:
+1. resolve TARGET (export folder or model folder), the data, the max length;
+2. record the environment and measure the peak matmul rates (roofline);
+3. load each backend (load time and RSS delta recorded; a failure is recorded, not fatal);
+4. per batch size: warm-up (with an RSS sampler), end-to-end throughput rounds, then
+   model-only rounds, every round rotating the backend order;
+5. batch-1 latency, text by text, rotating the backend order per text;
+6. quality vs `torch` (label agreement, probability difference) and accuracy vs labels;
+7. write results.json / results.md / plot.png.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BertfastError, DataError, ProviderError
+from .backends import BackendContext, BackendSkipped, describe, expand_names, make_backend
+from .config import BenchConfig
+from .report import Report
+from .roofline import ModelShape, measure_peaks, total_flops
+from .timing import RssSampler, interleave_order, interleaved_rounds, rss_mb, summarize, time_call
+
+log = logging.getLogger("bertfast.bench")
+
+
+@dataclass
+class Target:
+    """What TARGET resolved to."""
+
+    export_dir: Path | None
+    model_dir: Path | None
+    manifest: object | None
+    id2label: dict[int, str]
+    max_length: int
+    model_max_length: int
+    shape: ModelShape | None
+
+
+def resolve_target(cfg: BenchConfig, model_dir: str | Path | None = None) -> Target:
+    """An export folder (with `bertfast.json`) or a trained model folder (with `config.json`)."""
+    from ..manifest import MANIFEST_NAME, load_manifest
+
+    t = Path(cfg.target)
+    if (t / MANIFEST_NAME).is_file():
+        m = load_manifest(t)
+        src = model_dir or (m.raw.get("source") or {}).get("model_dir")
+        mdir = None
+        if src:
+            mdir = Path(src)
+            if not mdir.is_absolute() and not mdir.exists():
+                mdir = t / mdir  # a relative path may be relative to the export
+        cfg_path = next((p / "config.json" for p in (mdir, t) if p is not None and (p / "config.json").is_file()), None)
+        shape = ModelShape.from_config(cfg_path) if cfg_path else None
+        return Target(t, mdir, m, m.id2label, cfg.max_length or m.max_length, m.model_max_length, shape)
+    if (t / "config.json").is_file():
+        conf = json.loads((t / "config.json").read_text())
+        id2label = {int(k): str(v) for k, v in (conf.get("id2label") or {}).items()}
+        mml = int(conf.get("max_position_embeddings", 512))
+        return Target(None, t, None, id2label, cfg.max_length or min(128, mml), mml, ModelShape.from_config(conf))
+    raise BertfastError(
+        f"TARGET {t} is neither an export folder (bertfast.json) nor a model folder (config.json)."
+    )
+
+
+def _read_jsonl(path: Path, text_col: str, label_col: str) -> tuple[list[str], list[str] | None]:
+    texts, labels = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            texts.append(str(row[text_col]))
+            labels.append(None if row.get(label_col) is None else str(row[label_col]))
+    return texts, (labels if all(lb is not None for lb in labels) else None)
+
+
+def load_data(cfg: BenchConfig, target: Target) -> tuple[list[str], list[str] | None, str]:
+    """The texts (and labels, when known) to replay, and a description of the source."""
+    if cfg.data is None and target.export_dir is not None and (target.export_dir / "eval.jsonl").is_file():
+        path = target.export_dir / "eval.jsonl"
+        texts, labels = _read_jsonl(path, "text", "label")
+        source = str(path)
+    else:
+        from ..data import load_texts
+
+        source = cfg.data or "bbc-news"
+        texts, labels = load_texts(source, text_column=cfg.text_column, label_column=cfg.label_column)
+    if not texts:
+        raise DataError(f"--data {source} holds no texts.")
+    return list(texts), (list(labels) if labels is not None else None), source
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> cuda when both torch and ONNX Runtime can use it; "cuda" must be usable."""
+    import onnxruntime as ort
+
+    ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    try:
+        import torch
+
+        torch_cuda = torch.cuda.is_available()
+    except ImportError:
+        torch_cuda = False
+    if device == "auto":
+        return "cuda" if ort_cuda and torch_cuda else "cpu"
+    if device == "cuda" and not (ort_cuda and torch_cuda):
+        raise ProviderError(
+            f"--device cuda: CUDA is not usable (onnxruntime CUDA provider: {ort_cuda}, torch CUDA: {torch_cuda}); "
+            "run `bertfast doctor`, or use --device cpu."
+        )
+    return device
+
+
+def _token_counts(target: Target, texts: list[str], max_length: int) -> np.ndarray:
+    """Real tokens per text after truncation, [CLS]/[SEP] included."""
+    if target.model_dir is not None and (target.model_dir / "config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(target.model_dir, use_fast=True)
+        ids = tok(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        return np.array([len(x) for x in ids])
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(target.manifest.tokenizer_file))
+    tok.enable_truncation(max_length)
+    tok.no_padding()
+    return np.array([len(e.ids) for e in tok.encode_batch(list(texts))])
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sample(n: int, k: int, rng: random.Random) -> list[int]:
+    """`k` of `n` indices, seeded, kept in the original order (the data's own order and mix)."""
+    return list(range(n)) if k >= n else sorted(rng.sample(range(n), k))
+
+
+def run_benchmark(cfg: BenchConfig) -> Report:
+    """Benchmark every requested backend on the same texts and threads; write the reports.
+
+    Args:
+        cfg: the benchmark settings (see `BenchConfig`).
+
+    Returns:
+        The `Report`; `report.paths` lists the files written under `cfg.out`.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers run 1 thread for all backends
+    t_start = time.time()
+    target = resolve_target(cfg, cfg.model_dir)
+    L = int(target.max_length)
+    if L > target.model_max_length:
+        raise BertfastError(f"--max-length {L} exceeds the model's limit of {target.model_max_length} tokens.")
+    texts, labels, source = load_data(cfg, target)
+    rng = random.Random(cfg.seed)
+    sample_idx = _sample(len(texts), int(cfg.max_texts), rng)
+    lat_idx = _sample(len(texts), int(cfg.latency_texts), rng)
+    sample = [texts[i] for i in sample_idx]
+    lat_texts = [texts[i] for i in lat_idx]
+
+    import torch  # set threads before any backend exists
+
+    torch.set_num_threads(cfg.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # only settable once per process, before parallel work
+        pass
+    device = resolve_device(cfg.device)
+
+    from .env import cpu_flags, environment
+
+    env = environment(cfg.threads)
+    env["device"] = device
+    warnings: list[str] = []
+    load1 = (env.get("loadavg_start") or [0])[0]
+    if load1 >= 0.5 * env["usable_cpus"]:
+        warnings.append(
+            f"the machine was busy at start (1-min load average {load1:.1f} on {env['usable_cpus']} usable CPUs): "
+            "absolute numbers are low; side-by-side ratios still hold."
+        )
+
+    tokens = _token_counts(target, sample, L)
+    tokens_all = _token_counts(target, texts, L) if len(texts) <= 20000 else tokens
+    shape = target.shape
+    sample_flops = total_flops(shape, tokens) if shape else None
+    workload = {
+        "name": cfg.name,
+        "target": str(cfg.target),
+        "export_dir": str(target.export_dir) if target.export_dir else None,
+        "model_dir": str(target.model_dir) if target.model_dir else None,
+        "data": source,
+        "n_data_texts": len(texts),
+        "n_texts": len(sample),
+        "n_latency_texts": len(lat_texts),
+        "max_length": L,
+        "device": device,
+        "tokens": {
+            "mean": float(tokens.mean()), "median": float(np.median(tokens)),
+            "p90": float(np.percentile(tokens, 90)), "max": int(tokens.max()),
+            "truncated_share": float((tokens_all >= L).mean()),
+        },
+        "model": shape.__dict__ if shape else None,
+        "flops_per_text_mean": sample_flops / len(sample) if sample_flops else None,
+        "flops_per_text_at_max_length": None,
+        "labels_known": labels is not None,
+        "default_variant": None,
+        "note": cfg.note,
+    }
+    if target.manifest is not None:
+        try:
+            workload["default_variant"] = target.manifest.pick_variant(device)
+        except BertfastError:
+            pass
+    if shape:
+        from .roofline import flops_per_text
+
+        workload["flops_per_text_at_max_length"] = flops_per_text(shape, L)
+
+    peaks = {"peaks": {}, "kernels": [], "skipped": True}
+    if cfg.peak_seconds > 0:
+        log.info("measuring peak matmul rates (%d threads)...", cfg.threads)
+        peaks = measure_peaks(cfg.threads, seconds=cfg.peak_seconds, quick=cfg.preset == "quick", cuda=device == "cuda")
+
+    ctx = BackendContext(
+        model_dir=target.model_dir, export_dir=target.export_dir, max_length=L, threads=cfg.threads, device=device,
+        cache_dir=Path(cfg.cache_dir or Path.home() / ".cache" / "bertfast" / "bench"),
+        optimum_per_channel=cfg.optimum_per_channel, cpu_flags=cpu_flags(),
+        variants=target.manifest.variants if target.manifest is not None else {},
+    )
+    names = expand_names(cfg.backends, ctx.variants, device)
+    results: dict[str, dict] = {}
+    live: dict[str, object] = {}
+
+    def fail(name: str, e: BaseException, stage: str) -> None:
+        results[name]["status"] = "failed"
+        results[name]["error"] = f"{stage}: {type(e).__name__}: {e}"
+        log.warning("backend %s failed during %s: %s", name, stage, e)
+        backend = live.pop(name, None)
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception:  # closing a broken backend may fail too; nothing to add
+                pass
+
+    for name in names:
+        results[name] = {"name": name, "status": "ok", "error": None, "throughput": {}, "model_only": {}}
+        try:
+            backend = make_backend(name, ctx)
+            results[name].update(describe(backend))
+            before = rss_mb()
+            load_s, _ = time_call(backend.load)
+            results[name].update(describe(backend))
+            results[name]["load_s"] = load_s
+            results[name]["memory"] = {"load_rss_mb": rss_mb() - before, "run_peak_extra_mb": 0.0}
+            live[name] = backend
+            log.info("loaded %s in %.1f s", name, load_s)
+        except BackendSkipped as e:
+            results[name].update(status="skipped", error=str(e))
+            log.info("skipping %s: %s", name, e)
+        except Exception as e:
+            fail(name, e, "load")
+
+    outputs: dict[str, np.ndarray] = {}
+    for B in cfg.batch_sizes:
+        _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, sample_flops, peaks, fail)
+    if lat_texts:
+        _measure_latency(cfg, live, results, lat_texts, fail)
+    for backend in list(live.values()):
+        try:
+            backend.close()
+        except Exception:  # pragma: no cover
+            pass
+
+    _quality(results, outputs, sample_idx, labels, target.id2label, warnings)
+    for name, r in results.items():
+        for B, t in r["throughput"].items():
+            if t.get("time", {}).get("cv", 0) > cfg.busy_cv:
+                warnings.append(
+                    f"{name} at batch {B}: repeats varied by {100 * t['time']['cv']:.0f}% (cv): the machine seemed busy."
+                )
+    import resource
+
+    env["peak_rss_mb_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    env["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    data = {
+        "format": "bertfast-bench",
+        "format_version": 1,
+        "name": cfg.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "duration_s": time.time() - t_start,
+        "config": cfg.to_dict(),
+        "environment": env,
+        "workload": workload,
+        "roofline": peaks,
+        "backends": [results[n] for n in names],
+        "warnings": warnings,
+    }
+    report = Report(data)
+    if cfg.out is not None:
+        report.write(cfg.out, plot=cfg.plot)
+    return report
+
+
+def _throughput_entry(times: list[float], n: int, tokens: np.ndarray, flops: float | None, peak: float | None) -> dict:
+    st = summarize(times)
+    med = st["p50"]
+    entry = {
+        "seq_per_s": n / med,
+        "seq_per_s_best": n / st["min"],
+        "tokens_per_s": float(tokens.sum()) / med,
+        "time": st,
+        "runs": st["n"],
+    }
+    if flops:
+        entry["gflops_per_s"] = flops / med / 1e9
+        entry["fraction_of_peak"] = flops / med / 1e9 / peak if peak else None
+    return entry
+
+
+def _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, flops, peaks, fail) -> None:
+    """Warm-up + RSS, end-to-end rounds, model-only rounds for one batch size."""
+    log.info("batch size %d: warm-up", B)
+    order = np.argsort(-tokens, kind="stable")
+    # The B longest texts make the largest batch (ORT arenas and allocators grow to it);
+    # then B more, so every code path ran at least once before timing.
+    warm = [sample[i] for i in order[:B]] + [sample[i] for i in order[B : 2 * B]]
+    for name in list(live):
+        try:
+            live[name].prepare(B)
+            with RssSampler() as s:
+                live[name].run(warm)
+            mem = results[name]["memory"]
+            mem["run_peak_extra_mb"] = max(mem["run_peak_extra_mb"], s.extra_mb)
+        except Exception as e:
+            fail(name, e, f"warm-up at batch {B}")
+    last: dict[str, np.ndarray] = {}
+
+    def e2e(name):
+        def fn():
+            last[name] = live[name].run(sample)
+
+        return fn
+
+    log.info("batch size %d: end-to-end rounds (%s)", B, ", ".join(live))
+    times = interleaved_rounds(
+        {n: e2e(n) for n in live}, int(cfg.min_runs), float(cfg.min_seconds),
+        on_error=lambda n, e: fail(n, e, f"end-to-end run at batch {B}"),
+    )
+    for name in list(live):
+        r = results[name]
+        peak = peaks["peaks"].get(r.get("precision", "fp32"), {}).get("gflops")
+        entry = _throughput_entry(times[name], len(sample), tokens, flops, peak)
+        try:
+            entry["padding_ratio"] = live[name].padding()
+        except Exception:  # padding is informative only
+            entry["padding_ratio"] = None
+        r["throughput"][str(B)] = entry
+        if B == max(cfg.batch_sizes):
+            outputs[name] = last[name]
+    encoded = {}
+    for name in list(live):
+        b = live[name]
+        if hasattr(b, "encode") and hasattr(b, "run_encoded"):
+            try:
+                encoded[name] = b.encode(sample)
+            except Exception as e:
+                results[name]["model_only_error"] = f"{type(e).__name__}: {e}"
+    if not encoded:
+        return
+    log.info("batch size %d: model-only rounds", B)
+
+    def model_only(name):
+        enc = encoded[name]
+        return lambda: live[name].run_encoded(enc)
+
+    failed_mo: dict[str, str] = {}
+    mo_times = interleaved_rounds(
+        {n: model_only(n) for n in encoded}, int(cfg.min_runs), float(cfg.min_seconds),
+        on_error=lambda n, e: failed_mo.__setitem__(n, f"{type(e).__name__}: {e}"),
+    )
+    for name in encoded:
+        if name in failed_mo:
+            results[name]["model_only_error"] = failed_mo[name]
+            continue
+        peak = peaks["peaks"].get(results[name].get("precision", "fp32"), {}).get("gflops")
+        results[name]["model_only"][str(B)] = _throughput_entry(mo_times[name], len(sample), tokens, flops, peak)
+    encoded.clear()
+
+
+def _measure_latency(cfg, live, results, lat_texts, fail) -> None:
+    """Batch-1 latency: each text through every backend, rotating the order per text."""
+    log.info("batch-1 latency on %d texts", len(lat_texts))
+    for name in list(live):
+        try:
+            live[name].prepare(1)
+            for t in lat_texts[:3]:
+                live[name].run([t])
+        except Exception as e:
+            fail(name, e, "latency warm-up")
+    lat: dict[str, list[float]] = {n: [] for n in live}
+    for _ in range(100):  # passes over the sample until every backend has min_seconds
+        for i, text in enumerate(lat_texts):
+            for name in interleave_order(list(live), i):
+                try:
+                    dt, _ = time_call(lambda n=name: live[n].run([text]))
+                    lat[name].append(dt)
+                except Exception as e:
+                    fail(name, e, "latency")
+        if all(sum(lat[n]) >= cfg.min_seconds for n in live):
+            break
+    for name in live:
+        ms = [x * 1000 for x in lat[name]]
+        results[name]["latency_ms"] = summarize(ms)
+        results[name]["latency_samples_ms"] = [round(x, 3) for x in ms]  # for the distribution plot
+
+
+def _quality(results, outputs, sample_idx, labels, id2label, warnings) -> None:
+    """Label agreement and probability difference vs `torch` (else `torch-seed`); accuracy vs labels."""
+    ref_name = next((n for n in ("torch", "torch-seed") if n in outputs), None)
+    probs = {}
+    for name, out in outputs.items():
+        probs[name] = out if results[name].get("outputs") == "probs" else _softmax(out.astype(np.float64))
+    y = None
+    if labels is not None and id2label:
+        label2id = {v: k for k, v in id2label.items()}
+        sample_labels = [labels[i] for i in sample_idx]
+        missing = sorted({lb for lb in sample_labels if lb not in label2id})
+        if missing:
+            warnings.append(f"data labels {missing[:5]} are not the model's labels; accuracy not reported.")
+        else:
+            y = np.array([label2id[lb] for lb in sample_labels])
+    for name, p in probs.items():
+        q: dict = {"n": int(p.shape[0]), "reference": ref_name}
+        pred = p.argmax(axis=1)
+        if y is not None:
+            q["accuracy"] = float((pred == y).mean())
+        if ref_name is not None:
+            ref = probs[ref_name]
+            q["label_agreement"] = float((pred == ref.argmax(axis=1)).mean())
+            q["max_abs_prob_diff"] = float(np.abs(p - ref).max())
+            if y is not None:
+                q["accuracy_delta_points"] = 100 * (q["accuracy"] - float((ref.argmax(axis=1) == y).mean()))
+        results[name]["quality"] = q

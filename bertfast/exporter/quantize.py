@@ -1,0 +1,136 @@
+"""int8 quantization of the fused graph: dynamic (per-tensor / per-channel), static QDQ, mixed.
+
+Presets follow Optimum's `AutoQuantizationConfig` names, expressed as ONNX Runtime settings:
+- `avx512_vnni`: u8 activations x s8 weights, full 8-bit range (VNNI's dot product does not
+  saturate);
+- `avx2`: same types with `reduce_range` (7-bit weights): AVX2's u8xs8 multiply-add (vpmaddubsw)
+  saturates int16 sums with full-range weights;
+- `arm64`: u8 x s8, full range (ARM's sdot/udot do not saturate).
+
+We quantize the *fused* graph so Attention becomes QAttention. ORT's quantizer needs tensor
+types for every intermediate; the optimizer's output lacks some, so we run ORT's symbolic shape
+inference first (Optimum's ORTQuantizer fails on fused graphs for that reason, see
+shared/MEASURED.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..errors import BertfastError, ExportError
+
+log = logging.getLogger(__name__)
+
+PRESETS = {
+    "avx512_vnni": {"reduce_range": False},
+    "avx2": {"reduce_range": True},
+    "arm64": {"reduce_range": False},
+}
+QUANT_OPS = ["MatMul", "Attention"]
+
+
+def detect_preset() -> str:
+    """The preset for this CPU: from /proc/cpuinfo flags (x86) or the machine name (ARM)."""
+    import platform
+
+    machine = platform.machine().lower()
+    if machine in ("arm64", "aarch64"):
+        return "arm64"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    return "avx512_vnni" if "avx512_vnni" in flags or "avx_vnni" in flags else "avx2"
+
+
+def check_preset(preset: str) -> str:
+    if preset == "auto":
+        return detect_preset()
+    if preset not in PRESETS:
+        raise BertfastError(f"--quantize {preset!r} is not a preset; choose one of auto, {', '.join(PRESETS)}.")
+    return preset
+
+
+def with_shapes(src: Path, dst: Path) -> Path:
+    """Symbolic shape inference over the fused graph (gives the quantizer its tensor types)."""
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    model = onnx.load(str(src))
+    try:
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception as e:  # fall back to the plain graph: quantization may still work
+        log.warning("symbolic shape inference failed (%s); quantizing without it", e)
+        inferred = model
+    onnx.save(inferred, str(dst))
+    return dst
+
+
+def sensitive_nodes(path: Path, n_layers: int) -> list[str]:
+    """Nodes kept in fp32 by the mixed variant: the first and last encoder layer and the head.
+
+    Quantization error is largest where activations have outliers (first layer, right after
+    the embeddings) and matters most right before the logits (last layer, pooler, classifier).
+    """
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    keep = []
+    first, last = "layer.0.", f"layer.{max(n_layers - 1, 0)}."
+    quantizable = [n for n in m.graph.node if n.op_type in QUANT_OPS]
+    for n in quantizable:
+        names = " ".join([n.name, *n.input, *n.output])
+        if first in names or last in names or "pooler" in names or "classifier" in names:
+            keep.append(n.name)
+    # Graph order: the last quantizable nodes are the head; keep them even if unnamed.
+    keep.extend(n.name for n in quantizable[-2:] if n.name not in keep)
+    return keep
+
+
+def dynamic(src: Path, dst: Path, preset: str, per_channel: bool, exclude: list[str] | None = None) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    try:
+        quantize_dynamic(
+            str(src), str(dst), op_types_to_quantize=QUANT_OPS, per_channel=per_channel,
+            reduce_range=PRESETS[preset]["reduce_range"], weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude or [],
+            # Symmetric weights let ORT use its faster u8s8 kernels without zero-point fixups.
+            extra_options={"WeightSymmetric": True, "MatMulConstBOnly": True},
+        )
+    except Exception as e:
+        raise ExportError(f"dynamic int8 quantization failed: {type(e).__name__}: {e}") from None
+
+
+class _Calibration:
+    """Feeds tokenized calibration texts to ORT's calibrator, one small batch at a time."""
+
+    def __init__(self, batches: list[dict]):
+        self._it = iter(batches)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):  # pragma: no cover - used by some calibrators
+        pass
+
+
+def static(src: Path, dst: Path, preset: str, per_channel: bool, calib_batches: list[dict]) -> None:
+    """Static int8 in QDQ format, activation ranges calibrated on real (training) texts."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    try:
+        quantize_static(
+            str(src), str(dst), _Calibration(calib_batches), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"], per_channel=per_channel,
+            reduce_range=PRESETS[preset]["reduce_range"],
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            # Percentile clipping ignores the rare outlier activations that make MinMax ranges
+            # so wide that ordinary values lose all precision.
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                           "CalibPercentile": 99.999, "MatMulConstBOnly": True},
+        )
+    except Exception as e:
+        raise ExportError(f"static int8 quantization failed: {type(e).__name__}: {e}") from None

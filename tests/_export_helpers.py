@@ -1,0 +1,87 @@
+"""Build a minimal, valid bertfast export from a model folder, independent of bertfast.exporter.
+
+Used by the runtime and predict tests so they do not depend on the exporter's internals: a plain
+`torch.onnx.export` (TorchScript exporter, eager attention, opset 17) of the fp32 model plus a
+`bertfast.json` written by hand per the schema in `bertfast/manifest.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+
+
+def sharpen(model_dir: Path, out: Path, scale: float = 200.0) -> Path:
+    """Copy `model_dir` with the classifier head scaled up.
+
+    A random tiny model predicts ~1/3 for every class, which makes order and parity tests
+    blind; a larger head spreads the probabilities so that mixing texts up would show.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    shutil.copytree(model_dir, out)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    with torch.no_grad():
+        model.classifier.weight.mul_(scale)
+    model.save_pretrained(out)
+    return out
+
+
+def make_export(model_dir: Path, out: Path, max_length: int = 64) -> Path:
+    """Export `model_dir` (a BertForSequenceClassification folder) to `out`; return `out`."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
+    out.mkdir(parents=True, exist_ok=True)
+    dummy = tuple(
+        torch.zeros(2, 8, dtype=torch.int64) if n == "token_type_ids" else torch.ones(2, 8, dtype=torch.int64)
+        for n in INPUTS
+    )
+    axes = {n: {0: "batch", 1: "sequence"} for n in INPUTS}
+    axes["logits"] = {0: "batch"}
+    with torch.no_grad():
+        torch.onnx.export(
+            model, dummy, str(out / "model.onnx"), input_names=INPUTS, output_names=["logits"],
+            dynamic_axes=axes, opset_version=17, dynamo=False,
+        )
+    shutil.copy(model_dir / "tokenizer.json", out / "tokenizer.json")
+    shutil.copy(model_dir / "config.json", out / "config.json")
+    cfg = json.loads((model_dir / "config.json").read_text())
+    manifest = {
+        "format": "bertfast-export",
+        "format_version": 1,
+        "bertfast_version": "0.1.0",
+        "source": {"model_dir": str(model_dir), "model_type": "bert", "architecture": "BertForSequenceClassification"},
+        "id2label": {str(k): v for k, v in cfg["id2label"].items()},
+        "max_length": max_length,
+        "model_max_length": cfg["max_position_embeddings"],
+        "inputs": INPUTS,
+        "output": "logits",
+        "opset": 17,
+        "tokenizer": {"file": "tokenizer.json", "pad_token_id": 0, "lowercase": True},
+        "variants": {"fp32": {"file": "model.onnx", "precision": "fp32", "devices": ["cpu", "cuda"], "eligible": True}},
+        "default": {"cpu": "fp32", "cuda": "fp32"},
+    }
+    (out / "bertfast.json").write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+def long_text(n_words: int, seed: int = 1) -> str:
+    """A text of `n_words` words from the tiny vocab (each word is exactly one token)."""
+    from conftest import COMMON, TOPIC_WORDS
+
+    rng = random.Random(seed)
+    words = " ".join(TOPIC_WORDS.values()).split() + COMMON.split()
+    return " ".join(rng.choice(words) for _ in range(n_words))
+
+
+def shuffled_lengths(n: int, seed: int = 3) -> list[str]:
+    """`n` texts whose lengths (2..120 words) are in random order, so sorting must be undone."""
+    rng = random.Random(seed)
+    return [long_text(rng.randint(2, 120), seed=i) for i in range(n)]

@@ -1,0 +1,377 @@
+"""Classifier: order, batching, long texts, parity with PyTorch, providers, bad input, lightness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _export_helpers import long_text, make_export, sharpen, shuffled_lengths
+from conftest import make_texts
+
+from bertfast.errors import BertfastError, ModelError, ProviderError
+from bertfast.runtime import classifier as classifier_mod
+from bertfast.runtime import providers
+from bertfast.runtime.classifier import Classifier
+
+MAX_LEN = 64
+
+
+def _cuda_works() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.fixture(scope="module")
+def model_dir(_tiny_model_session, tmp_path_factory) -> Path:
+    return sharpen(_tiny_model_session, tmp_path_factory.mktemp("sharp") / "model")
+
+
+@pytest.fixture(scope="module")
+def export_dir(model_dir, tmp_path_factory) -> Path:
+    return make_export(model_dir, tmp_path_factory.mktemp("export") / "tiny", max_length=MAX_LEN)
+
+
+@pytest.fixture(scope="module")
+def clf(export_dir):
+    with Classifier.load(export_dir, device="cpu") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def ref(model_dir):
+    """PyTorch reference: (model, tokenizers.Tokenizer) -> logits per list of token ids."""
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+
+    def logits(ids: list[int]) -> np.ndarray:
+        with torch.no_grad():
+            return model(input_ids=torch.tensor([ids])).logits[0].numpy()
+
+    def content(text: str) -> list[int]:
+        return tok.encode(text, add_special_tokens=False).ids
+
+    return logits, content
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+CLS, SEP = 2, 3
+
+
+# -- API shape -----------------------------------------------------------------------------
+
+
+def test_predict_shapes(clf):
+    one = clf.predict("the match was won by the team")
+    assert set(one) == {"label", "score"} and one["label"] in clf.labels
+    many = clf.predict(["a goal", "a phone", "a vote"])
+    assert len(many) == 3 and all(isinstance(d, dict) for d in many)
+    top = clf.predict("a vote", top_k=3)
+    assert [d["score"] for d in top] == sorted((d["score"] for d in top), reverse=True)
+    assert top[0] == clf.predict("a vote") | {"score": pytest.approx(top[0]["score"])}
+    p = clf.predict_proba(("goal", "chip"))  # any iterable
+    assert p.shape == (2, 3) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-5)
+    assert clf.predict_proba("goal").shape == (1, 3)
+    assert clf.variant == "fp32" and clf.device == "cpu" and clf.providers == ["CPUExecutionProvider"]
+    assert clf.labels == ["sport", "tech", "politics"] and clf.manifest.max_length == MAX_LEN
+
+
+def test_empty_list_and_empty_string(clf):
+    assert clf.predict([]) == []
+    assert clf.predict_proba([]).shape == (0, 3)
+    # An empty text is classified (the model sees [CLS] [SEP]), not rejected.
+    assert clf.predict("")["label"] in clf.labels
+
+
+# -- batching ------------------------------------------------------------------------------
+
+
+def test_order_preserved_and_batched_equals_one_by_one(export_dir):
+    texts = shuffled_lengths(60)
+    # A small budget forces many batches, so sorting and the scatter back are exercised.
+    with Classifier.load(export_dir, device="cpu", batch_tokens=512, max_batch_size=8) as c:
+        batched = c.predict_proba(texts)
+        assert c.last_stats["n_batches"] > 5
+        single = np.concatenate([c.predict_proba(t) for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    # Rows differ by far more than the tolerance, so a mix-up of the order would show.
+    assert np.ptp(batched, axis=0).max() > 100 * 1e-5
+
+
+def test_parity_with_pytorch(clf, ref):
+    logits, content = ref
+    texts = [t for t, _ in make_texts(24, seed=5)] + [long_text(200)]
+    expected = np.stack([_softmax(logits([CLS, *content(t)[: MAX_LEN - 2], SEP])) for t in texts])
+    got = clf.predict_proba(texts)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert [d["label"] for d in clf.predict(texts)] == [clf.labels[i] for i in expected.argmax(1)]
+
+
+def test_encode_then_logits_and_stats(clf):
+    texts = shuffled_lengths(40)
+    enc = clf.encode(texts)
+    assert enc.n_texts == enc.n_windows == 40
+    assert 0 < enc.real_tokens <= enc.padded_tokens
+    proba = _softmax(clf.logits_from_encoded(enc))
+    np.testing.assert_allclose(proba, clf.predict_proba(texts), atol=1e-6)
+    s = clf.last_stats
+    assert {"n_texts", "n_windows", "real_tokens", "padded_tokens", "padding_ratio", "seconds"} <= set(s)
+    assert s["n_texts"] == 40 and s["real_tokens"] == enc.real_tokens
+    # Sorted batches waste far less than padding every text to the longest one.
+    short = [t for t, _ in make_texts(200, seed=1)]
+    lens = [len(w) for w in clf.batcher.windows(short)[0]]
+    clf.predict_proba(short)
+    assert clf.last_stats["padding_ratio"] < 0.25
+    assert clf.last_stats["padded_tokens"] < 0.75 * len(lens) * max(lens)
+    assert s["padding_ratio"] == pytest.approx(1 - s["real_tokens"] / s["padded_tokens"])
+
+
+def test_pipelined_path_matches(clf, monkeypatch):
+    texts = shuffled_lengths(50)
+    direct = clf.predict_proba(texts)
+    monkeypatch.setattr(classifier_mod, "PIPELINE_CHUNK", 16)  # 4 chunks through the tokenizer thread
+    piped = clf.predict_proba(texts)
+    np.testing.assert_allclose(piped, direct, atol=1e-5)
+    assert clf.last_stats["n_texts"] == 50
+    chunks = [texts[:7], texts[7:30], texts[30:]]
+    parts = list(clf.iter_proba(chunks))
+    assert [len(p) for p in parts] == [7, 23, 20]
+    np.testing.assert_allclose(np.concatenate(parts), direct, atol=1e-5)
+
+
+def test_tokenizer_file_padding_is_ignored(model_dir, tmp_path):
+    ex = make_export(model_dir, tmp_path / "ex", max_length=MAX_LEN)
+    tj = json.loads((ex / "tokenizer.json").read_text())
+    tj["padding"] = {"strategy": {"Fixed": 128}, "direction": "Right", "pad_to_multiple_of": None,
+                     "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}
+    (ex / "tokenizer.json").write_text(json.dumps(tj))
+    with Classifier.load(ex, device="cpu") as c:
+        c.predict_proba(["a goal", "a vote was held"])
+        assert c.last_stats["padded_tokens"] < 20
+
+
+def test_concurrent_callers(clf):
+    lists = [shuffled_lengths(20, seed=s) for s in range(4)]
+    expected = [clf.predict_proba(t) for t in lists]
+    got: dict[int, np.ndarray] = {}
+
+    def work(i):
+        for _ in range(3):
+            got[i] = clf.predict_proba(lists[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        np.testing.assert_allclose(got[i], expected[i], atol=1e-5)
+
+
+# -- long texts ----------------------------------------------------------------------------
+
+
+def test_short_text_same_under_all_modes(export_dir):
+    texts = ["a goal for the team", "", long_text(40)]
+    results = []
+    for mode in ("truncate", "head-tail", "sliding-window"):
+        for agg in ("mean", "max"):
+            with Classifier.load(export_dir, device="cpu", long_text=mode, aggregate=agg) as c:
+                results.append(c.predict_proba(texts))
+                assert c.last_stats["n_windows"] == 3
+    for r in results[1:]:
+        np.testing.assert_allclose(r, results[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("agg", ["mean", "max"])
+def test_sliding_window_aggregation(export_dir, ref, agg):
+    logits, content = ref
+    budget, stride = MAX_LEN - 2, 16
+    long1, long2 = long_text(150, seed=7), long_text(300, seed=8)
+    texts = ["a short one", long1, "vote", long2]
+    with Classifier.load(export_dir, device="cpu", long_text="sliding-window", stride=stride, aggregate=agg) as c:
+        got = c.predict_proba(texts)
+        n_windows = c.last_stats["n_windows"]
+    expected, total = [], 0
+    for t in texts:
+        ids = content(t)
+        wins, s = [], 0
+        while True:
+            wins.append([CLS, *ids[s : s + budget], SEP])
+            if s + budget >= len(ids):
+                break
+            s += budget - stride
+        total += len(wins)
+        per = np.stack([logits(w) for w in wins])
+        expected.append(_softmax(per.mean(0) if agg == "mean" else per.max(0)))
+    assert len(content(long1)) == 150 and total == 1 + 3 + 1 + 7
+    assert n_windows == total
+    np.testing.assert_allclose(got, np.stack(expected), atol=1e-4)
+
+
+def test_head_tail(export_dir, ref):
+    logits, content = ref
+    text = long_text(200, seed=9)
+    ids = content(text)
+    budget = MAX_LEN - 2
+    head = budget // 4
+    expected = _softmax(logits([CLS, *ids[:head], *ids[-(budget - head):], SEP]))
+    with Classifier.load(export_dir, device="cpu", long_text="head-tail") as c:
+        np.testing.assert_allclose(c.predict_proba(text)[0], expected, atol=1e-4)
+        assert c.last_stats["real_tokens"] == MAX_LEN
+
+
+def test_max_length_override(export_dir, ref):
+    logits, content = ref
+    text = long_text(100, seed=2)
+    with Classifier.load(export_dir, device="cpu", max_length=100) as c:
+        expected = _softmax(logits([CLS, *content(text)[:98], SEP]))
+        np.testing.assert_allclose(c.predict_proba(text)[0], expected, atol=1e-4)
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        (["ok", "fine", None], "texts[2] is None"),
+        (["ok", 5], "texts[1] is int"),
+        (None, "texts is None"),
+        (b"bytes", "decode it"),
+        (42, "got int"),
+        ({"a": "b"}, "texts is a dict"),
+    ],
+)
+def test_bad_texts(clf, texts, message):
+    with pytest.raises(BertfastError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        clf.predict(texts)
+
+
+def test_bad_top_k(clf):
+    for k in (0, 4, "2"):
+        with pytest.raises(BertfastError, match="top_k must be an integer between 1 and 3"):
+            clf.predict("x", top_k=k)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"device": "tpu"}, "device must be one of auto, cpu, cuda; got 'tpu'"),
+        ({"variant": "int8"}, "variant 'int8' is not in export .*available: fp32"),
+        ({"long_text": "chop"}, "long_text must be one of truncate, head-tail, sliding-window"),
+        ({"aggregate": "median"}, "aggregate must be one of mean, max"),
+        ({"batch_tokens": 0}, "batch_tokens must be an integer >= 1"),
+        ({"threads": 0}, "threads must be an integer >= 1"),
+        ({"max_length": 1000}, "max_length must be an integer between 3 and the model's limit 128"),
+        ({"long_text": "sliding-window", "stride": 62}, "stride must be between 0 and 61"),
+    ],
+)
+def test_bad_load_arguments(export_dir, kwargs, message):
+    with pytest.raises(BertfastError, match=message):
+        Classifier.load(export_dir, **{"device": "cpu", **kwargs})
+
+
+def test_broken_exports(export_dir, tmp_path):
+    import shutil
+
+    with pytest.raises(BertfastError, match="does not exist"):
+        Classifier.load(tmp_path / "nope")
+    bad = tmp_path / "bad"
+    shutil.copytree(export_dir, bad)
+    (bad / "model.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match="ONNX Runtime cannot load .*re-run `bertfast export --force`"):
+        Classifier.load(bad, device="cpu")
+    (bad / "bertfast.json").write_text("{ truncated")
+    with pytest.raises(BertfastError, match="unreadable or corrupt"):
+        Classifier.load(bad, device="cpu")
+    shutil.rmtree(bad)
+    shutil.copytree(export_dir, bad)
+    (bad / "tokenizer.json").write_text("{}")
+    with pytest.raises(ModelError, match="tokenizer .* cannot be read"):
+        Classifier.load(bad, device="cpu")
+
+
+def test_closed_classifier(export_dir):
+    c = Classifier.load(export_dir, device="cpu")
+    c.close()
+    with pytest.raises(BertfastError, match="closed"):
+        c.predict("x")
+
+
+# -- providers -----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(_cuda_works(), reason="CUDA is available here")
+def test_cuda_unavailable_is_an_error(export_dir):
+    with pytest.raises(ProviderError) as e:
+        Classifier.load(export_dir, device="cuda")
+    msg = str(e.value)
+    assert "CUDA is not usable" in msg and "CPUExecutionProvider" in msg and "likely cause" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.skipif(_cuda_works(), reason="CUDA is available here")
+def test_auto_uses_cpu_and_says_so(export_dir, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="bertfast.runtime"):
+        c = Classifier.load(export_dir, device="auto")
+    assert c.device == "cpu" and c.providers == ["CPUExecutionProvider"]
+    assert "using CPU" in caplog.text
+    c.close()
+
+
+def test_both_onnxruntime_packages_named(monkeypatch):
+    monkeypatch.setattr(providers, "installed_onnxruntime", lambda: {"onnxruntime": "1.0", "onnxruntime-gpu": "1.0"})
+    msg = providers.cuda_unavailable_reason()
+    assert "both onnxruntime-gpu and another onnxruntime" in msg and "pip uninstall" in msg
+
+
+def test_threads_default_and_explicit(export_dir):
+    from bertfast.utils import usable_cpus
+
+    with Classifier.load(export_dir, device="cpu") as c:
+        assert c.threads == usable_cpus()
+    with Classifier.load(export_dir, device="cpu", threads=1) as c:
+        assert c.threads == 1
+        assert c.predict("goal")["label"] in c.labels
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_works(), reason="needs CUDAExecutionProvider")
+def test_cuda_matches_cpu(export_dir, clf):
+    texts = shuffled_lengths(30)
+    with Classifier.load(export_dir, device="cuda") as g:
+        assert g.providers[0] == "CUDAExecutionProvider"
+        np.testing.assert_allclose(g.predict_proba(texts), clf.predict_proba(texts), atol=1e-3)
+
+
+# -- lightness -----------------------------------------------------------------------------
+
+
+def test_inference_imports_neither_torch_nor_transformers(export_dir):
+    code = (
+        "import sys, bertfast\n"
+        f"clf = bertfast.Classifier.load({str(export_dir)!r}, device='cpu')\n"
+        "clf.predict(['a goal', 'a vote']); clf.predict('x')\n"
+        "import bertfast.runtime.predict, bertfast.runtime.doctor\n"
+        "heavy = [m for m in ('torch', 'transformers', 'pandas') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
