@@ -253,6 +253,7 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
         report_to=[],
         seed=cfg.seed,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
         save_only_model=False,
     )

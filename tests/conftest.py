@@ -94,3 +94,29 @@ def write_csv(path: Path, rows: list[tuple[str, str]], text_col: str = "text", l
 def tiny_csv(tmp_path) -> Path:
     """A labeled CSV (text,label) with 90 rows over 3 balanced classes."""
     return write_csv(tmp_path / "data.csv", make_texts(90))
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(_tiny_model_session, tmp_path_factory) -> Path:
+    """The tiny model after one short `bertfast train` run (has splits/ and training.json).
+
+    Session-scoped and shared: tests must not modify it (copy it first).
+    """
+    from bertfast.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("tiny-trained")
+    data = write_csv(root / "data.csv", make_texts(120, seed=1))
+    return train(TrainConfig(model=str(_tiny_model_session), data=str(data), out=str(root / "model"),
+                             epochs=2, batch_size=16, max_length=64, lr=2e-3))
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_trained, tmp_path_factory) -> Path:
+    """A real `bertfast export` of `tiny_trained` (fp32 + int8 dynamic/per-channel/static).
+
+    Session-scoped and shared: tests must not modify it (copy it first).
+    """
+    from bertfast.exporter import ExportConfig, export
+
+    out = tmp_path_factory.mktemp("tiny-export") / "export"
+    return export(ExportConfig(model_dir=str(tiny_trained), out=str(out)))

@@ -364,14 +364,42 @@ def test_cuda_matches_cpu(export_dir, clf):
 # -- lightness -----------------------------------------------------------------------------
 
 
-def test_inference_imports_neither_torch_nor_transformers(export_dir):
+def test_inference_imports_neither_torch_nor_transformers(export_dir, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("text\na goal\na vote\n")
     code = (
         "import sys, bertfast\n"
         f"clf = bertfast.Classifier.load({str(export_dir)!r}, device='cpu')\n"
         "clf.predict(['a goal', 'a vote']); clf.predict('x')\n"
-        "import bertfast.runtime.predict, bertfast.runtime.doctor\n"
+        f"bertfast.predict(bertfast.PredictConfig({str(export_dir)!r}, {str(src)!r}, {str(tmp_path / 'o.jsonl')!r}))\n"
+        "import bertfast.runtime.doctor; bertfast.runtime.doctor.diagnose()\n"
         "heavy = [m for m in ('torch', 'transformers', 'pandas') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+# -- the real exporter's output ------------------------------------------------------------
+
+
+def test_real_export_every_cpu_variant(tiny_export):
+    """Every CPU variant the real `bertfast export` writes loads and agrees with fp32 on labels."""
+    from bertfast.manifest import load_manifest
+
+    m = load_manifest(tiny_export)
+    texts = shuffled_lengths(30)
+    results = {}
+    for name, v in m.variants.items():
+        if "cpu" not in v.get("devices", []):
+            continue
+        with Classifier.load(tiny_export, device="cpu", variant=name) as c:
+            assert c.variant == name
+            results[name] = c.predict_proba(texts)
+            np.testing.assert_allclose(results[name].sum(1), 1, rtol=1e-5)
+    with Classifier.load(tiny_export, device="cpu") as c:
+        assert c.variant == m.default["cpu"]
+    assert "fp32" in results or len(results) >= 1
+    base = results.get("fp32", next(iter(results.values())))
+    for name, p in results.items():
+        assert (p.argmax(1) == base.argmax(1)).mean() >= 0.8, name

@@ -135,6 +135,17 @@ def _token_counts(target: Target, texts: list[str], max_length: int) -> np.ndarr
     return np.array([len(e.ids) for e in tok.encode_batch(list(texts))])
 
 
+def _preimport() -> None:
+    import importlib
+
+    for mod in ("transformers", "transformers.models.bert.modeling_bert", "onnxruntime",
+                "optimum.onnxruntime", "bertfast.runtime.classifier"):
+        try:
+            importlib.import_module(mod)
+        except Exception:  # a missing optional library is reported by its backend
+            pass
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -186,7 +197,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
     if load1 >= 0.5 * env["usable_cpus"]:
         warnings.append(
             f"the machine was busy at start (1-min load average {load1:.1f} on {env['usable_cpus']} usable CPUs): "
-            "absolute numbers are low; side-by-side ratios still hold."
+            "absolute numbers are low; the side-by-side ratios are less affected, but rerun on a quiet machine."
         )
 
     tokens = _token_counts(target, sample, L)
@@ -238,6 +249,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
         variants=target.manifest.variants if target.manifest is not None else {},
     )
     names = expand_names(cfg.backends, ctx.variants, device)
+    _preimport()  # so the first backend's RSS delta is its model, not library code
     results: dict[str, dict] = {}
     live: dict[str, object] = {}
 
@@ -282,12 +294,17 @@ def run_benchmark(cfg: BenchConfig) -> Report:
             pass
 
     _quality(results, outputs, sample_idx, labels, target.id2label, warnings)
-    for name, r in results.items():
-        for B, t in r["throughput"].items():
-            if t.get("time", {}).get("cv", 0) > cfg.busy_cv:
-                warnings.append(
-                    f"{name} at batch {B}: repeats varied by {100 * t['time']['cv']:.0f}% (cv): the machine seemed busy."
-                )
+    noisy = [
+        f"{name}@{B} ({100 * t['time']['cv']:.0f}%)"
+        for name, r in results.items() for B, t in r["throughput"].items()
+        if t.get("time", {}).get("cv", 0) > cfg.busy_cv
+    ]
+    if noisy:
+        warnings.append(
+            f"the machine seemed busy: repeats varied by more than {100 * cfg.busy_cv:.0f}% (coefficient of "
+            f"variation) for {len(noisy)} measurement(s): {', '.join(noisy)}. Rerun on a quiet machine "
+            "before quoting absolute numbers."
+        )
     import resource
 
     env["peak_rss_mb_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -398,7 +415,13 @@ def _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, flops, p
 
 
 def _measure_latency(cfg, live, results, lat_texts, fail) -> None:
-    """Batch-1 latency: each text through every backend, rotating the order per text."""
+    """Batch-1 latency: one text per call, in blocks, rotating the backend order per block.
+
+    The sample is cut into `min_runs` blocks; in each round every backend times one block,
+    after one untimed call that absorbs the switch from the previous backend (thread pools
+    of another runtime may still be spinning, caches are cold). Rounds repeat over the blocks
+    until every backend has at least `min_seconds` of timed calls.
+    """
     log.info("batch-1 latency on %d texts", len(lat_texts))
     for name in list(live):
         try:
@@ -407,16 +430,20 @@ def _measure_latency(cfg, live, results, lat_texts, fail) -> None:
                 live[name].run([t])
         except Exception as e:
             fail(name, e, "latency warm-up")
+    k = max(1, min(int(cfg.min_runs), len(lat_texts)))
+    blocks = [lat_texts[i::k] for i in range(k)]
     lat: dict[str, list[float]] = {n: [] for n in live}
-    for _ in range(100):  # passes over the sample until every backend has min_seconds
-        for i, text in enumerate(lat_texts):
-            for name in interleave_order(list(live), i):
-                try:
-                    dt, _ = time_call(lambda n=name: live[n].run([text]))
+    for r in range(100 * k):
+        for name in interleave_order(list(live), r):
+            try:
+                b = live[name]
+                b.run([blocks[r % k][0]])  # untimed: the switch from the previous backend
+                for text in blocks[r % k]:
+                    dt, _ = time_call(lambda t=text, b=b: b.run([t]))
                     lat[name].append(dt)
-                except Exception as e:
-                    fail(name, e, "latency")
-        if all(sum(lat[n]) >= cfg.min_seconds for n in live):
+            except Exception as e:
+                fail(name, e, "latency")
+        if r + 1 >= k and all(sum(lat[n]) >= cfg.min_seconds for n in live):
             break
     for name in live:
         ms = [x * 1000 for x in lat[name]]

@@ -20,6 +20,12 @@ def _fmt(x, digits: int = 1, suffix: str = "") -> str:
     return f"{x:.{digits}f}{suffix}"
 
 
+def _pct(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{100 * x:.1f}%" if x < 0.1 else f"{100 * x:.0f}%"
+
+
 def _ok(d: dict) -> list[dict]:
     return [b for b in d["backends"] if b["status"] == "ok"]
 
@@ -59,7 +65,7 @@ def render_markdown(d: dict) -> str:
         f"median {w['tokens']['median']:.0f}, max {w['tokens']['max']} tokens; "
         f"{100 * w['tokens']['truncated_share']:.0f}% truncated at max length {w['max_length']})",
         f"- machine: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['usable_cpus']} usable CPUs, "
-        f"device {w['device']}, {d['config']['threads']} threads everywhere; {d['created']}",
+        f"device {w['device']}, threads: {d['config']['threads']} for every backend; {d['created']}",
     ]
     if w.get("flops_per_text_mean"):
         lines.append(
@@ -82,7 +88,7 @@ def render_markdown(d: dict) -> str:
         row = [f"`{b['name']}`", b.get("precision", "")]
         row += [_fmt(_seq(b, x)) for x in bs_list]
         row += [_fmt(t.get("tokens_per_s"), 0), _fmt(_seq(b, H, "model_only")),
-                _fmt(100 * t["fraction_of_peak"], 0, "%") if t.get("fraction_of_peak") else "–",
+                _pct(t.get("fraction_of_peak")),
                 _fmt(100 * t["padding_ratio"], 0, "%") if t.get("padding_ratio") is not None else "–"]
         for base in BASELINES:
             ref = _seq(by_name[base], H) if base in by_name else None

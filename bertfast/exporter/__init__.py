@@ -262,7 +262,7 @@ def export(cfg: ExportConfig) -> Path:
                 f.write(json.dumps({"text": t, "label": lab}, ensure_ascii=False) + "\n")
 
         say(f"validating {len(variants)} variant(s) on {len(texts)} held-out texts vs PyTorch fp32")
-        ref, torch_speed = validate.torch_reference(model, tokenizer, texts, max_length)
+        ref, torch_speed = validate.torch_reference(model, tokenizer, texts, max_length, inputs)
         ref_metrics = validate.metrics(ref, y)
         manifest["reference"] = {**ref_metrics, "n": len(texts), "backend": "pytorch fp32",
                                  "seq_per_s": round(torch_speed, 1)}

@@ -75,16 +75,21 @@ def sensitive_nodes(path: Path, n_layers: int) -> list[str]:
     """
     import onnx
 
+    import re
+
     m = onnx.load(str(path), load_external_data=False)
+    layer_re = re.compile(r"layer[._](\d+)[./_]")
+    sensitive = {0, max(n_layers - 1, 0)}
     keep = []
-    first, last = "layer.0.", f"layer.{max(n_layers - 1, 0)}."
-    quantizable = [n for n in m.graph.node if n.op_type in QUANT_OPS]
-    for n in quantizable:
-        names = " ".join([n.name, *n.input, *n.output])
-        if first in names or last in names or "pooler" in names or "classifier" in names:
+    for n in m.graph.node:
+        if n.op_type not in QUANT_OPS:
+            continue
+        # A node belongs to the layer its *output* names (a fused Attention's input comes
+        # from the previous layer).
+        where = " ".join([*n.output, n.name])
+        hit = layer_re.search(where)
+        if (hit and int(hit.group(1)) in sensitive) or "pooler" in where or "classifier" in where:
             keep.append(n.name)
-    # Graph order: the last quantizable nodes are the head; keep them even if unnamed.
-    keep.extend(n.name for n in quantizable[-2:] if n.name not in keep)
     return keep
 
 

@@ -32,8 +32,13 @@ def metrics(probs: np.ndarray, y: np.ndarray | None) -> dict:
     return {"accuracy": float((pred == y).mean()), "macro_f1": float(np.mean(f1s)) if f1s else 0.0}
 
 
-def torch_reference(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32) -> tuple[np.ndarray, float]:
-    """PyTorch fp32 probabilities (caller order) and its seq/s on these texts."""
+def torch_reference(model, tokenizer, texts: list[str], max_length: int, inputs: list[str],
+                    batch_size: int = 32) -> tuple[np.ndarray, float]:
+    """PyTorch fp32 probabilities (caller order) and its seq/s on these texts.
+
+    Only the tensors the ONNX graph takes (`inputs`) are passed: a BERT tokenizer paired with a
+    model that has no `token_type_ids` (DistilBERT) must not feed them to either side.
+    """
     torch = require("torch", "train")
     order = np.argsort([len(t) for t in texts])  # length-sorted: less padding, same results
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
@@ -43,7 +48,8 @@ def torch_reference(model, tokenizer, texts: list[str], max_length: int, batch_s
             idx = order[i:i + batch_size]
             enc = tokenizer([texts[j] for j in idx], truncation=True, max_length=max_length,
                             padding=True, return_tensors="pt")
-            out[idx] = torch.softmax(model(**enc).logits.float(), -1).numpy()
+            feeds = {k: enc[k] for k in inputs if k in enc}
+            out[idx] = torch.softmax(model(**feeds).logits.float(), -1).numpy()
     return out, len(texts) / (time.perf_counter() - t0)
 
 

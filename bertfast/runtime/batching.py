@@ -144,9 +144,15 @@ class Batcher:
 
     def windows(self, texts: list[str]) -> tuple[list[list[int]], np.ndarray | None]:
         """Token ids per window (special tokens included) and, for sliding windows, starts."""
+        # encode_batch hands even one text to a thread pool; plain encode is faster for one.
         if self.long_text == "truncate":
+            if len(texts) == 1:
+                return [self.tok.encode(texts[0]).ids], None
             return [e.ids for e in self.tok.encode_batch(texts)], None
-        content = [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+        if len(texts) == 1:
+            content = [self.tok.encode(texts[0], add_special_tokens=False).ids]
+        else:
+            content = [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
         pre, suf, budget = self.prefix, self.suffix, self.budget
         if self.long_text == "head-tail":
             # "How to Fine-Tune BERT for Text Classification?" (Sun et al., 2019): keeping the

@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""Rewrite the README speed table from committed benchmark results (never typed by hand).
+
+Replaces what lies between `<!-- bench:start -->` and `<!-- bench:end -->` in README.md with a
+table rendered from results JSON files (default: the four reproduce.py workloads under
+benchmarks/results/, in that order, whichever exist).
+
+    python benchmarks/update_readme.py                        # rewrite README.md
+    python benchmarks/update_readme.py --check                # exit 1 if README.md is stale (CI)
+    python benchmarks/update_readme.py benchmarks/results/x/results.json ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # runnable from a checkout without installing bertfast
+
+from bertfast.bench.report import readme_table, replace_block  # noqa: E402
+
+# reproduce.py's workloads, in README order.
+DEFAULT_ORDER = ("minilm-bbc-128", "minilm-bbc-512", "minilm-headlines", "bert-base-128")
+
+
+def default_files(results_dir: Path) -> list[Path]:
+    files = [results_dir / n / "results.json" for n in DEFAULT_ORDER]
+    return [f for f in files if f.is_file()] or sorted(results_dir.glob("*/results.json"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("results", nargs="*", type=Path, help="results.json files (default: benchmarks/results/*)")
+    p.add_argument("--readme", type=Path, default=ROOT / "README.md", help="the README to rewrite")
+    p.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--check", action="store_true", help="do not write; exit 1 when the README is out of date")
+    args = p.parse_args(argv)
+    files = args.results or default_files(args.results_dir)
+    if not files:
+        print(f"error: no results.json under {args.results_dir}; run benchmarks/reproduce.py first.", file=sys.stderr)
+        return 2
+    base = args.readme.resolve().parent
+    pairs = []
+    for f in files:
+        rel = os.path.relpath(f.resolve(), base)
+        pairs.append((rel, json.loads(f.read_text())))
+    text = args.readme.read_text()
+    try:
+        new = replace_block(text, readme_table(pairs))
+    except ValueError as e:
+        print(f"error: {args.readme}: {e}", file=sys.stderr)
+        return 2
+    if args.check:
+        if new != text:
+            print(f"{args.readme} is out of date; run: python benchmarks/update_readme.py", file=sys.stderr)
+            return 1
+        return 0
+    args.readme.write_text(new)
+    print(f"updated {args.readme} from {len(files)} results file(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from conftest import LABELS, make_texts, write_csv
+
+from bertfast.data import LabeledTexts, load_splits, load_texts, read_labeled, stratified_split
+from bertfast.errors import DataError
+
+
+def test_csv_tsv_jsonl_parquet_and_folder_give_the_same_rows(tmp_path):
+    rows = make_texts(30)
+    write_csv(tmp_path / "d.csv", rows)
+    (tmp_path / "d.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=["text", "label"]).to_parquet(tmp_path / "d.parquet")
+    for i, (t, y) in enumerate(rows):
+        (tmp_path / "folder" / y).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "folder" / y / f"{i:03d}.txt").write_text(t)
+    ref = sorted(rows)
+    for name in ("d.csv", "d.tsv", "d.jsonl", "d.parquet", "folder"):
+        d = read_labeled(tmp_path / name)
+        assert sorted(zip(d.texts, d.labels)) == ref, name
+
+
+def test_custom_columns_and_int_labels(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [(f"text {i}", i % 3) for i in range(30)], "review", "stars")
+    d = read_labeled(p, text_column="review", label_column="stars")
+    assert set(d.labels) == {"0", "1", "2"}
+    sp = load_splits(p, text_column="review", label_column="stars")
+    assert sp.label_names == ["0", "1", "2"]
+
+
+def test_int_labels_sort_numerically(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [(f"text {i}", [2, 10, 1][i % 3]) for i in range(60)])
+    assert load_splits(p).label_names == ["1", "2", "10"]
+
+
+def test_split_is_stratified_seeded_and_disjoint(tiny_csv):
+    a = load_splits(tiny_csv, seed=1)
+    b = load_splits(tiny_csv, seed=1)
+    assert a.train.texts == b.train.texts and a.test.texts == b.test.texts
+    for part in (a.validation, a.test):
+        assert set(part.labels) == set(LABELS)  # every class in every eval split
+    ids = lambda d: set(zip(d.texts, d.labels, strict=True))  # noqa: E731
+    n = len(a.train) + len(a.validation) + len(a.test)
+    assert n == 90
+    # disjoint by position: counts add up and no eval row is a copy of the training list
+    assert len(ids(a.train) & ids(a.test)) <= len(ids(a.train)) and len(a.test) == 9
+
+
+def test_stratified_split_keeps_proportions():
+    data = LabeledTexts([str(i) for i in range(100)], ["a"] * 80 + ["b"] * 20)
+    train, test = stratified_split(data, (0.25,), seed=0)
+    assert Counter(test.labels) == {"a": 20, "b": 5}
+    assert not set(train.texts) & set(test.texts)
+
+
+def test_builtin_bbc_news():
+    d = read_labeled("bbc-news")
+    assert len(d) == 2225
+    assert sorted(set(d.labels)) == ["business", "entertainment", "politics", "sports", "tech"]
+    h = read_labeled("bbc-news-headlines")
+    assert len(h) == 2225 and max(len(t.split()) for t in h.texts) < 30
+    texts, labels = load_texts("bbc-news")
+    assert 200 <= len(texts) <= 240 and labels is not None  # the held-out test split only
+
+
+def test_load_texts_without_labels(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("text\nhello\nworld\n")
+    texts, labels = load_texts(p)
+    assert texts == ["hello", "world"] and labels is None
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_labeled(tmp_path / "nope.csv")
+
+
+def test_unknown_format(tmp_path):
+    p = tmp_path / "d.xlsx"
+    p.write_text("x")
+    with pytest.raises(DataError, match="unknown format '.xlsx'"):
+        read_labeled(p)
+
+
+def test_missing_column_lists_columns(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [("a", "x")], "body", "label")
+    with pytest.raises(DataError, match=r"column 'text' not found; columns are: body, label.*--text-column"):
+        read_labeled(p)
+    with pytest.raises(DataError, match="--label-column"):
+        read_labeled(p, text_column="body", label_column="y")
+
+
+def test_empty_dataset(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("text,label\n")
+    with pytest.raises(DataError, match="no rows"):
+        read_labeled(p)
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(DataError, match="empty"):
+        read_labeled(tmp_path / "e.csv")
+
+
+def test_null_text_names_the_row(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"text": "ok", "label": "a"}\n{"text": null, "label": "b"}\n')
+    with pytest.raises(DataError, match="data row 2 is empty/null"):
+        read_labeled(p)
+    p.write_text('{"text": "ok", "label": "a"}\n{"text": 5, "label": "b"}\n')
+    with pytest.raises(DataError, match=r"data row 2 is not a string \(int\)"):
+        read_labeled(p)
+
+
+def test_one_class_is_refused(tmp_path):
+    p = write_csv(tmp_path / "d.csv", [(f"t {i}", "same") for i in range(20)])
+    with pytest.raises(DataError, match="only one class"):
+        load_splits(p)
+
+
+def test_one_class_eval_split_is_refused(tmp_path, tiny_csv):
+    val = write_csv(tmp_path / "v.csv", [(f"t {i}", "sport") for i in range(10)])
+    with pytest.raises(DataError, match="validation split has only one class"):
+        load_splits(tiny_csv, validation=val)
+
+
+def test_unseen_eval_label_is_refused(tmp_path, tiny_csv):
+    test = write_csv(tmp_path / "t.csv", [(f"t {i}", ["sport", "cooking"][i % 2]) for i in range(10)])
+    with pytest.raises(DataError, match="'cooking' that never occur in the training data"):
+        load_splits(tiny_csv, test=test)
+
+
+def test_imbalanced_eval_split_warns(tmp_path, tiny_csv, caplog):
+    test = write_csv(tmp_path / "t.csv", [("t", "sport")] * 40 + [("t", "tech")] * 2 + [("t", "politics")] * 2)
+    load_splits(tiny_csv, test=test)
+    assert "imbalanced" in caplog.text

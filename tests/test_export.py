@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import make_texts, write_csv
+
+from bertfast.errors import BertfastError, DataError, ModelError
+from bertfast.exporter import ExportConfig, export
+from bertfast.exporter.optimize import op_counts
+from bertfast.manifest import load_manifest
+
+N_LAYERS = 2  # the tiny fixture model
+
+
+def _torch_probs(model_dir, texts, max_length):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    with torch.inference_mode():
+        enc = tok(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        if model.config.model_type == "distilbert":
+            enc.pop("token_type_ids", None)
+        return torch.softmax(model(**enc).logits, -1).numpy()
+
+
+def test_manifest_records_inputs_labels_and_validation(tiny_export):
+    m = load_manifest(tiny_export)
+    raw = m.raw
+    assert m.inputs == ["input_ids", "attention_mask", "token_type_ids"]
+    assert set(m.labels) == {"sport", "tech", "politics"}
+    assert m.max_length == 64  # from training.json
+    assert set(m.variants) == {"fp32", "int8-dynamic", "int8-dynamic-pc", "int8-static"}
+    assert raw["source"]["sha256"] and raw["opset"] == 17 and "onnxruntime" in raw["versions"]
+    for name, v in m.variants.items():
+        val = v["validation"]
+        assert val["n"] == raw["eval_data"]["rows"] > 0, name
+        assert 0 <= val["label_agreement"] <= 1 and v["speed"]["seq_per_s"] > 0
+        assert v["eligible"] == (val["accuracy_drop_points"] <= raw["max_accuracy_drop"])
+    assert m.variants["fp32"]["validation"]["label_agreement"] == 1.0
+    assert m.variants["fp32"]["validation"]["max_abs_prob_diff"] < 1e-4
+    # the default is the fastest eligible CPU variant
+    elig = {n: v["speed"]["seq_per_s"] for n, v in m.variants.items() if v["eligible"]}
+    assert m.default["cpu"] == max(elig, key=elig.get)
+    assert m.default["cuda"] == "fp32"
+    assert (tiny_export / "eval.jsonl").exists() and (tiny_export / "config.json").exists()
+
+
+def test_fp32_graph_is_fused(tiny_export):
+    ops = op_counts(tiny_export / "model.onnx")
+    assert ops.get("Attention") == N_LAYERS
+    assert ops.get("EmbedLayerNormalization") == 1
+    assert ops.get("SkipLayerNormalization") == 2 * N_LAYERS
+    assert ops.get("BiasGelu") == N_LAYERS
+    assert "Softmax" not in ops and "Erf" not in ops  # nothing left unfused
+
+
+def test_int8_graphs_are_quantized(tiny_export):
+    m = load_manifest(tiny_export)
+    for name in ("int8-dynamic", "int8-dynamic-pc"):
+        ops = op_counts(m.variant_file(name))
+        assert ops.get("QAttention") == N_LAYERS, name
+        assert ops.get("MatMulInteger", 0) >= 2 * N_LAYERS, name  # FFN in/out per layer
+        assert ops.get("MatMul", 0) == 0 and ops.get("Attention", 0) == 0, name
+    static = op_counts(m.variant_file("int8-static"))
+    assert static.get("QuantizeLinear", 0) >= 2 * N_LAYERS and static.get("DequantizeLinear", 0) >= 2 * N_LAYERS
+
+
+def test_fp32_variant_matches_pytorch(tiny_export, tiny_trained):
+    from bertfast.runtime.classifier import Classifier
+
+    texts = [t for t, _ in make_texts(25, seed=7)] + ["", "a " * 200]
+    ref = _torch_probs(tiny_trained, texts, 64)
+    with Classifier.load(tiny_export, device="cpu", variant="fp32") as clf:
+        got = clf.predict_proba(texts)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    with Classifier.load(tiny_export, device="cpu", variant="int8-dynamic") as clf:
+        q = clf.predict_proba(texts)
+    assert np.abs(q - ref).max() < 0.05
+
+
+def test_loads_in_optimum_and_transformers_pipeline(tiny_export):
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoTokenizer, pipeline
+
+    from bertfast.runtime.classifier import Classifier
+
+    texts = [t for t, _ in make_texts(12, seed=3)]
+    tok = AutoTokenizer.from_pretrained(tiny_export)
+    m = load_manifest(tiny_export)
+    for name in ("fp32", "int8-dynamic"):
+        ort_model = ORTModelForSequenceClassification.from_pretrained(tiny_export, file_name=m.variants[name]["file"])
+        pipe = pipeline("text-classification", model=ort_model, tokenizer=tok, truncation=True, max_length=64)
+        theirs = [r["label"] for r in pipe(texts)]
+        with Classifier.load(tiny_export, device="cpu", variant=name) as clf:
+            ours = [r["label"] for r in clf.predict(texts)]
+        assert theirs == ours, name
+
+
+def test_mixed_and_fp16_variants(tiny_trained, tmp_path):
+    out = export(ExportConfig(model_dir=str(tiny_trained), out=str(tmp_path / "e"), device="all",
+                              variants="fp32,int8-mixed,fp16"))
+    m = load_manifest(out)
+    mixed = op_counts(m.variant_file("int8-mixed"))
+    # first and last layer (both layers here) and the head stay fp32: no QAttention, float MatMuls remain
+    assert mixed.get("MatMul", 0) > 0 and mixed.get("Attention", 0) == N_LAYERS
+    fp16 = m.variants["fp16"]
+    assert fp16["devices"] == ["cuda"] and fp16["precision"] == "fp16"
+    import onnx
+
+    g = onnx.load(str(m.variant_file("fp16")))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in g.graph.initializer)
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert fp16["eligible"] is False and "not validated" in fp16["reason"]
+        assert m.default["cuda"] == "fp32"
+
+
+def test_model_without_token_type_ids(tmp_path):
+    """DistilBERT takes no token_type_ids: the graph and the runtime must agree on that."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from bertfast.runtime.classifier import Classifier
+
+    src = tmp_path / "distil"
+    shutil.copytree(_tok_dir(tmp_path), src)
+    cfg = DistilBertConfig(vocab_size=200, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128,
+                           id2label={0: "a", 1: "b"}, label2id={"a": 0, "b": 1})
+    DistilBertForSequenceClassification(cfg).save_pretrained(src)
+    ev = write_csv(tmp_path / "ev.csv", [(t, "ab"[i % 2]) for i, (t, _) in enumerate(make_texts(20))])
+    out = export(ExportConfig(model_dir=str(src), out=str(tmp_path / "e"), eval_data=str(ev), variants="fp32,int8-dynamic", max_length=32))
+    m = load_manifest(out)
+    assert m.inputs == ["input_ids", "attention_mask"]
+    texts = [t for t, _ in make_texts(6)]
+    with Classifier.load(out, device="cpu", variant="fp32") as clf:
+        np.testing.assert_allclose(clf.predict_proba(texts), _torch_probs(src, texts, 32), atol=1e-4)
+
+
+def _tok_dir(tmp_path):
+    from conftest import _vocab
+    from transformers import BertTokenizerFast
+
+    d = tmp_path / "tok"
+    d.mkdir()
+    (d / "vocab.txt").write_text("\n".join(_vocab()) + "\n")
+    BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True).save_pretrained(d)
+    return d
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_refuses_to_overwrite_without_force(tiny_export, tiny_trained):
+    before = (tiny_export / "bertfast.json").read_text()
+    with pytest.raises(BertfastError, match="already exists.*--force"):
+        export(ExportConfig(model_dir=str(tiny_trained), out=str(tiny_export)))
+    assert (tiny_export / "bertfast.json").read_text() == before
+
+
+def test_failed_export_keeps_previous_export(tiny_export, tiny_trained, tmp_path, monkeypatch):
+    prev = tmp_path / "prev"
+    shutil.copytree(tiny_export, prev)
+    before = sorted(p.name for p in prev.iterdir())
+    from bertfast.exporter import quantize
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(quantize, "dynamic", boom)
+    with pytest.raises(OSError, match="No space left"):
+        export(ExportConfig(model_dir=str(tiny_trained), out=str(prev), force=True))
+    assert sorted(p.name for p in prev.iterdir()) == before
+    load_manifest(prev)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bertfast-tmp")]
+
+
+def test_not_a_model_folder(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        export(ExportConfig(model_dir=str(tmp_path / "nope")))
+    (tmp_path / "x").mkdir()
+    with pytest.raises(ModelError, match="not a model folder"):
+        export(ExportConfig(model_dir=str(tmp_path / "x")))
+
+
+def test_non_classification_checkpoint(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)).save_pretrained(tmp_path / "enc")
+    with pytest.raises(ModelError, match="BertModel checkpoint, not a sequence classifier"):
+        export(ExportConfig(model_dir=str(tmp_path / "enc")))
+
+
+def test_corrupt_weights(tiny_trained, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_trained, bad)
+    (bad / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelError, match="corrupt"):
+        export(ExportConfig(model_dir=str(bad), out=str(tmp_path / "e")))
+    assert not (tmp_path / "e").exists()
+
+
+def test_eval_labels_must_match_id2label(tiny_trained, tmp_path):
+    ev = write_csv(tmp_path / "ev.csv", [("hello", "cooking"), ("world", "sport")])
+    with pytest.raises(DataError, match="'cooking' that the model does not know; its labels.*sport"):
+        export(ExportConfig(model_dir=str(tiny_trained), out=str(tmp_path / "e"), eval_data=str(ev)))
+
+
+def test_no_eval_data(tiny_model, tmp_path):
+    # A checkpoint not trained by bertfast has no saved split: ask for --eval-data.
+    from transformers import AutoModelForSequenceClassification
+
+    AutoModelForSequenceClassification.from_pretrained(tiny_model).save_pretrained(tiny_model)
+    with pytest.raises(DataError, match="--eval-data"):
+        export(ExportConfig(model_dir=str(tiny_model), out=str(tmp_path / "e")))
+
+
+def test_bad_flags_name_the_flag():
+    with pytest.raises(BertfastError, match="--variants: unknown int4"):
+        ExportConfig(model_dir="m", variants="fp32,int4")
+    with pytest.raises(BertfastError, match="--device"):
+        ExportConfig(model_dir="m", device="tpu")
+    with pytest.raises(BertfastError, match="--quantize 'avx9' is not a preset"):
+        from bertfast.exporter.quantize import check_preset
+
+        check_preset("avx9")
+
+
+def test_unknown_variant_at_load(tiny_export):
+    from bertfast.runtime.classifier import Classifier
+
+    with pytest.raises(BertfastError, match="variant 'int4'.*available: fp32"):
+        Classifier.load(tiny_export, variant="int4")
+
+
+def test_manifest_is_readable_json(tiny_export):
+    json.loads((tiny_export / "bertfast.json").read_text())
