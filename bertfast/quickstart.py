@@ -90,11 +90,11 @@ def quickstart(cfg: QuickstartConfig) -> dict:
         from .bench import BenchConfig, run_benchmark
 
         report = run_benchmark(BenchConfig(
-            target=str(export_dir), out=str(root / "quickstart-bench"), batch_sizes=(32,), quick=True,
-            backends=("torch-seed", "torch", "bertfast"),
+            target=str(export_dir), out=str(root / "quickstart-bench"), batch_sizes=(32,), preset="quick",
+            backends=("torch-seed", "torch", f"bertfast:{manifest['default']['cpu']}"), force=True,
         ))
         times["bench"] = time.time() - t
-        bench_md = getattr(report, "markdown_path", None)
+        bench_md = report.paths.get("markdown")
         summary["bench"] = _speedups(report)
 
     default = manifest["default"]["cpu"]
@@ -119,15 +119,12 @@ def quickstart(cfg: QuickstartConfig) -> dict:
 
 def _speedups(report) -> dict:
     """seq/s per backend at the largest batch size, and the ratio vs torch-seed."""
-    data = report.to_json() if hasattr(report, "to_json") else {}
-    if isinstance(data, str):
-        data = json.loads(data)
     out = {}
-    for r in data.get("results", []):
-        if r.get("status", "ok") != "ok" or not r.get("throughput"):
+    for b in report.to_json()["backends"]:
+        if b.get("status") != "ok" or not b.get("throughput"):
             continue
-        best = max(r["throughput"], key=lambda x: x.get("batch_size", 0))
-        out[r["backend"]] = best.get("seq_per_s")
+        largest = max(b["throughput"], key=int)
+        out[b["name"]] = round(b["throughput"][largest]["seq_per_s"], 1)
     base = out.get("torch-seed")
     return {"seq_per_s": out, "speedup_vs_torch_seed": {k: round(x / base, 2) for k, x in out.items()} if base else {}}
 

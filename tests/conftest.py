@@ -65,7 +65,7 @@ def _tiny_model_session(tmp_path_factory) -> Path:
     cfg = BertConfig(
         vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=128,
-        id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)},
+        id2label=dict(enumerate(LABELS)), label2id={name: i for i, name in enumerate(LABELS)},
     )
     model = BertForSequenceClassification(cfg).eval()
     out = root / "model"

@@ -159,8 +159,8 @@ def export(cfg: ExportConfig) -> Path:
     config = check_model_dir(model_dir)
     check_output_dir(out, cfg.force)
     transformers = require("transformers", "train")
-    from . import optimize, quantize, validate
     from ..training import model_length_limit
+    from . import optimize, quantize, validate
 
     training = {}
     if (model_dir / "training.json").exists():

@@ -73,9 +73,9 @@ def sensitive_nodes(path: Path, n_layers: int) -> list[str]:
     Quantization error is largest where activations have outliers (first layer, right after
     the embeddings) and matters most right before the logits (last layer, pooler, classifier).
     """
-    import onnx
-
     import re
+
+    import onnx
 
     m = onnx.load(str(path), load_external_data=False)
     layer_re = re.compile(r"layer[._](\d+)[./_]")
