@@ -274,43 +274,51 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
     report = classification_report(np.asarray(logits).argmax(-1), test_labels, splits.label_names)
     test_metrics = _metrics(np.asarray(logits), test_labels, n_classes)
 
-    with atomic_dir(out) as tmp:
-        trainer.model.config.id2label = splits.id2label
-        trainer.model.config.label2id = label2id
-        trainer.save_model(str(tmp))
-        tokenizer.model_max_length = cfg.max_length
-        tokenizer.save_pretrained(str(tmp))
-        (tmp / "splits").mkdir()
-        for name in ("train", "validation", "test"):
-            getattr(splits, name).to_jsonl(tmp / "splits" / f"{name}.jsonl")
-        for f in ("training_args.bin",):
-            (tmp / f).unlink(missing_ok=True)
-        summary = {
-            "bertfast_training": 1,
-            "model": cfg.model, "model_source": src, "model_type": config.model_type,
-            "data": {"source": str(cfg.data), "split_note": splits.split_note,
-                     "text_column": cfg.text_column, "label_column": cfg.label_column,
-                     "rows": {k: len(getattr(splits, k)) for k in ("train", "validation", "test")},
-                     "label_counts": {k: getattr(splits, k).counts() for k in ("train", "validation", "test")}},
-            "labels": splits.label_names,
-            "max_length": cfg.max_length, "model_max_length": limit,
-            "metrics": {
-                "validation": {k.removeprefix("validation_"): v for k, v in val_metrics.items()},
-                "test": test_metrics,
-                "test_per_class": report,
-            },
-            "log_history": trainer.state.log_history,
-            "token_lengths": length_histogram(tokenizer, splits.train.texts, cfg.max_length),
-            "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
-            "train_seconds": round(time.time() - t0, 1),
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "versions": library_versions(),
-        }
-        write_json(tmp / "training.json", summary)
-    if not cfg.keep_checkpoints:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    log.info("test accuracy %.4f, macro-F1 %.4f; model written to %s (%.0f s)",
-             test_metrics["accuracy"], test_metrics["macro_f1"], out, time.time() - t0)
+    # Under torchrun / accelerate launch every rank runs this function and the evaluations above
+    # (they are collective). Only the main process writes: two ranks renaming their own temp
+    # folder onto `out`, or one removing the checkpoints another still reads, would race.
+    if trainer.is_world_process_zero():
+        with atomic_dir(out) as tmp:
+            trainer.model.config.id2label = splits.id2label
+            trainer.model.config.label2id = label2id
+            trainer.save_model(str(tmp))
+            tokenizer.model_max_length = cfg.max_length
+            tokenizer.save_pretrained(str(tmp))
+            (tmp / "splits").mkdir()
+            for name in ("train", "validation", "test"):
+                getattr(splits, name).to_jsonl(tmp / "splits" / f"{name}.jsonl")
+            for f in ("training_args.bin",):
+                (tmp / f).unlink(missing_ok=True)
+            summary = {
+                "bertfast_training": 1,
+                "model": cfg.model, "model_source": src, "model_type": config.model_type,
+                "data": {"source": str(cfg.data), "split_note": splits.split_note,
+                         "text_column": cfg.text_column, "label_column": cfg.label_column,
+                         "rows": {k: len(getattr(splits, k)) for k in ("train", "validation", "test")},
+                         "label_counts": {k: getattr(splits, k).counts() for k in ("train", "validation", "test")}},
+                "labels": splits.label_names,
+                "max_length": cfg.max_length, "model_max_length": limit,
+                "metrics": {
+                    "validation": {k.removeprefix("validation_"): v for k, v in val_metrics.items()},
+                    "test": test_metrics,
+                    "test_per_class": report,
+                },
+                "log_history": trainer.state.log_history,
+                "token_lengths": length_histogram(tokenizer, splits.train.texts, cfg.max_length),
+                "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+                "train_seconds": round(time.time() - t0, 1),
+                "device": "cuda" if torch.cuda.is_available() else "cpu",
+                "world_size": trainer.args.world_size,  # processes that trained (torchrun / accelerate)
+                "versions": library_versions(),
+            }
+            write_json(tmp / "training.json", summary)
+        if not cfg.keep_checkpoints:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        log.info("test accuracy %.4f, macro-F1 %.4f; model written to %s (%.0f s)",
+                 test_metrics["accuracy"], test_metrics["macro_f1"], out, time.time() - t0)
+    # The other ranks return only once the folder is in place, so a script that goes on to use
+    # `out` (export, evaluation) on any rank finds it complete.
+    trainer.accelerator.wait_for_everyone()
     return out
 
 

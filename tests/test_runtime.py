@@ -403,3 +403,18 @@ def test_real_export_every_cpu_variant(tiny_export):
     base = results.get("fp32", next(iter(results.values())))
     for name, p in results.items():
         assert (p.argmax(1) == base.argmax(1)).mean() >= 0.8, name
+
+
+def test_streams_give_the_same_results_in_order(tiny_export):
+    """Concurrent batch streams must not change a single probability or the caller's order."""
+    from conftest import make_texts
+
+    from bertfast.runtime.classifier import Classifier
+
+    texts = [t for t, _ in make_texts(300, seed=11, max_words=60)]
+    with Classifier.load(tiny_export, device="cpu", threads=2, batch_tokens=256) as one:
+        ref = one.predict_proba(texts)
+        assert one.last_stats["n_batches"] > 4
+    with Classifier.load(tiny_export, device="cpu", threads=2, streams=2, batch_tokens=256) as two:
+        assert two.streams == 2
+        np.testing.assert_array_equal(two.predict_proba(texts), ref)

@@ -52,6 +52,7 @@ class Classifier:
         device: str,
         threads: int,
         aggregate: str,
+        streams: int = 1,
     ):
         self.manifest = manifest
         self.session = session
@@ -64,7 +65,11 @@ class Classifier:
         self.providers = list(session.get_providers())
         self.last_stats: dict = {}
         self._output = manifest.output
+        self.streams = streams
         self._pool: ThreadPoolExecutor | None = None
+        # Created here, not lazily, so concurrent callers never race to make two pools
+        # (ThreadPoolExecutor starts its threads only on first use).
+        self._run_pool = ThreadPoolExecutor(streams, thread_name_prefix="bertfast-run") if streams > 1 else None
         self._closed = False
 
     # -- construction --------------------------------------------------------------------
@@ -83,6 +88,7 @@ class Classifier:
         max_batch_size: int = 256,
         max_length: int | None = None,
         allow_spinning: bool = True,
+        streams: int = 1,
     ) -> Classifier:
         """Load an export folder written by `bertfast export`.
 
@@ -105,6 +111,11 @@ class Classifier:
                 `max_length`; at most its `model_max_length`.
             allow_spinning: let ONNX Runtime threads spin between ops (lower latency; turn off
                 when the cores are shared with other busy work).
+            streams: batches run concurrently, each on `threads // streams` intra-op threads
+                (CPU only). With 2+ streams the cores work on different batches instead of
+                splitting every matrix multiply and meeting at a barrier after each op, which
+                wins throughput when there are several batches and keeps working when another
+                process steals a core. Batch-1 latency is unaffected (one batch = one stream).
 
         Returns:
             A ready Classifier.
@@ -123,6 +134,8 @@ class Classifier:
                 raise BertfastError(f"{name} must be an integer >= {low}; got {value!r}.")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise BertfastError(f"threads must be an integer >= 1 (or None for all usable CPUs); got {threads!r}.")
+        if not isinstance(streams, int) or streams < 1:
+            raise BertfastError(f"streams must be an integer >= 1; got {streams!r}.")
         if stride is not None and (not isinstance(stride, int) or stride < 0):
             raise BertfastError(f"stride must be an integer >= 0; got {stride!r}.")
 
@@ -137,7 +150,10 @@ class Classifier:
         from ..utils import usable_cpus
 
         threads = threads or usable_cpus()
-        session, device, variant = _open_session(m, device, variant, threads, allow_spinning)
+        streams = min(streams, threads)
+        session, device, variant = _open_session(m, device, variant, max(1, threads // streams), allow_spinning)
+        if device == "cuda":
+            streams = 1  # one GPU stream; concurrency there comes from batch size
         dtypes = {}
         graph_inputs = {i.name: i.type for i in session.get_inputs()}
         missing = [n for n in graph_inputs if n not in m.inputs]
@@ -159,7 +175,7 @@ class Classifier:
             long_text=long_text, stride=stride, batch_tokens=batch_tokens, max_batch_size=max_batch_size,
         )
         log.info("loaded %s: variant %s on %s (%s), %d threads", m.folder, variant, device, session.get_providers()[0], threads)
-        return cls(m, session, batcher, variant, device, threads, aggregate)
+        return cls(m, session, batcher, variant, device, threads, aggregate, streams)
 
     # -- public API ----------------------------------------------------------------------
 
@@ -208,14 +224,17 @@ class Classifier:
         if enc.n_windows == 1:  # batch-1 path: no scatter
             (_, feeds), = enc.batches
             return self._run(feeds)
-        win = None
-        for idx, feeds in enc.batches:
-            out = self._run(feeds)
-            if win is None:
-                win = np.empty((enc.n_windows, out.shape[1]), dtype=np.float32)
-            win[idx] = out
-        if win is None:
+        if not enc.batches:
             return np.empty((0, len(self.labels)), dtype=np.float32)
+        win = np.empty((enc.n_windows, len(self.labels)), dtype=np.float32)
+        if self.streams > 1 and len(enc.batches) > 1:
+            # ORT's Run is thread-safe; each call runs on its caller thread when intra-op = 1.
+            outs = self._run_pool.map(lambda b: self._run(b[1]), enc.batches)
+            for (idx, _), out in zip(enc.batches, outs):
+                win[idx] = out
+        else:
+            for idx, feeds in enc.batches:
+                win[idx] = self._run(feeds)
         return aggregate_windows(win, enc.window_starts, self.aggregate)
 
     def iter_proba(self, chunks: Iterable[Sequence[str]]) -> Iterator[np.ndarray]:
@@ -255,9 +274,10 @@ class Classifier:
 
     def close(self) -> None:
         """Release the ONNX Runtime session and the background tokenizer thread."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for pool in (self._pool, self._run_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._run_pool = None
         self.session = None
         self._closed = True
 
