@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -254,6 +255,10 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
         seed=cfg.seed,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Under torchrun on a machine without CUDA, accelerate sets up gloo DDP only when told the
+        # run is on CPU; without it every rank would silently train its own model (world_size 1).
+        use_cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
+        ddp_find_unused_parameters=False,  # every parameter of an encoder + head gets a gradient
         disable_tqdm=False,
         save_only_model=False,
     )

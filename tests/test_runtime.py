@@ -418,3 +418,23 @@ def test_streams_give_the_same_results_in_order(tiny_export):
     with Classifier.load(tiny_export, device="cpu", threads=2, streams=2, batch_tokens=256) as two:
         assert two.streams == 2
         np.testing.assert_array_equal(two.predict_proba(texts), ref)
+
+
+def test_truncate_head_cut_gives_identical_ids(tiny_export):
+    """Cutting long texts before tokenizing must not change a single token id."""
+    from tokenizers import Tokenizer
+
+    from bertfast.runtime.classifier import Classifier
+
+    words = "match goal team win league player coach phone software chip".split()
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=n)) for n in (5, 60, 63, 64, 65, 300, 2000)]
+    texts += ["x" * 3000 + " goal", "goal " + "https://example.com/" + "a" * 2000 + " team " * 10]
+    tok = Tokenizer.from_file(str(tiny_export / "tokenizer.json"))
+    tok.no_padding()
+    with Classifier.load(tiny_export, device="cpu") as clf:
+        L = clf.batcher.max_length
+        tok.enable_truncation(L)
+        got = clf.batcher.windows(texts)[0]
+        assert got == [e.ids for e in tok.encode_batch(texts)]
+        assert [clf.batcher.windows([t])[0][0] for t in texts] == got
