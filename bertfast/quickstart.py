@@ -86,6 +86,7 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     rows = [json.loads(line) for line in preds.read_text().splitlines() if line.strip()]
     # The test file carries the true `label`, so predict writes its answer as `pred_label`.
     onnx_acc = sum(r["pred_label"] == r["label"] for r in rows) / max(len(rows), 1)
+    agreement = _agreement_with_pytorch(model_dir, manifest, rows)
 
     bench_md = None
     if cfg.bench:
@@ -106,6 +107,8 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     summary.update({
         "test_accuracy_pytorch": training["metrics"]["test"]["accuracy"],
         "test_accuracy_onnx_default": onnx_acc,
+        "test_label_agreement_with_pytorch": agreement,
+        "test_rows": len(rows),
         "default_variant": default,
         "variants": {n: {"accuracy": (x.get("validation") or {}).get("accuracy"),
                          "agreement": (x.get("validation") or {}).get("label_agreement"),
@@ -119,6 +122,20 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     (root / "quickstart-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(_format(summary))
     return summary
+
+
+def _agreement_with_pytorch(model_dir: Path, manifest: dict, rows: list[dict]) -> float:
+    """Share of test texts where the exported default variant and PyTorch fp32 agree."""
+    from transformers import AutoTokenizer
+
+    from .exporter.onnx import load_torch_model
+    from .exporter.validate import torch_reference
+
+    model = load_torch_model(model_dir)
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    probs, _ = torch_reference(model, tok, [r["text"] for r in rows], manifest["max_length"], manifest["inputs"])
+    id2label = manifest["id2label"]
+    return sum(id2label[str(i)] == r["pred_label"] for i, r in zip(probs.argmax(-1).tolist(), rows)) / max(len(rows), 1)
 
 
 def _speedups(report) -> dict:
@@ -136,7 +153,8 @@ def _speedups(report) -> dict:
 def _format(s: dict) -> str:
     lines = ["", "bertfast quickstart: MiniLM-L6 fine-tuned on BBC News",
              f"  test accuracy  PyTorch fp32 {100 * s['test_accuracy_pytorch']:.2f}%   "
-             f"ONNX default ({s['default_variant']}) {100 * s['test_accuracy_onnx_default']:.2f}%",
+             f"ONNX default ({s['default_variant']}) {100 * s['test_accuracy_onnx_default']:.2f}%   "
+             f"label agreement {100 * s['test_label_agreement_with_pytorch']:.2f}% ({s['test_rows']} test texts)",
              "  export variants (validation split):"]
     for n, v in s["variants"].items():
         acc = "n/a" if v["accuracy"] is None else f"{100 * v['accuracy']:.2f}%"

@@ -46,6 +46,8 @@ class TrainConfig:
         epochs, lr, batch_size, weight_decay, warmup_ratio, seed: the usual.
         early_stopping: stop after this many epochs without macro-F1 improvement (None: off).
         resume: continue from the last checkpoint of an interrupted run with the same `out`.
+        train_split / test_split: split names of a hub dataset (`train`, `test`, `train[:10%]`);
+            by default the hub's `test` split is the test set when it exists.
         max_train_samples / max_eval_samples: stratified subsample sizes (quick experiments).
         force: replace an existing output folder.
         keep_checkpoints: keep `<out>.checkpoints/` after success (default: removed).
@@ -70,6 +72,8 @@ class TrainConfig:
     seed: int = 42
     early_stopping: int | None = None
     resume: bool = False
+    train_split: str = "train"
+    test_split: str | None = None
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     force: bool = False
@@ -197,7 +201,7 @@ def train(cfg: TrainConfig) -> Path:
         raise BertfastError(f"--max-length {cfg.max_length} is over the limit of {cfg.model!r} ({limit} positions); use at most {limit}.")
     splits = load_splits(
         cfg.data, cfg.text_column, cfg.label_column, cfg.validation_data, cfg.test_data,
-        cfg.val_fraction, cfg.test_fraction, cfg.seed,
+        cfg.val_fraction, cfg.test_fraction, cfg.seed, train_split=cfg.train_split, test_split=cfg.test_split,
         max_train_samples=cfg.max_train_samples, max_eval_samples=cfg.max_eval_samples,
     )
     log.info("data %s: %d train / %d validation / %d test, %d classes (%s)", cfg.data, len(splits.train),
@@ -350,6 +354,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42, help="seed for splits, init and data order")
     p.add_argument("--early-stopping", type=int, default=None, metavar="EPOCHS", help="stop after N epochs without macro-F1 gain")
     p.add_argument("--resume", action="store_true", help="resume an interrupted run from its last checkpoint")
+    p.add_argument("--train-split", default="train", help="hub dataset split to train on")
+    p.add_argument("--test-split", default=None, help="hub dataset split to test on (default: 'test' if it exists)")
     p.add_argument("--max-train-samples", type=int, default=None, help="stratified subsample of the training data")
     p.add_argument("--max-eval-samples", type=int, default=None, help="stratified subsample of validation/test")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")

@@ -142,3 +142,35 @@ def test_imbalanced_eval_split_warns(tmp_path, tiny_csv, caplog):
     test = write_csv(tmp_path / "t.csv", [("t", "sport")] * 40 + [("t", "tech")] * 2 + [("t", "politics")] * 2)
     load_splits(tiny_csv, test=test)
     assert "imbalanced" in caplog.text
+
+
+def test_hub_dataset_uses_classlabel_names_and_test_split(monkeypatch):
+    """A hub dataset (imdb-like: ClassLabel ints, train/test splits) without network."""
+    import datasets
+
+    feats = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    rows = {s: make_texts(40 if s == "train" else 20, seed=len(s)) for s in ("train", "test")}
+    calls = []
+
+    def fake_load(repo, config=None, split=None):
+        calls.append((repo, config, split))
+        data = rows[split]
+        return datasets.Dataset.from_dict({"text": [t for t, _ in data], "label": [i % 2 for i in range(len(data))]}, features=feats)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    sp = load_splits("imdb")
+    assert sp.label_names == ["neg", "pos"]
+    assert len(sp.test) == 20 and "hub split 'test'" in sp.split_note
+    assert len(sp.train) + len(sp.validation) == 40
+    assert ("imdb", None, "train") in calls and ("imdb", None, "test") in calls
+
+
+def test_hub_failure_is_a_clear_error(monkeypatch):
+    import datasets
+
+    def fail(*a, **k):
+        raise ConnectionError("Couldn't reach the Hugging Face Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", fail)
+    with pytest.raises(DataError, match="not a local file or folder, not a built-in dataset.*could not be loaded from the Hugging Face hub"):
+        read_labeled("some-user/some-data")

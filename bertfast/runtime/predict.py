@@ -34,6 +34,7 @@ from .providers import DEVICES
 log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "txt")
+ENGINES = ("single", "ray")
 _EXTENSIONS = {
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
     ".parquet": "parquet", ".pq": "parquet", ".txt": "txt", ".text": "txt",
@@ -473,8 +474,11 @@ _WRITERS = {"csv": _DelimitedWriter, "tsv": _DelimitedWriter, "jsonl": _JsonlWri
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of `bertfast predict` (each maps to the PredictConfig field of the same name)."""
     p.add_argument("export", type=Path, help="export folder written by `bertfast export`")
-    p.add_argument("--input", "-i", type=Path, required=True, help="file to classify (.csv .tsv .jsonl .parquet .txt)")
-    p.add_argument("--output", "-o", type=Path, required=True, help="predictions file; written atomically")
+    # str, not Path: Path("s3://b/k") collapses to "s3:/b/k" (PredictConfig makes local paths Paths).
+    p.add_argument("--input", "-i", required=True,
+                   help="file to classify (.csv .tsv .jsonl .parquet .txt); --engine ray: also a folder, glob or URI (s3://...)")
+    p.add_argument("--output", "-o", required=True,
+                   help="predictions file, written atomically; --engine ray: a folder of part files (local or URI)")
     p.add_argument("--input-format", choices=FORMATS, help="override the format guessed from --input's extension")
     p.add_argument("--output-format", choices=FORMATS, help="default: from --output's extension, else the input format")
     p.add_argument("--text-column", default="text", help="column (CSV/TSV/Parquet) or field (JSONL) holding the text")
@@ -493,10 +497,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all-scores", action="store_true", help="add a prob_<label> column per class")
     p.add_argument("--force", action="store_true", help="replace an existing --output")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    g = p.add_argument_group("scale out (--engine ray; see bertfast.distributed, needs pip install 'bertfast[ray]')")
+    g.add_argument("--engine", choices=ENGINES, default="single",
+                   help="single: this process; ray: a Ray Data actor pool over every file of --input")
+    g.add_argument("--workers", type=int, help="actors in the pool; default: as many as fit the cluster")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor; a fraction shares a GPU; 0: CPU")
+    g.add_argument("--address", help="Ray cluster to join (auto, ray://head:10001); default: a local Ray instance")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run `bertfast predict` from parsed flags."""
+    """Run `bertfast predict` from parsed flags (`--engine ray`: `bertfast.distributed.classify`)."""
+    if getattr(args, "engine", "single") == "ray":
+        from ..distributed import ClassifyConfig, classify
+
+        names = {f.name for f in fields(ClassifyConfig)}
+        classify(ClassifyConfig(**{k: v for k, v in vars(args).items() if k in names}))
+        return 0
+    for flag, value, default in (
+        ("--workers", getattr(args, "workers", None), None), ("--gpus-per-worker", getattr(args, "gpus_per_worker", 0.0), 0.0),
+        ("--address", getattr(args, "address", None), None),
+    ):
+        if value != default:
+            raise BertfastError(f"{flag} needs --engine ray (the single-process engine runs in this process only).")
     names = {f.name for f in fields(PredictConfig)}
     predict(PredictConfig(**{k: v for k, v in vars(args).items() if k in names}))
     return 0
