@@ -32,6 +32,20 @@ def default_files(results_dir: Path) -> list[Path]:
     return [f for f in files if f.is_file()] or sorted(results_dir.glob("*/results.json"))
 
 
+QS_START, QS_END = "<!-- quickstart:start -->", "<!-- quickstart:end -->"
+
+
+def quickstart_block(text: str, results_dir: Path, base: Path) -> str:
+    """Fill the README's quickstart block from the committed quickstart run, if both exist."""
+    md = results_dir / "quickstart" / "summary.md"
+    i, j = text.find(QS_START), text.find(QS_END)
+    if not md.is_file() or i < 0 or j < i:
+        return text
+    rel = os.path.relpath(md.resolve(), base)
+    block = md.read_text().strip() + f"\n\n(Recorded quickstart run: [{rel}]({rel}).)"
+    return text[: i + len(QS_START)] + "\n" + block + "\n" + text[j:]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("results", nargs="*", type=Path, help="results.json files (default: benchmarks/results/*)")
@@ -54,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {args.readme}: {e}", file=sys.stderr)
         return 2
+    new = quickstart_block(new, args.results_dir, base)
     if args.check:
         if new != text:
             print(f"{args.readme} is out of date; run: python benchmarks/update_readme.py", file=sys.stderr)

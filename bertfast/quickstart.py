@@ -120,8 +120,33 @@ def quickstart(cfg: QuickstartConfig) -> dict:
                       "bench": str(bench_md) if bench_md else None},
     })
     (root / "quickstart-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (root / "quickstart-summary.md").write_text(_markdown(summary, manifest))
     print(_format(summary))
     return summary
+
+
+def _markdown(s: dict, manifest: dict) -> str:
+    """The summary as Markdown (what the README shows for the recorded run)."""
+    from .exporter import format_table
+
+    lines = [
+        f"Test split ({s['test_rows']} articles): PyTorch fp32 accuracy **{100 * s['test_accuracy_pytorch']:.2f}%**, "
+        f"exported default variant `{s['default_variant']}` **{100 * s['test_accuracy_onnx_default']:.2f}%**, "
+        f"label agreement with PyTorch **{100 * s['test_label_agreement_with_pytorch']:.2f}%**.",
+        "",
+        "Time on this machine: " + ", ".join(f"{k} {v:.0f} s" for k, v in s["seconds"].items()) + ".",
+        "",
+        "Export validation table (validation split):",
+        "",
+        "```",
+        format_table(manifest),
+        "```",
+    ]
+    if s.get("bench", {}).get("speedup_vs_torch_seed"):
+        lines += ["", "| backend (batch 32, short run) | seq/s | × PyTorch notebook-style |", "|---|---|---|"]
+        for k, r in s["bench"]["speedup_vs_torch_seed"].items():
+            lines.append(f"| `{k}` | {s['bench']['seq_per_s'][k]:.1f} | {r:.2f}× |")
+    return "\n".join(lines) + "\n"
 
 
 def _agreement_with_pytorch(model_dir: Path, manifest: dict, rows: list[dict]) -> float:
