@@ -217,14 +217,19 @@ def plan_workers(
         _check_cpu_fit(plan, free, total_cpu, explicit_threads=threads is not None)
         return plan
 
+    if threads is None and workers is None and single_node:
+        # One single-threaded session per core (the best throughput per core for batch
+        # inference); the cores' share of the I/O reserve makes each actor's CPU a fraction.
+        workers = max(1, math.floor(total_cpu))
     if threads is not None:
         cpu_each = float(threads)
     elif workers is not None:
         cpu_each = usable / workers
         if not single_node:
-            cpu_each = float(math.floor(cpu_each))
+            # The most whole CPUs per actor with which `workers` actors still pack into the nodes.
+            cpu_each = float(next((c for c in range(math.floor(cpu_each), 0, -1) if _fits(free, c) >= workers), 0))
     else:
-        cpu_each = 1.0 if usable >= 1 or not single_node else usable
+        cpu_each = 1.0
     if workers is None:
         workers = _fits(free, cpu_each) if cpu_each > 0 else 1
         if workers == 0:
@@ -240,6 +245,9 @@ def plan_workers(
     # ORT threads match the CPUs reserved, rounded up so a 0.5-CPU actor still gets a thread.
     plan = WorkerPlan(workers, cpu_each, max(1, math.ceil(cpu_each - 1e-9)), 0.0)
     _check_cpu_fit(plan, free, total_cpu, explicit_threads=threads is not None)
+    if plan.workers * plan.threads > total_cpu:
+        log.warning("%d workers x %d threads on %g CPUs: the cores are oversubscribed; fewer --workers is "
+                    "usually faster", plan.workers, plan.threads, total_cpu)
     return plan
 
 

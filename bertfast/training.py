@@ -23,6 +23,7 @@ import numpy as np
 
 from .data import Splits, load_splits
 from .errors import BertfastError, ModelError, require
+from .metrics import accuracy_f1, classification_report
 from .utils import atomic_dir, check_output_dir, library_versions, write_json
 
 log = logging.getLogger(__name__)
@@ -142,34 +143,6 @@ def load_config_and_tokenizer(model: str):
     return src, config, tokenizer
 
 
-def _metrics(logits: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
-    pred = logits.argmax(-1)
-    acc = float((pred == labels).mean()) if len(labels) else 0.0
-    f1s = []
-    for c in range(n_classes):
-        tp = int(((pred == c) & (labels == c)).sum())
-        fp = int(((pred == c) & (labels != c)).sum())
-        fn = int(((pred != c) & (labels == c)).sum())
-        if tp + fp + fn == 0:
-            continue  # class absent from both: it does not enter the macro average
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": acc, "macro_f1": float(np.mean(f1s)) if f1s else 0.0}
-
-
-def classification_report(pred: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
-    """Per-class precision / recall / F1 / support."""
-    out = {}
-    for c, name in enumerate(names):
-        tp = int(((pred == c) & (labels == c)).sum())
-        fp = int(((pred == c) & (labels != c)).sum())
-        fn = int(((pred != c) & (labels == c)).sum())
-        p = tp / (tp + fp) if tp + fp else 0.0
-        r = tp / (tp + fn) if tp + fn else 0.0
-        out[name] = {"precision": round(p, 4), "recall": round(r, 4),
-                     "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0, "support": tp + fn}
-    return out
-
-
 def length_histogram(tokenizer, texts: list[str], limit: int) -> dict:
     """Token counts of the training texts (untruncated): what max_length and long-text mode cost."""
     lengths = np.array([len(x) for x in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]])
@@ -235,7 +208,7 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
 
     def compute_metrics(p):
         logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
-        return _metrics(np.asarray(logits), np.asarray(p.label_ids), n_classes)
+        return accuracy_f1(np.asarray(logits).argmax(-1), np.asarray(p.label_ids), n_classes)
 
     args = transformers.TrainingArguments(
         output_dir=str(ckpt_dir),
@@ -281,7 +254,7 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
     logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
     test_labels = np.asarray(pred.label_ids)
     report = classification_report(np.asarray(logits).argmax(-1), test_labels, splits.label_names)
-    test_metrics = _metrics(np.asarray(logits), test_labels, n_classes)
+    test_metrics = accuracy_f1(np.asarray(logits).argmax(-1), test_labels, n_classes)
 
     # Under torchrun / accelerate launch every rank runs this function and the evaluations above
     # (they are collective). Only the main process writes: two ranks renaming their own temp

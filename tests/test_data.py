@@ -174,3 +174,18 @@ def test_hub_failure_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fail)
     with pytest.raises(DataError, match="not a local file or folder, not a built-in dataset.*could not be loaded from the Hugging Face hub"):
         read_labeled("some-user/some-data")
+
+
+def test_metrics_on_fixed_values():
+    import numpy as np
+
+    from bertfast.metrics import accuracy_f1, classification_report
+
+    pred = np.array([0, 0, 1, 1, 2, 2])
+    true = np.array([0, 1, 1, 1, 2, 0])
+    m = accuracy_f1(pred, true, 3)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # F1: class0 tp1 fp1 fn1 -> .5; class1 tp2 fp0 fn1 -> .8; class2 tp1 fp1 fn0 -> 2/3
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    r = classification_report(pred, true, ["a", "b", "c"])
+    assert r["b"] == {"precision": 1.0, "recall": 0.6667, "f1": 0.8, "support": 3}

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from ..errors import require
+from ..metrics import accuracy_f1
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +22,7 @@ def metrics(probs: np.ndarray, y: np.ndarray | None) -> dict:
     """Accuracy and macro-F1 (None without labels)."""
     if y is None:
         return {"accuracy": None, "macro_f1": None}
-    pred = probs.argmax(-1)
-    f1s = []
-    for c in range(probs.shape[1]):
-        tp = int(((pred == c) & (y == c)).sum())
-        fp = int(((pred == c) & (y != c)).sum())
-        fn = int(((pred != c) & (y == c)).sum())
-        if tp + fp + fn:
-            f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": float((pred == y).mean()), "macro_f1": float(np.mean(f1s)) if f1s else 0.0}
+    return accuracy_f1(probs.argmax(-1), y, probs.shape[1])
 
 
 def torch_reference(model, tokenizer, texts: list[str], max_length: int, inputs: list[str],
