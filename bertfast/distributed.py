@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import posixpath
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -292,9 +293,13 @@ def classify(cfg: ClassifyConfig) -> Path | str:
         plan = plan_workers(_alive_nodes(ray), cfg.workers, cfg.threads, cfg.gpus_per_worker)
         log.info("Ray pool: %d workers x %g CPUs (%d ONNX Runtime threads)%s", plan.workers, plan.cpus, plan.threads,
                  f" x {plan.gpus:g} GPU" if plan.gpus else "")
-        if cfg.address and len(_alive_nodes(ray)) > 1 and not _is_uri(cfg.output):
-            log.warning("--output %s is a local path on a multi-node cluster: each node writes its part files to its "
-                        "own disk unless the path is shared storage; prefer s3://, gs://, or an NFS mount.", cfg.output)
+        if len(_alive_nodes(ray)) > 1:
+            local = [f"{flag} {v}" for flag, v in (("--input", cfg.input), ("--output", cfg.output), ("export", cfg.export))
+                     if not _is_uri(v)]
+            if local:
+                log.warning("%s: local paths on a %d-node cluster must be shared storage (NFS, the image) seen alike "
+                            "by every node, or workers miss inputs and write parts to their own disks; prefer s3:// "
+                            "or gs:// URIs.", ", ".join(local), len(_alive_nodes(ray)))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = cfg.progress
         t0 = time.perf_counter()
@@ -463,6 +468,8 @@ def _connect(ray, address: str | None) -> bool:
     """Initialize Ray unless it already is; True if we did (and so shut it down at the end)."""
     if ray.is_initialized():
         return False
+    # Inside `ray job submit` / a KubeRay RayJob, RAY_ADDRESS names the cluster to join.
+    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         try:
             ray.init(address=address, log_to_driver=True)
@@ -664,9 +671,15 @@ def _count_rows(target: str, fs) -> int:
 
 
 def _unwrap(e: BaseException) -> BaseException:
-    """The BertfastError a worker raised, out of Ray's wrappers; `e` itself if there is none."""
+    """The BertfastError a worker raised, out of Ray's wrappers; `e` itself if there is none.
+
+    Errors in a batch arrive as the original exception in the cause chain; errors in an actor's
+    `__init__` (a bad export or variant) only as text in an ActorDiedError's message.
+    """
+    from . import errors
+
     seen: set[int] = set()
-    stack = [e]
+    stack: list[BaseException | None] = [e]
     while stack:
         cur = stack.pop()
         if cur is None or id(cur) in seen:
@@ -675,4 +688,9 @@ def _unwrap(e: BaseException) -> BaseException:
         if isinstance(cur, BertfastError):
             return type(cur)(str(cur))
         stack += [cur.__cause__, cur.__context__, getattr(cur, "cause", None)]
+    found = re.findall(r"bertfast\.errors\.(\w+): (.+)", str(e))
+    if found:
+        name, msg = found[-1]
+        cls = getattr(errors, name, BertfastError)
+        return (cls if isinstance(cls, type) and issubclass(cls, BertfastError) else BertfastError)(msg.strip())
     return e

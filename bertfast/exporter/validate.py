@@ -62,16 +62,29 @@ def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metric
     }
 
 
-def speed(clf, texts: list[str], seconds: float = 1.5, max_texts: int = 128) -> dict:
-    """Short end-to-end throughput on this machine (tokenization included): a ranking signal,
-    not a benchmark (`bertfast bench` is the benchmark)."""
+def interleaved_speed(classifiers: dict, texts: list[str], rounds: int = 3, round_seconds: float = 0.3,
+                      max_texts: int = 32) -> dict[str, dict]:
+    """Short end-to-end throughput of each loaded Classifier (tokenization included).
+
+    A ranking signal for choosing the default, not a benchmark (`bertfast bench` is the
+    benchmark): each round times every variant once in turn, and the median round counts.
+    """
     sample = texts[:max_texts]
-    clf.predict_proba(sample[:8])  # warm-up: first-run allocations, kernel selection
-    n, t0 = 0, time.perf_counter()
-    while True:
-        clf.predict_proba(sample)
-        n += len(sample)
-        el = time.perf_counter() - t0
-        if el >= seconds and n >= 2 * len(sample):
-            break
-    return {"seq_per_s": round(n / el, 1), "texts": len(sample), "threads": clf.threads, "device": clf.device}
+    for clf in classifiers.values():
+        clf.predict_proba(sample[:8])  # warm-up: first-run allocations, kernel selection
+    rates: dict[str, list[float]] = {n: [] for n in classifiers}
+    for r in range(rounds):
+        names = list(classifiers)
+        names = names[r % len(names):] + names[:r % len(names)] if names else names  # rotate the order
+        for name in names:
+            clf, n, t0 = classifiers[name], 0, time.perf_counter()
+            while True:
+                clf.predict_proba(sample)
+                n += len(sample)
+                el = time.perf_counter() - t0
+                if el >= round_seconds:
+                    break
+            rates[name].append(n / el)
+    return {name: {"seq_per_s": round(float(np.median(v)), 1), "rounds": rounds, "texts": len(sample),
+                   "threads": classifiers[name].threads, "device": classifiers[name].device}
+            for name, v in rates.items()}

@@ -473,8 +473,8 @@ _WRITERS = {"csv": _DelimitedWriter, "tsv": _DelimitedWriter, "jsonl": _JsonlWri
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of `bertfast predict` (each maps to the PredictConfig field of the same name)."""
-    p.add_argument("export", type=Path, help="export folder written by `bertfast export`")
     # str, not Path: Path("s3://b/k") collapses to "s3:/b/k" (PredictConfig makes local paths Paths).
+    p.add_argument("export", help="export folder written by `bertfast export` (--engine ray: also a URI)")
     p.add_argument("--input", "-i", required=True,
                    help="file to classify (.csv .tsv .jsonl .parquet .txt); --engine ray: also a folder, glob or URI (s3://...)")
     p.add_argument("--output", "-o", required=True,
