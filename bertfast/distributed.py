@@ -51,7 +51,6 @@ _EXTENSIONS = {
     ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt", ".text": "txt",
 }
-_OUT_EXT = {"parquet": "parquet", "csv": "csv", "tsv": "tsv", "jsonl": "jsonl"}
 # Ray Data's ListFiles operator asks for one whole CPU (not configurable), and reads and writes
 # ask for one each; this much stays free of actors so they can always be scheduled.
 IO_RESERVE_CPUS = 1.0

@@ -136,13 +136,15 @@ def test_ray_flags_need_engine_ray(tmp_path):
 def ray_local():
     """One local Ray instance for the module: 2 CPUs, no dashboard, no token written to ~/.ray."""
     ray = pytest.importorskip("ray", reason="needs pip install 'bertfast[ray]'")
-    env = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {
+        "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray packs Parquet files into read tasks of up to 128 MiB, and one read block goes to one
+        # actor: these tiny files get a block each, so that both workers of the pool get work.
+        "RAY_DATA_PARQUET_BIN_PACKING_BYTES": "1",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    # Ray merges files smaller than 1 MiB into one block, and one block goes to one actor: split
-    # these tiny files into blocks of their own so that both workers of the pool get work.
-    ray.data.DataContext.get_current().target_min_block_size = 1
     yield ray
     ray.shutdown()
     for k, v in saved.items():
