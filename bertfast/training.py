@@ -45,6 +45,7 @@ class TrainConfig:
         val_fraction / test_fraction: sizes of the splits made when files are not given.
         max_length: tokens per text during training (texts are truncated to it).
         epochs, lr, batch_size, weight_decay, warmup_ratio, seed: the usual.
+        head_lr: learning rate of the new classification head (and pooler); None: same as lr.
         early_stopping: stop after this many epochs without macro-F1 improvement (None: off).
         resume: continue from the last checkpoint of an interrupted run with the same `out`.
         train_split / test_split: split names of a hub dataset (`train`, `test`, `train[:10%]`);
@@ -66,6 +67,7 @@ class TrainConfig:
     max_length: int = 128
     epochs: float = 3.0
     lr: float = 5e-5
+    head_lr: float | None = None
     batch_size: int = 16
     eval_batch_size: int = 64
     weight_decay: float = 0.01
@@ -91,6 +93,8 @@ class TrainConfig:
             bad("epochs", f"must be > 0 (got {self.epochs})")
         if not 0 < self.lr < 1:
             bad("lr", f"must be between 0 and 1, e.g. 5e-5 (got {self.lr})")
+        if self.head_lr is not None and not 0 < self.head_lr < 1:
+            bad("head_lr", f"must be between 0 and 1, e.g. 1e-3 (got {self.head_lr})")
         if self.batch_size < 1 or self.eval_batch_size < 1:
             bad("batch_size", "must be a positive integer")
         for f in ("val_fraction", "test_fraction"):
@@ -182,6 +186,28 @@ def train(cfg: TrainConfig) -> Path:
     return _train(cfg, src, config, tokenizer, splits, limit, out, ckpt_dir)
 
 
+def _optimizer(model, cfg: TrainConfig, torch):
+    """AdamW with the classification head (new, randomly initialized) at `head_lr`.
+
+    The pretrained encoder needs small steps; the fresh head (and the pooler, which encoders
+    trained with mean pooling never used) can move much faster, so a short run converges.
+    Trainer still builds the warm-up/decay schedule around this optimizer.
+    """
+    head, body = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (head if name.startswith(("classifier", "pooler", "bert.pooler", "pre_classifier")) or ".pooler." in name
+             else body).append((name, p))
+
+    def groups(params, lr):
+        no_decay = [p for n, p in params if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n]
+        decay = [p for n, p in params if not (n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n)]
+        return [{"params": decay, "lr": lr, "weight_decay": cfg.weight_decay},
+                {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
+
+    return torch.optim.AdamW(groups(body, cfg.lr) + groups(head, cfg.head_lr), lr=cfg.lr)
+
+
 def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_dir: Path) -> Path:
     torch = require("torch", "train")
     transformers = require("transformers", "train")
@@ -246,6 +272,7 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
         model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
         data_collator=transformers.DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics, callbacks=callbacks,
+        optimizers=(_optimizer(model, cfg, torch), None) if cfg.head_lr else (None, None),
     )
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
 
@@ -320,6 +347,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=128, help="tokens per text (longer texts are truncated)")
     p.add_argument("--epochs", type=float, default=3.0, help="training epochs")
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (linear decay, warm-up)")
+    p.add_argument("--head-lr", type=float, default=None, help="learning rate of the new classification head and pooler (default: --lr)")
     p.add_argument("--batch-size", type=int, default=16, help="training batch size")
     p.add_argument("--eval-batch-size", type=int, default=64, help="evaluation batch size")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")

@@ -95,3 +95,22 @@ def test_resume_from_checkpoint(tiny_model, tiny_csv, tmp_path):
     train(_cfg(tiny_model, tiny_csv, out, epochs=2, resume=True))
     log = json.loads((out / "training.json").read_text())["log_history"]
     assert max(x.get("epoch", 0) for x in log) == 2
+
+
+def test_head_lr_puts_the_new_head_in_its_own_groups(tiny_model):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from bertfast.training import _optimizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    cfg = TrainConfig(model="m", data="d", lr=1e-4, head_lr=2e-3)
+    opt = _optimizer(model, cfg, torch)
+    by_lr = {}
+    for g in opt.param_groups:
+        by_lr.setdefault(g["lr"], set()).update(id(p) for p in g["params"])
+    head = {id(p) for n, p in model.named_parameters() if n.startswith(("classifier", "bert.pooler"))}
+    assert by_lr[2e-3] == head
+    assert len(by_lr[1e-4]) == len(list(model.parameters())) - len(head)
+    with pytest.raises(BertfastError, match="--head-lr"):
+        TrainConfig(model="m", data="d", head_lr=3.0)
