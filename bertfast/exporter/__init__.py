@@ -31,11 +31,13 @@ VARIANTS = {
     "fp32": ("fp32", ["cpu", "cuda"], "fp32, ORT transformer fusions (Attention, SkipLayerNorm, EmbedLayerNorm, BiasGelu)"),
     "int8-dynamic": ("int8", ["cpu"], "int8 dynamic, per-tensor weights, fused graph (QAttention)"),
     "int8-dynamic-pc": ("int8", ["cpu"], "int8 dynamic, per-channel weights, fused graph (QAttention)"),
+    "int8-dynamic-pc-fr": ("int8", ["cpu"], "int8 dynamic, per-channel, full 8-bit weight range (no reduce_range)"),
     "int8-static": ("int8", ["cpu"], "int8 static QDQ, activation ranges calibrated on training texts"),
     "int8-mixed": ("int8", ["cpu"], "int8 dynamic per-channel, first/last layer and head kept fp32"),
     "fp16": ("fp16", ["cuda"], "fp16 for CUDA, fused for GPU, LayerNorm/Softmax kept fp32"),
 }
 FILES = {"fp32": "model.onnx", "int8-dynamic": "model_int8_dynamic.onnx", "int8-dynamic-pc": "model_int8_dynamic_pc.onnx",
+         "int8-dynamic-pc-fr": "model_int8_dynamic_pc_fr.onnx",
          "int8-static": "model_int8_static.onnx", "int8-mixed": "model_int8_mixed.onnx", "fp16": "model_fp16.onnx"}
 AUTO_CPU = ["fp32", "int8-dynamic", "int8-dynamic-pc", "int8-static"]
 
@@ -97,10 +99,16 @@ class ExportConfig:
         if self.out is None:
             self.out = str(Path("exports") / Path(self.model_dir).resolve().name)
 
-    def variant_list(self) -> list[str]:
+    def variant_list(self, preset: str = "avx512_vnni") -> list[str]:
         if self.variants != "auto":
             return [v.strip() for v in self.variants.split(",") if v.strip()]
+        from .quantize import PRESETS
+
         names = AUTO_CPU if self.device in ("cpu", "all") else ["fp32"]
+        if names is AUTO_CPU and PRESETS[preset]["reduce_range"]:
+            # reduce_range (7-bit weights) avoids AVX2's int16 saturation but costs precision;
+            # also build the full-range variant and let validation on real data decide.
+            names = [*names[:3], "int8-dynamic-pc-fr", *names[3:]]
         return names + (["fp16"] if self.device in ("cuda", "all") else [])
 
 
@@ -178,7 +186,7 @@ def export(cfg: ExportConfig) -> Path:
     threads = cfg.threads or usable_cpus()
     torch = require("torch", "train")
     torch.set_num_threads(threads)
-    wanted = cfg.variant_list()
+    wanted = cfg.variant_list(preset)
     n_layers = config.get("num_hidden_layers") or config.get("n_layers") or 0
     steps = len(wanted) + 3
     step = iter(range(1, 100))
@@ -223,6 +231,8 @@ def export(cfg: ExportConfig) -> Path:
                 quantize.dynamic(shaped, dst, preset, per_channel=False)
             elif name == "int8-dynamic-pc":
                 quantize.dynamic(shaped, dst, preset, per_channel=True)
+            elif name == "int8-dynamic-pc-fr":
+                quantize.dynamic(shaped, dst, preset, per_channel=True, reduce_range=False)
             elif name == "int8-mixed":
                 quantize.dynamic(shaped, dst, preset, per_channel=True, exclude=quantize.sensitive_nodes(shaped, n_layers))
             elif name == "int8-static":
@@ -335,13 +345,20 @@ def _validate_variants(manifest, folder, texts, ref, y, ref_metrics, threads, on
 
 
 def _choose_defaults(variants: dict) -> dict:
-    """Fastest eligible variant per device; fp32 is always eligible as the fallback."""
+    """Fastest eligible variant per device (near-ties go to the most faithful one); fp32 is
+    the fallback when nothing else qualifies."""
     out = {}
     for device in ("cpu", "cuda"):
         cands = [(n, v) for n, v in variants.items() if device in v["devices"]]
         ok = [(n, v) for n, v in cands if v.get("eligible") and v.get("speed") and v["speed"]["device"] == device]
         if ok:
-            out[device] = max(ok, key=lambda nv: nv[1]["speed"]["seq_per_s"])[0]
+            # Variants within 3% of the fastest are a tie on a short measurement: among them
+            # take the one that agrees most with PyTorch (then the fastest).
+            top = max(v["speed"]["seq_per_s"] for _, v in ok)
+            tied = [(n, v) for n, v in ok if v["speed"]["seq_per_s"] >= 0.97 * top]
+            out[device] = max(tied, key=lambda nv: (nv[1]["validation"]["label_agreement"],
+                                                    -nv[1]["validation"]["accuracy_drop_points"],
+                                                    nv[1]["speed"]["seq_per_s"]))[0]
         elif "fp32" in variants and device in variants["fp32"]["devices"]:
             out[device] = "fp32"
         else:

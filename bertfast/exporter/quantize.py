@@ -93,14 +93,15 @@ def sensitive_nodes(path: Path, n_layers: int) -> list[str]:
     return keep
 
 
-def dynamic(src: Path, dst: Path, preset: str, per_channel: bool, exclude: list[str] | None = None) -> None:
+def dynamic(src: Path, dst: Path, preset: str, per_channel: bool, exclude: list[str] | None = None,
+            reduce_range: bool | None = None) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     try:
         quantize_dynamic(
             str(src), str(dst), op_types_to_quantize=QUANT_OPS, per_channel=per_channel,
-            reduce_range=PRESETS[preset]["reduce_range"], weight_type=QuantType.QInt8,
-            nodes_to_exclude=exclude or [],
+            reduce_range=PRESETS[preset]["reduce_range"] if reduce_range is None else reduce_range,
+            weight_type=QuantType.QInt8, nodes_to_exclude=exclude or [],
             # Symmetric weights let ORT use its faster u8s8 kernels without zero-point fixups.
             extra_options={"WeightSymmetric": True, "MatMulConstBOnly": True},
         )
