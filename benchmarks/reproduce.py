@@ -68,7 +68,8 @@ def bench_command(name: str, target: Path, args: argparse.Namespace, extra: list
     cmd = [sys.executable, "-m", "bertfast.cli", "bench", str(target), "--name", name,
            "--out", str(args.results_dir / name), "--force", "--model-dir", str(args.model_for(name))]
     for flag, value in (("--threads", args.threads), ("--device", args.device), ("--batch-sizes", args.batch_sizes),
-                        ("--backends", args.backends)):
+                        ("--backends", args.backends), ("--max-texts", args.max_texts),
+                        ("--min-seconds", args.min_seconds), ("--latency-texts", args.latency_texts)):
         if value is not None:
             cmd += [flag, str(value)]
     if args.quick:
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="cpu, cuda or auto (bench default: auto)")
     p.add_argument("--batch-sizes", default=None, help="bench default: 1,8,32")
     p.add_argument("--backends", default=None, help="bench default: all")
+    p.add_argument("--max-texts", type=int, default=None, help="texts in each throughput sample (bench default: 256)")
+    p.add_argument("--min-seconds", type=float, default=None, help="timed seconds per measurement (bench default: 3)")
+    p.add_argument("--latency-texts", type=int, default=None, help="texts timed at batch 1 (bench default: 200)")
     p.add_argument("--quick", action="store_true", help="smoke-run durations (numbers indicative only)")
     p.add_argument("--no-readme", action="store_true", help="do not rewrite README.md's speed table afterwards")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")

@@ -188,11 +188,11 @@ def _format(s: dict) -> str:
     for n, v in s["variants"].items():
         acc = "n/a" if v["accuracy"] is None else f"{100 * v['accuracy']:.2f}%"
         mark = "  <- default" if n == s["default_variant"] else ""
-        lines.append(f"    {n:<16} acc {acc:>7}  agree {100 * (v['agreement'] or 0):6.2f}%  {v['seq_per_s'] or 0:7.1f} seq/s{mark}")
+        lines.append(f"    {n:<19} acc {acc:>7}  agree {100 * (v['agreement'] or 0):6.2f}%  {v['seq_per_s'] or 0:7.1f} seq/s{mark}")
     if s.get("bench", {}).get("speedup_vs_torch_seed"):
         lines.append("  speed (batch 32, tokenization included), x vs PyTorch notebook-style:")
         for k, r in s["bench"]["speedup_vs_torch_seed"].items():
-            lines.append(f"    {k:<24} {s['bench']['seq_per_s'][k]:7.1f} seq/s  {r:5.2f}x")
+            lines.append(f"    {k:<30} {s['bench']['seq_per_s'][k]:7.1f} seq/s  {r:5.2f}x")
     lines.append("  time: " + ", ".join(f"{k} {v:.0f}s" for k, v in s["seconds"].items()))
     lines.append("  artifacts: " + ", ".join(f"{k}={v}" for k, v in s["artifacts"].items() if v))
     return "\n".join(lines)

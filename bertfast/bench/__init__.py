@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-sizes", default="1,8,32", help="comma-separated batch sizes for throughput")
     parser.add_argument("--backends", default="all",
                         help=f"comma list: all, {', '.join(STANDARD_BACKENDS)}, bertfast (every variant), "
-                             "bertfast:<variant>")
+                             "bertfast:default (the export's default), bertfast:<variant>")
     parser.add_argument("--threads", type=int, default=None, help="threads for every backend (default: usable CPUs)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
     parser.add_argument("--out", default=None,

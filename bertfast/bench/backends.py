@@ -381,8 +381,9 @@ FACTORIES: dict[str, Callable[[BackendContext, str], object]] = {
 }
 
 
-def expand_names(requested: tuple[str, ...], variants: dict, device: str) -> list[str]:
-    """Turn `--backends` into concrete names: "all" and "bertfast" expand to the export's variants."""
+def expand_names(requested: tuple[str, ...], variants: dict, device: str, default: dict | None = None) -> list[str]:
+    """Turn `--backends` into concrete names: "all" and "bertfast" expand to the export's variants,
+    "bertfast:default" to the variant the export picked for the device (what users get)."""
     bertfast_all = [f"bertfast:{v}" for v, spec in variants.items() if device in spec.get("devices", [device])]
     names: list[str] = []
     for n in requested:
@@ -390,6 +391,11 @@ def expand_names(requested: tuple[str, ...], variants: dict, device: str) -> lis
             names += [*STANDARD_BACKENDS, *bertfast_all]
         elif n == "bertfast":
             names += bertfast_all
+        elif n == "bertfast:default":
+            chosen = (default or {}).get(device)
+            if chosen is None:
+                raise ValueError(f"the export has no default variant for {device}; name one as bertfast:<variant>")
+            names.append(f"bertfast:{chosen}")
         else:
             names.append(n)
     return list(dict.fromkeys(names))

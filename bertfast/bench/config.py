@@ -58,7 +58,7 @@ class BenchConfig:
         max_length: tokens per text (default: the export's max length, else 128).
         batch_sizes: batch sizes for the throughput measurements ("1,8,32").
         backends: comma list or "all": torch-seed, torch, torch-int8, optimum, optimum-int8,
-            bertfast (= every variant) or bertfast:<variant>.
+            bertfast (= every variant), bertfast:default (the export's default) or bertfast:<variant>.
         threads: intra-op threads for every backend (default: CPUs usable by this process).
         device: cpu, cuda or auto (cuda when available).
         out: results folder (results.json, results.md, plot.png); None writes nothing.

@@ -248,7 +248,8 @@ def run_benchmark(cfg: BenchConfig) -> Report:
         optimum_per_channel=cfg.optimum_per_channel, cpu_flags=cpu_flags(),
         variants=target.manifest.variants if target.manifest is not None else {},
     )
-    names = expand_names(cfg.backends, ctx.variants, device)
+    names = expand_names(cfg.backends, ctx.variants, device,
+                         target.manifest.default if target.manifest is not None else None)
     _preimport()  # so the first backend's RSS delta is its model, not library code
     results: dict[str, dict] = {}
     live: dict[str, object] = {}

@@ -338,7 +338,7 @@ def _validate_variants(manifest, folder, texts, ref, y, ref_metrics, threads, on
             clf.close()
     for name in loaded:
         v = manifest["variants"][name]
-        log.info("  %-16s acc %s  agree %.4f  max|dp| %.4f  %.1f seq/s  %s", name,
+        log.info("  %-19s acc %s  agree %.4f  max|dp| %.4f  %.1f seq/s  %s", name,
                  "n/a" if v["validation"]["accuracy"] is None else f"{v['validation']['accuracy']:.4f}",
                  v["validation"]["label_agreement"], v["validation"]["max_abs_prob_diff"],
                  v["speed"]["seq_per_s"], "ok" if v["eligible"] else "REJECTED")
@@ -373,11 +373,11 @@ def format_table(m: dict) -> str:
             f"{m['eval_data']['rows']} held-out texts ({m['eval_data']['source']})",
             f"reference PyTorch fp32: accuracy {_pct(ref.get('accuracy'))}, macro-F1 {_pct(ref.get('macro_f1'))}, "
             f"{ref.get('seq_per_s', '?')} seq/s",
-            f"{'variant':<16} {'accuracy':>9} {'drop':>6} {'agree':>8} {'max|dp|':>8} {'seq/s':>8} {'MB':>6}  verdict"]
+            f"{'variant':<19} {'accuracy':>9} {'drop':>6} {'agree':>8} {'max|dp|':>8} {'seq/s':>8} {'MB':>6}  verdict"]
     for n, v in m["variants"].items():
         val, sp = v.get("validation") or {}, v.get("speed") or {}
         mark = " <- default " + "/".join(d for d, x in m["default"].items() if x == n) if n in m["default"].values() else ""
-        rows.append(f"{n:<16} {_pct(val.get('accuracy')):>9} {val.get('accuracy_drop_points', float('nan')):>6.2f} "
+        rows.append(f"{n:<19} {_pct(val.get('accuracy')):>9} {val.get('accuracy_drop_points', float('nan')):>6.2f} "
                     f"{_pct(val.get('label_agreement')):>8} {val.get('max_abs_prob_diff', float('nan')):>8.4f} "
                     f"{sp.get('seq_per_s', float('nan')):>8.1f} {v['size_mb']:>6.1f}  {v.get('reason', '')}{mark}")
     return "\n".join(rows)
