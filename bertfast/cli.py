@@ -44,7 +44,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             name, help=help_, description=(mod.__doc__ or help_).strip().split("\n\n")[0],
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
-        p.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+        # SUPPRESS: `bertfast -v CMD` and `bertfast CMD -v` both work (a False default here
+        # would overwrite the top-level flag).
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="debug logging and full tracebacks")
         mod.add_arguments(p)
         p.set_defaults(_module=module)
     return parser
@@ -75,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, permission denied, ... on a path the user gave
+        if args.verbose:
+            raise
+        print(f"error: {e.strerror or e}{f': {e.filename}' if getattr(e, 'filename', None) else ''} "
+              "(nothing was written under the final output name).", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: nothing was written under the final output name.", file=sys.stderr)

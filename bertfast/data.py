@@ -107,7 +107,9 @@ def _read_table(path: Path, fmt: str):
         if fmt == "csv":
             return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=object)
         if fmt == "tsv":
-            return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], dtype=object, quoting=3)
+            # Same quoting rule as `bertfast predict` (csv module default), so a file means the same
+            # thing to training and inference.
+            return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], dtype=object)
         if fmt == "jsonl":
             return pd.read_json(path, lines=True, dtype=False)
         if fmt == "parquet":
@@ -195,7 +197,7 @@ def _hub(name: str, split: str, text_column: str, label_column: str | None) -> t
         names = list(getattr(feat, "names", None) or []) or None
     texts = ds[text_column]
     labels = ds[label_column] if label_column else [None] * len(texts)
-    if names:  # ClassLabel: keep the dataset's own names and order (0=neg, 1=pos for imdb)
+    if names:  # ClassLabel: use the dataset's own names (0 -> "neg", 1 -> "pos" for imdb)
         labels = [names[i] if isinstance(i, int) and 0 <= i < len(names) else i for i in labels]
     return _check_rows(texts, labels, f"hub dataset {name!r} split {split!r}", need_labels=label_column is not None), names
 
@@ -226,7 +228,10 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
         if fmt == "txt":
             if label_column is not None:
                 raise DataError(f"{path}: a .txt file holds unlabeled texts (one per line); labeled data needs CSV/TSV/JSONL/Parquet or class folders.")
-            lines = [ln.rstrip("\n") for ln in path.read_text(encoding="utf-8").splitlines()]
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8.") from None
             return _check_rows(lines, [None] * len(lines), str(path), need_labels=False)
         return _columns(_read_table(path, fmt), path, text_column, label_column)
     # Hub names look like `imdb` or `user/name`; anything path-like that does not exist is a typo.
@@ -247,6 +252,8 @@ def load_texts(source: str | Path, text_column: str = "text", label_column: str 
     if s in BUILTIN:
         sp = load_splits(s)
         return sp.test.texts, sp.test.labels
+    if Path(s).suffix.lower() == ".txt":  # one text per line, never labeled
+        return read_labeled(s, text_column, None).texts, None
     try:
         d = read_labeled(s, text_column, label_column, split="test")
         return d.texts, d.labels

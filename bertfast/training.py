@@ -167,10 +167,22 @@ def train(cfg: TrainConfig) -> Path:
     """
     out = Path(cfg.out)
     ckpt_dir = out.with_name(out.name + ".checkpoints")
-    if not cfg.resume:
+    if cfg.resume:
+        if not list(ckpt_dir.glob("checkpoint-*")):
+            raise BertfastError(f"--resume: no checkpoints in {ckpt_dir} (they are kept only for an unfinished run).")
+        if (out / "training.json").exists():
+            raise BertfastError(f"--resume: {out} is already a finished model; train again with --force to start over.")
+    else:
         check_output_dir(out, cfg.force)
-    elif not ckpt_dir.exists():
-        raise BertfastError(f"--resume: no checkpoints at {ckpt_dir} (they are kept only for an unfinished run).")
+        if ckpt_dir.exists():
+            # Stale checkpoints of another run would be mixed into this one's rotation and be what
+            # a later --resume continues from.
+            if not cfg.force:
+                raise BertfastError(
+                    f"{ckpt_dir} holds checkpoints of an unfinished run: continue it with --resume, "
+                    "or pass --force to start over."
+                )
+            shutil.rmtree(ckpt_dir)
 
     src, config, tokenizer = load_config_and_tokenizer(cfg.model)
     limit = model_length_limit(config)

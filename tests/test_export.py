@@ -261,3 +261,11 @@ def test_default_choice_prefers_fidelity_among_near_ties():
     for x in ("a", "b"):
         variants[x]["eligible"] = False
     assert _choose_defaults(variants)["cpu"] == "fp32"
+
+
+def test_out_overlapping_the_model_folder_is_refused(tiny_trained):
+    with pytest.raises(BertfastError, match="overlaps the model folder"):
+        export(ExportConfig(model_dir=str(tiny_trained), out=str(tiny_trained), force=True))
+    with pytest.raises(BertfastError, match="overlaps the model folder"):
+        export(ExportConfig(model_dir=str(tiny_trained), out=str(tiny_trained / "onnx"), force=True))
+    assert (tiny_trained / "model.safetensors").exists()

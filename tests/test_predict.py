@@ -109,6 +109,14 @@ def test_all_scores_and_top_k(export_dir, clf, tmp_path):
         assert r["label_2"] != r["label"] and float(r["score_2"]) <= float(r["score"])
 
 
+def test_top_k_over_label_count_is_refused(export_dir, tmp_path):
+    src = write_input(tmp_path / "in.csv", "csv", ["a goal"])
+    out = tmp_path / "out.csv"
+    rc, err = run([str(export_dir), "-i", str(src), "-o", str(out), "--top-k", "5", "--no-progress"])
+    assert rc == 2 and "--top-k 5 is more than the model's 3 labels" in err
+    assert not out.exists()
+
+
 def test_existing_label_column_is_not_overwritten(export_dir, tmp_path):
     src = write_input(tmp_path / "in.jsonl", "jsonl", ["a goal", "a vote"], {"label": ["sport", "politics"]})
     out = tmp_path / "out.jsonl"

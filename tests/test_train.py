@@ -114,3 +114,14 @@ def test_head_lr_puts_the_new_head_in_its_own_groups(tiny_model):
     assert len(by_lr[1e-4]) == len(list(model.parameters())) - len(head)
     with pytest.raises(BertfastError, match="--head-lr"):
         TrainConfig(model="m", data="d", head_lr=3.0)
+
+
+def test_stale_checkpoints_need_resume_or_force(tiny_model, tiny_csv, tmp_path):
+    (tmp_path / "out.checkpoints" / "checkpoint-5").mkdir(parents=True)
+    with pytest.raises(BertfastError, match="unfinished run: continue it with --resume, or pass --force"):
+        train(_cfg(tiny_model, tiny_csv, tmp_path / "out"))
+    out = train(_cfg(tiny_model, tiny_csv, tmp_path / "out", force=True))
+    assert (out / "training.json").exists() and not (tmp_path / "out.checkpoints").exists()
+    with pytest.raises(BertfastError, match="already a finished model"):
+        (tmp_path / "out.checkpoints" / "checkpoint-1").mkdir(parents=True)
+        train(_cfg(tiny_model, tiny_csv, tmp_path / "out", resume=True))

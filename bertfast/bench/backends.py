@@ -394,7 +394,10 @@ def expand_names(requested: tuple[str, ...], variants: dict, device: str, defaul
         elif n == "bertfast:default":
             chosen = (default or {}).get(device)
             if chosen is None:
-                raise ValueError(f"the export has no default variant for {device}; name one as bertfast:<variant>")
+                from ..errors import BertfastError
+
+                raise BertfastError(f"--backends bertfast:default: TARGET has no default variant for {device} "
+                                    "(is it an export folder?); name one as bertfast:<variant>.")
             names.append(f"bertfast:{chosen}")
         else:
             names.append(n)

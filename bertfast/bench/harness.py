@@ -122,9 +122,9 @@ def resolve_device(device: str) -> str:
 def _token_counts(target: Target, texts: list[str], max_length: int) -> np.ndarray:
     """Real tokens per text after truncation, [CLS]/[SEP] included."""
     if target.model_dir is not None and (target.model_dir / "config.json").is_file():
-        from transformers import AutoTokenizer
+        from ..errors import require
 
-        tok = AutoTokenizer.from_pretrained(target.model_dir, use_fast=True)
+        tok = require("transformers", "train").AutoTokenizer.from_pretrained(target.model_dir, use_fast=True)
         ids = tok(list(texts), truncation=True, max_length=max_length)["input_ids"]
         return np.array([len(x) for x in ids])
     from tokenizers import Tokenizer
@@ -179,8 +179,9 @@ def run_benchmark(cfg: BenchConfig) -> Report:
     sample = [texts[i] for i in sample_idx]
     lat_texts = [texts[i] for i in lat_idx]
 
-    import torch  # set threads before any backend exists
+    from ..errors import require
 
+    torch = require("torch", "train")  # set threads before any backend exists
     torch.set_num_threads(cfg.threads)
     try:
         torch.set_num_interop_threads(1)

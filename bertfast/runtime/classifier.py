@@ -66,7 +66,7 @@ class Classifier:
         self.last_stats: dict = {}
         self._output = manifest.output
         self.streams = streams
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertfast-tokenize")
         # Created here, not lazily, so concurrent callers never race to make two pools
         # (ThreadPoolExecutor starts its threads only on first use).
         self._run_pool = ThreadPoolExecutor(streams, thread_name_prefix="bertfast-run") if streams > 1 else None
@@ -329,9 +329,10 @@ class Classifier:
         return out if out.dtype == np.float32 else out.astype(np.float32)
 
     def _executor(self) -> ThreadPoolExecutor:
-        # One long-lived worker per Classifier: no thread is created per call.
+        # One long-lived worker per Classifier, made in __init__ (no race between callers);
+        # ThreadPoolExecutor starts the thread only when first used.
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertfast-tokenize")
+            raise BertfastError("this Classifier was closed; load it again with Classifier.load(...).")
         return self._pool
 
     def _check_open(self) -> None:

@@ -135,6 +135,9 @@ def predict(cfg: PredictConfig) -> Path:
         stride=cfg.stride, aggregate=cfg.aggregate, batch_tokens=cfg.batch_tokens,
         max_batch_size=cfg.max_batch_size, max_length=cfg.max_length,
     )
+    if cfg.top_k > len(clf.labels):
+        clf.close()
+        raise BertfastError(f"--top-k {cfg.top_k} is more than the model's {len(clf.labels)} labels ({', '.join(clf.labels)}).")
     pending: deque[_Chunk] = deque()
 
     def texts() -> Iterator[list[str]]:
