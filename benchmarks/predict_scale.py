@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             make_input(inp, n)
             # ru_maxrss of children is a high-water mark over all children: run the smallest first.
             r = run(args.export, inp, out)
-            rows_out = sum(1 for _ in open(out)) - 1
+            with open(out, newline="") as f:
+                rows_out = sum(1 for _ in csv.reader(f)) - 1  # texts may hold quoted newlines
             results.append({"rows": n, "rows_written": rows_out, **r, "rows_per_s": n / r["wall_seconds"]})
             print(results[-1], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

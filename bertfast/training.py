@@ -170,8 +170,6 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.resume:
         if not list(ckpt_dir.glob("checkpoint-*")):
             raise BertfastError(f"--resume: no checkpoints in {ckpt_dir} (they are kept only for an unfinished run).")
-        if (out / "training.json").exists():
-            raise BertfastError(f"--resume: {out} is already a finished model; train again with --force to start over.")
     else:
         check_output_dir(out, cfg.force)
         if ckpt_dir.exists():

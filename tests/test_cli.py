@@ -41,14 +41,14 @@ def test_top_level_help_lists_commands(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "minilm-l6", "missing.csv", "--out", "x"], "missing.csv: no such file"),
+    (["train", "{tiny}", "missing.csv", "--out", "x"], "missing.csv: no such file"),
     (["train", "./nope-model", "bbc-news", "--out", "x"], "model folder ./nope-model does not exist"),
     (["train", "m", "d", "--lr", "3"], "--lr must be between 0 and 1"),
     (["export", "nope-dir"], "model folder nope-dir does not exist"),
     (["predict", "nope-export", "--input", "a.csv", "--output", "b.csv"], "--input a.csv does not exist"),
 ])
-def test_bad_input_is_one_line_no_traceback(argv, message, tmp_path):
-    r = _bertfast(*argv, cwd=tmp_path)
+def test_bad_input_is_one_line_no_traceback(argv, message, tmp_path, _tiny_model_session):
+    r = _bertfast(*[a.replace("{tiny}", str(_tiny_model_session)) for a in argv], cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     assert message in r.stderr
