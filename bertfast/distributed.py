@@ -115,20 +115,19 @@ class ClassifyConfig:
 
     def __post_init__(self):
         self.export, self.input, self.output = str(self.export), str(self.input), str(self.output)
-        for flag, value, choices in (
-            ("--input-format", self.input_format, INPUT_FORMATS), ("--output-format", self.output_format, OUTPUT_FORMATS),
-            ("--device", self.device, DEVICES), ("--long-text", self.long_text, LONG_TEXT),
-            ("--aggregate", self.aggregate, AGGREGATE),
-        ):
-            if value is not None and value not in choices:
-                raise BertfastError(f"{flag} must be one of {', '.join(choices)} with --engine ray; got {value!r}.")
-        for flag, value, low in (
-            ("--workers", self.workers, 1), ("--threads", self.threads, 1), ("--chunk-size", self.chunk_size, 1),
-            ("--top-k", self.top_k, 1), ("--batch-tokens", self.batch_tokens, 1),
-            ("--max-batch-size", self.max_batch_size, 1), ("--stride", self.stride, 0), ("--max-length", self.max_length, 3),
-        ):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
-                raise BertfastError(f"{flag} must be an integer >= {low}; got {value!r}.")
+        from .runtime.predict import check_flags
+
+        check_flags(
+            choices=(("--input-format", self.input_format, INPUT_FORMATS),
+                     ("--output-format", self.output_format, OUTPUT_FORMATS),
+                     ("--device", self.device, DEVICES), ("--long-text", self.long_text, LONG_TEXT),
+                     ("--aggregate", self.aggregate, AGGREGATE)),
+            ints=(("--workers", self.workers, 1), ("--threads", self.threads, 1), ("--chunk-size", self.chunk_size, 1),
+                  ("--top-k", self.top_k, 1), ("--batch-tokens", self.batch_tokens, 1),
+                  ("--max-batch-size", self.max_batch_size, 1), ("--stride", self.stride, 0),
+                  ("--max-length", self.max_length, 3)),
+            context=" with --engine ray",
+        )
         g = self.gpus_per_worker
         if not isinstance(g, int | float) or isinstance(g, bool) or not 0 <= g <= 1:
             raise BertfastError(

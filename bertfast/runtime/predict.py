@@ -84,20 +84,14 @@ class PredictConfig:
 
     def __post_init__(self):
         self.export, self.input, self.output = Path(self.export), Path(self.input), Path(self.output)
-        for flag, value, choices in (
-            ("--input-format", self.input_format, FORMATS), ("--output-format", self.output_format, FORMATS),
-            ("--device", self.device, DEVICES), ("--long-text", self.long_text, LONG_TEXT),
-            ("--aggregate", self.aggregate, AGGREGATE),
-        ):
-            if value is not None and value not in choices:
-                raise BertfastError(f"{flag} must be one of {', '.join(choices)}; got {value!r}.")
-        for flag, value, low in (
-            ("--chunk-size", self.chunk_size, 1), ("--top-k", self.top_k, 1), ("--batch-tokens", self.batch_tokens, 1),
-            ("--max-batch-size", self.max_batch_size, 1), ("--threads", self.threads, 1), ("--stride", self.stride, 0),
-            ("--max-length", self.max_length, 3),
-        ):
-            if value is not None and (not isinstance(value, int) or value < low):
-                raise BertfastError(f"{flag} must be an integer >= {low}; got {value!r}.")
+        check_flags(
+            choices=(("--input-format", self.input_format, FORMATS), ("--output-format", self.output_format, FORMATS),
+                     ("--device", self.device, DEVICES), ("--long-text", self.long_text, LONG_TEXT),
+                     ("--aggregate", self.aggregate, AGGREGATE)),
+            ints=(("--chunk-size", self.chunk_size, 1), ("--top-k", self.top_k, 1), ("--batch-tokens", self.batch_tokens, 1),
+                  ("--max-batch-size", self.max_batch_size, 1), ("--threads", self.threads, 1), ("--stride", self.stride, 0),
+                  ("--max-length", self.max_length, 3)),
+        )
         if not self.input.is_file():
             what = "is a folder" if self.input.is_dir() else "does not exist"
             raise BertfastError(f"--input {self.input} {what}; pass the file to classify.")
@@ -114,6 +108,19 @@ class PredictConfig:
             raise BertfastError(f"--output {self.output} is a folder; pass a file path.")
         if self.output.exists() and not self.force:
             raise BertfastError(f"--output {self.output} already exists; pass --force to replace it or choose another path.")
+
+
+def check_flags(choices=(), ints=(), context: str = "") -> None:
+    """Shared flag checks of the predict engines: (flag, value, allowed) and (flag, value, minimum).
+
+    None means "not given" and passes; `context` is appended to choice errors (e.g. " with --engine ray").
+    """
+    for flag, value, allowed in choices:
+        if value is not None and value not in allowed:
+            raise BertfastError(f"{flag} must be one of {', '.join(allowed)}{context}; got {value!r}.")
+    for flag, value, low in ints:
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+            raise BertfastError(f"{flag} must be an integer >= {low}; got {value!r}.")
 
 
 def predict(cfg: PredictConfig) -> Path:
