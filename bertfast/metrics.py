@@ -37,3 +37,29 @@ def classification_report(pred: np.ndarray, labels: np.ndarray, names: list[str]
         out[name] = {"precision": round(p, 4), "recall": round(r, 4),
                      "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0, "support": tp + fn}
     return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32 (rows: texts, columns: classes), numerically stable."""
+    z = np.asarray(logits, dtype=np.float32)
+    z = z - z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the `k` best scores per row, best first (ties: lower index first)."""
+    if k == 1:
+        return scores.argmax(axis=1)[:, None]
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def agreement(probs: np.ndarray, ref: np.ndarray) -> dict:
+    """How closely one model's class probabilities follow a reference's on the same texts."""
+    diff = np.abs(np.asarray(probs, dtype=np.float64) - np.asarray(ref, dtype=np.float64))
+    return {
+        "label_agreement": float((probs.argmax(-1) == ref.argmax(-1)).mean()) if len(probs) else 1.0,
+        "max_abs_prob_diff": float(diff.max()) if diff.size else 0.0,
+        "mean_abs_prob_diff": float(diff.mean()) if diff.size else 0.0,
+    }

@@ -10,15 +10,81 @@ works and logs the choice. There is never a silent CPU run.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ProviderError
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda")
-CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
+CUDA_EP = "CUDAExecutionProvider"
+TRT_EP = "TensorrtExecutionProvider"
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One execution provider: everything bertfast knows about it, in one row.
+
+    Attributes:
+        name: the name users type (`device="cuda"`, `--device tensorrt`), also the key of the
+            manifest's per-target defaults and of each variant's `devices`.
+        ort_name: ONNX Runtime's provider name; after a session is built, the provider must be
+            first in `session.get_providers()` (the no-silent-fallback check).
+        gpu: runs on an NVIDIA GPU (needs onnxruntime-gpu; one stream; Ray actors need GPUs).
+        io_binding: inputs bound once and outputs allocated on the device (`run_with_iobinding`).
+        precisions: the variant precisions it may run.
+        chain: providers placed after it in the session (ops it lacks run there; a TensorRT
+            session keeps CUDA for the subgraphs TensorRT rejects, never the CPU alone).
+        auto: tried by `device="auto"`, in table order (TensorRT is not: its first engine build
+            takes minutes, so it is only used when asked for by name).
+    """
+
+    name: str
+    ort_name: str
+    gpu: bool
+    io_binding: bool
+    precisions: tuple[str, ...]
+    chain: tuple[str, ...] = ()
+    auto: bool = False
+
+    def options(self, cache_dir: str | None = None) -> dict:
+        """Provider options for `InferenceSession(providers=[(ort_name, options), ...])`."""
+        if self.name == "cuda":
+            return {"device_id": 0}
+        if self.name == "tensorrt":
+            # The engine build is slow: cache engines next to the variant; fp16 lets TensorRT
+            # pick fp16 kernels (the fp16 variant is already fp16; fp32 stays as validated).
+            opts = {"device_id": 0, "trt_fp16_enable": False}
+            if cache_dir:
+                opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir))
+            return opts
+        return {}
+
+
+# The table. A new provider is one row here (plus, for a GPU one, nothing else: the session,
+# the auto policy, the fallback check, the manifest defaults, bench and Ray all read it).
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (
+    Provider("cuda", CUDA_EP, gpu=True, io_binding=True, precisions=("fp32", "fp16"), chain=(CPU_EP,), auto=True),
+    Provider("tensorrt", TRT_EP, gpu=True, io_binding=True, precisions=("fp32", "fp16"), chain=(CUDA_EP, CPU_EP)),
+    Provider("cpu", CPU_EP, gpu=False, io_binding=False, precisions=("fp32", "int8"), auto=True),
+)}
+DEVICES = ("auto", *PROVIDERS)
+
+
+def provider(name: str) -> Provider:
+    """The table row for `name` (resolve "auto" first with `auto_order`)."""
+    check_device(name)
+    if name == "auto":
+        raise ProviderError('"auto" is a policy, not a provider; resolve it with auto_order().')
+    return PROVIDERS[name]
+
+
+def auto_order() -> list[Provider]:
+    """Providers `device="auto"` tries, best first: the GPU ones compiled in, then the CPU."""
+    avail = set(available_providers())
+    return [p for p in PROVIDERS.values() if p.auto and (p.ort_name in avail or not p.gpu)]
+
 
 # Every distribution that ships the `onnxruntime` Python package; with two installed, the one
 # installed last silently overwrites the other's files.
@@ -54,8 +120,8 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def cuda_unavailable_reason(detail: str = "") -> str:
-    """A one-line explanation of why CUDA is not usable, with the likely fix."""
+def cuda_unavailable_reason(detail: str = "", what: str = "CUDA") -> str:
+    """A one-line explanation of why a GPU provider (`what`) is not usable, with the likely fix."""
     pkgs = installed_onnxruntime()
     avail = available_providers()
     listed = ", ".join(f"{k}=={v}" for k, v in pkgs.items()) or "none found"
@@ -75,7 +141,7 @@ def cuda_unavailable_reason(detail: str = "") -> str:
         cause = "onnxruntime-gpu is installed but reports no CUDA provider: reinstall it and check `bertfast doctor`"
     extra = f" ({detail})" if detail else ""
     return (
-        f"CUDA is not usable{extra}; available providers: {', '.join(avail)}; "
+        f"{what} is not usable{extra}; available providers: {', '.join(avail)}; "
         f"installed: {listed}; likely cause: {cause}."
     )
 
@@ -102,44 +168,44 @@ def session_options(threads: int, allow_spinning: bool = True):
 
 
 def create_session(model: str | Path, device: str, threads: int, allow_spinning: bool = True):
-    """Build an InferenceSession on `device` ("cpu" or "cuda") and check the provider is in use.
+    """Build an InferenceSession on provider `device` and check the provider is really in use.
 
     Args:
         model: path of the .onnx file.
-        device: "cpu" or "cuda" (resolve "auto" with `resolve_device` first).
+        device: a `PROVIDERS` name (resolve "auto" first).
         threads: intra-op threads for the CPU provider.
         allow_spinning: let ORT worker threads spin between ops (lower latency, more CPU).
 
     Raises:
-        ProviderError: CUDA was asked for and is not available or not actually used.
+        ProviderError: a GPU provider was asked for and is not available or not actually used.
     """
     import onnxruntime as ort
 
+    p = provider(device)
     so = session_options(threads, allow_spinning)
-    if device == "cuda":
-        if CUDA_EP not in ort.get_available_providers():
-            raise ProviderError(cuda_unavailable_reason())
+    if p.gpu:
+        if p.ort_name not in ort.get_available_providers():
+            raise ProviderError(cuda_unavailable_reason(what=p.ort_name))
         preload = getattr(ort, "preload_dlls", None)
         if preload is not None:  # finds CUDA/cuDNN from pip's nvidia-* wheels when present
             try:
                 preload()
             except Exception as e:  # best effort, the provider check below decides
                 log.debug("onnxruntime.preload_dlls failed: %s", e)
-        providers = [(CUDA_EP, {"device_id": 0}), CPU_EP]
-    else:
-        providers = [CPU_EP]
+    cache = Path(model).parent / ".trt-cache" if p.name == "tensorrt" else None
+    providers = [(p.ort_name, p.options(str(cache) if cache else None)), *p.chain]
     try:
         sess = ort.InferenceSession(str(model), sess_options=so, providers=providers)
     except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if device == "cuda":
-            raise ProviderError(cuda_unavailable_reason(msg)) from None
+        if p.gpu:
+            raise ProviderError(cuda_unavailable_reason(msg, what=p.ort_name)) from None
         from ..errors import ModelError
 
         raise ModelError(f"ONNX Runtime cannot load {model} ({msg}); re-run `bertfast export --force`.") from None
     used = sess.get_providers()
-    if device == "cuda" and (not used or used[0] != CUDA_EP):
-        raise ProviderError(cuda_unavailable_reason(f"the session fell back to {', '.join(used)}"))
+    if not used or used[0] != p.ort_name:
+        raise ProviderError(cuda_unavailable_reason(f"the session fell back to {', '.join(used)}", what=p.ort_name))
     return sess
 
 

@@ -1,0 +1,175 @@
+"""Every inference setting, declared once: `RuntimeOptions`.
+
+`Classifier.load(path, options=None, **overrides)`, `bertfast predict` (single process and Ray)
+and the benchmark all take this one frozen dataclass. Each field carries its own help text,
+choices and lower bound in `metadata`, so the CLI flags (`add_arguments`), their `--help` and
+the checks are generated from it: a new setting is one field here.
+
+Errors name the Python argument (`long_text must be one of ...`) when the options come from
+Python, and the flag (`--long-text must be one of ...`) when they come from the command line
+(`from_flags`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
+
+from ..errors import BertfastError
+
+LONG_TEXT = ("truncate", "head-tail", "sliding-window")
+AGGREGATE = ("mean", "max")
+
+
+def _device_choices() -> tuple[str, ...]:
+    from .providers import DEVICES
+
+    return DEVICES
+
+
+def _opt(help: str, *, choices=None, minimum: int | None = None, kind: type = int, cli: bool = True) -> dict:
+    """Field metadata: help text, allowed values (a tuple or a zero-argument callable), lower bound."""
+    return {"help": help, "choices": choices, "minimum": minimum, "kind": kind, "cli": cli}
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How an export runs. Every field is a `Classifier.load` keyword and a CLI flag.
+
+    Attributes:
+        device: an execution provider from the table in `runtime/providers.py` (cpu, cuda,
+            tensorrt) or "auto" (CUDA when it really works, else CPU; logged). A GPU provider
+            asked for by name never falls back to the CPU silently.
+        variant: export variant (e.g. "int8-dynamic-pc"); default: the export's default for
+            the device.
+        threads: CPU intra-op threads; default: the CPUs this process may use (container quota
+            and affinity), not the host's core count.
+        long_text: texts over `max_length` tokens: "truncate" (keep the start), "head-tail"
+            (first ~1/4 and last ~3/4 of the budget) or "sliding-window" (classify overlapping
+            windows, aggregate logits).
+        stride: token overlap between sliding windows; default max_length // 4.
+        aggregate: how window logits combine into one per text: "mean" or "max".
+        batch_tokens: padded tokens per batch (batch size x longest window in the batch).
+        max_batch_size: most windows per batch, whatever their length.
+        max_length: tokens per window incl. special tokens; default: the export's max_length.
+        allow_spinning: let ONNX Runtime threads spin between ops (lower latency; turn off when
+            the cores are shared with other busy work).
+        streams: batches run concurrently, each on threads // streams intra-op threads (CPU
+            only); wins throughput when there are several batches.
+    """
+
+    device: str = field(default="auto", metadata=_opt(
+        "execution provider, or auto: CUDA if it really works, else CPU (logged)", choices=_device_choices, kind=str))
+    variant: str | None = field(default=None, metadata=_opt(
+        "export variant (e.g. int8-dynamic-pc, fp16); default: the export's default for the device", kind=str))
+    threads: int | None = field(default=None, metadata=_opt(
+        "CPU threads; default: the CPUs this process may use", minimum=1))
+    long_text: str = field(default="truncate", metadata=_opt(
+        "texts over --max-length tokens: keep the start, the head+tail, or classify sliding windows",
+        choices=LONG_TEXT, kind=str))
+    stride: int | None = field(default=None, metadata=_opt(
+        "token overlap between sliding windows (default max_length // 4)", minimum=0))
+    aggregate: str = field(default="mean", metadata=_opt(
+        "combine sliding-window logits by mean or max", choices=AGGREGATE, kind=str))
+    batch_tokens: int = field(default=8192, metadata=_opt(
+        "padded tokens per batch (batches are cut by this budget)", minimum=1))
+    max_batch_size: int = field(default=256, metadata=_opt("most texts per batch", minimum=1))
+    max_length: int | None = field(default=None, metadata=_opt(
+        "tokens per window; default: the export's max_length", minimum=3))
+    allow_spinning: bool = field(default=True, metadata=_opt(
+        "let ONNX Runtime threads spin between ops (lower latency, more CPU)", kind=bool))
+    streams: int = field(default=1, metadata=_opt(
+        "batches run concurrently on the CPU, each on threads // streams threads", minimum=1))
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            problem = _problem(f, getattr(self, f.name))
+            if problem:
+                raise OptionError(f.name, problem)
+
+    def replace(self, **overrides: Any) -> RuntimeOptions:
+        """A copy with some settings changed (checked like the original)."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
+        if unknown:
+            raise BertfastError(
+                f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(f.name for f in fields(self))}."
+            )
+        return replace(self, **overrides)
+
+    @classmethod
+    def from_flags(cls, **values: Any) -> RuntimeOptions:
+        """Build from CLI-named values (None = not given); errors name the `--flag`."""
+        names = {f.name for f in fields(cls)}
+        given = {k: v for k, v in values.items() if k in names and v is not None}
+        try:
+            return cls(**given)
+        except OptionError as e:
+            raise BertfastError(e.message(flag=True)) from None
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> RuntimeOptions:
+        """The options among parsed CLI flags (see `add_arguments`)."""
+        return cls.from_flags(**vars(args))
+
+
+class OptionError(BertfastError):
+    """A bad value for one option; `message(flag=True)` names it as the CLI flag."""
+
+    def __init__(self, name: str, problem: str):
+        self.name, self.problem = name, problem
+        super().__init__(self.message())
+
+    def message(self, flag: bool = False) -> str:
+        return f"{flag_name(self.name) if flag else self.name} {self.problem}"
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _choices(f) -> tuple | None:
+    c = f.metadata.get("choices")
+    return c() if callable(c) else c
+
+
+def _problem(f, value) -> str | None:
+    """What is wrong with `value` for field `f` (None if nothing): one rule for every setting."""
+    if value is None and f.default is None:
+        return None
+    meta, choices = f.metadata, _choices(f)
+    if choices is not None:
+        return None if value in choices else f"must be one of {', '.join(choices)}; got {value!r}."
+    if meta.get("kind") is bool:
+        return None if isinstance(value, bool) else f"must be True or False; got {value!r}."
+    if meta.get("kind") is int:
+        low = meta.get("minimum")
+        bad = not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low)
+        return f"must be an integer >= {low}; got {value!r}." if bad else None
+    if meta.get("kind") is str and not isinstance(value, str):
+        return f"must be a string; got {type(value).__name__}."
+    return None
+
+
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, skip: tuple[str, ...] = ()) -> None:
+    """One CLI flag per `RuntimeOptions` field, with its help, choices and default."""
+    for f in fields(RuntimeOptions):
+        meta = f.metadata
+        if f.name in skip or not meta.get("cli", True):
+            continue
+        default = None if f.default is MISSING else f.default
+        if meta.get("kind") is bool:
+            parser.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, default=default,
+                                help=meta["help"])
+            continue
+        kwargs: dict[str, Any] = {"default": default, "help": meta["help"]}
+        choices = _choices(f)
+        if choices is not None:
+            kwargs["choices"] = choices
+        elif meta.get("kind") is int:
+            kwargs["type"] = int
+        parser.add_argument(flag_name(f.name), **kwargs)
+
+
+def option_names() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(RuntimeOptions))
