@@ -36,7 +36,7 @@ class Provider:
         precisions: the variant precisions it may run.
         chain: providers placed after it in the session (ops it lacks run there; a TensorRT
             session keeps CUDA for the subgraphs TensorRT rejects, never the CPU alone).
-        auto: tried by `device="auto"`, in table order (TensorRT is not: its first engine build
+        auto: tried by `device="auto"`, GPU rows first (TensorRT is not: its first engine build
             takes minutes, so it is only used when asked for by name).
     """
 
@@ -65,9 +65,9 @@ class Provider:
 # The table. A new provider is one row here (plus, for a GPU one, nothing else: the session,
 # the auto policy, the fallback check, the manifest defaults, bench and Ray all read it).
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (
+    Provider("cpu", CPU_EP, gpu=False, io_binding=False, precisions=("fp32", "int8"), auto=True),
     Provider("cuda", CUDA_EP, gpu=True, io_binding=True, precisions=("fp32", "fp16"), chain=(CPU_EP,), auto=True),
     Provider("tensorrt", TRT_EP, gpu=True, io_binding=True, precisions=("fp32", "fp16"), chain=(CUDA_EP, CPU_EP)),
-    Provider("cpu", CPU_EP, gpu=False, io_binding=False, precisions=("fp32", "int8"), auto=True),
 )}
 DEVICES = ("auto", *PROVIDERS)
 
@@ -83,7 +83,8 @@ def provider(name: str) -> Provider:
 def auto_order() -> list[Provider]:
     """Providers `device="auto"` tries, best first: the GPU ones compiled in, then the CPU."""
     avail = set(available_providers())
-    return [p for p in PROVIDERS.values() if p.auto and (p.ort_name in avail or not p.gpu)]
+    usable = [p for p in PROVIDERS.values() if p.auto and (p.ort_name in avail or not p.gpu)]
+    return sorted(usable, key=lambda p: not p.gpu)  # GPUs first, the CPU last
 
 
 # Every distribution that ships the `onnxruntime` Python package; with two installed, the one
