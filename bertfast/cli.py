@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("bertfast").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # SIGTERM (timeout, a Kubernetes stop, torchrun teardown) unwinds like Ctrl-C, so every
+    # temp folder/file a run started is removed by the `atomic_*` context managers on the way out.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(importlib.import_module(args._module).main(args) or 0)
     except BertfastError as e:
@@ -88,6 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was written under the final output name.", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated: nothing was written under the final output name.", file=sys.stderr)
+        return 143
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM (a BaseException, so `except Exception` cannot eat it)."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
 
 
 if __name__ == "__main__":  # pragma: no cover
