@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     from bertfast.utils import library_versions, usable_cpus
 
     manifest = json.loads((args.export / "bertfast.json").read_text())
-    data = {"export": str(args.export), "variant": manifest["default"]["cpu"], "cpus": usable_cpus(),
+    from bertfast.bench.paths import display_path
+
+    data = {"export": display_path(args.export), "variant": manifest["default"]["cpu"], "cpus": usable_cpus(),
             "versions": library_versions(), "results": results,
             "note": "wall time includes process start, model load and writing the CSV; peak RSS is the "
                     "child process high-water mark (runs go smallest first, so growth would show)."}

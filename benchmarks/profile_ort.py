@@ -38,10 +38,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnxruntime as ort
 
+    from bertfast.bench.paths import display_path
     from bertfast.data import read_labeled
     from bertfast.manifest import load_manifest
     from bertfast.runtime.classifier import Classifier
-    from bertfast.runtime.providers import session_options
+    from bertfast.runtime.providers import PROVIDERS, session_options
     from bertfast.utils import usable_cpus
 
     m = load_manifest(args.export)
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     so = session_options(threads)
     so.enable_profiling = True
     so.profile_file_prefix = str(Path(tmp) / "ort")
-    sess = ort.InferenceSession(str(m.variant_file(variant)), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(m.variant_file(variant)), so, providers=[PROVIDERS["cpu"].ort_name])
     sess.run(None, feeds[0])  # warm-up (also profiled, dropped below by run index)
     t0 = time.perf_counter()
     n = 0
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(by_op.values()) or 1.0
     rows = sorted(by_op.items(), key=lambda kv: -kv[1])
     result = {
-        "export": str(args.export), "variant": variant, "max_length": args.max_length,
+        "export": display_path(args.export), "variant": variant, "max_length": args.max_length,
         "batch_size": args.batch_size, "threads": threads, "texts": n, "wall_seconds": wall,
         "seq_per_s_model_only": n / wall,
         "op_time_share": {k: v / total for k, v in rows},

@@ -66,17 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.repeats):
             out = work / f"single-{i}.parquet"
             runs["single"].append(_run(base + ["--input", str(whole), "--output", str(out)], args.sample_every))
-            runs["single"][-1]["output"] = str(out)
+            runs["single"][-1]["output"] = _shown(out)
             out = work / f"ray-{i}"
             cmd = base + ["--input", str(parts), "--output", str(out), "--engine", "ray"]
             if args.workers:
                 cmd += ["--workers", str(args.workers)]
             runs["ray"].append(_run(cmd, args.sample_every))
-            runs["ray"][-1]["output"] = str(out)
+            runs["ray"][-1]["output"] = _shown(out)
             done = json.loads((out / "_SUCCESS").read_text())
             runs["ray"][-1]["ray_seconds_without_cluster_start"] = done["seconds"]
             runs["ray"][-1]["plan"] = done["plan"]
-        agreement = _agreement(Path(runs["single"][0]["output"]), Path(runs["ray"][0]["output"]))
+        agreement = _agreement(work / "single-0.parquet", work / "ray-0")
 
     report = _report(args, runs, agreement)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.md").write_text(_markdown(report))
     print(_markdown(report))
     return 0
+
+
+def _shown(arg) -> str:
+    """An argument as the report records it: absolute paths never (they name this machine's folders)."""
+    from bertfast.bench.paths import display_path
+
+    return display_path(arg) if os.path.isabs(str(arg)) else str(arg)
 
 
 def _texts(path: Path, rows: int) -> list[str]:
@@ -147,7 +154,7 @@ def _run(cmd: list[str], every: float) -> dict:
     if proc.returncode:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{log[-3000:]}")
     return {"seconds": round(secs, 3), "peak_pss_mib": round(peak["bytes"] / 2**20, 1),
-            "processes_at_peak": peak["processes"], "command": " ".join(cmd)}
+            "processes_at_peak": peak["processes"], "command": " ".join(_shown(a) for a in cmd)}
 
 
 def _agreement(single: Path, ray_dir: Path) -> float:
@@ -167,7 +174,7 @@ def _report(args, runs: dict, agreement: float) -> dict:
 
     from bertfast.utils import usable_cpus
 
-    out = {"rows": args.rows, "files": args.files, "export": str(args.export), "variant": args.variant,
+    out = {"rows": args.rows, "files": args.files, "export": _shown(args.export), "variant": args.variant,
            "label_agreement": agreement, "engines": {}}
     for name, rs in runs.items():
         secs = statistics.median(r["seconds"] for r in rs)

@@ -96,6 +96,20 @@ def test_model_shape_from_config(tiny_model):
     assert (s.layers, s.hidden, s.intermediate, s.heads, s.num_labels) == (2, 32, 64, 2, 3)
 
 
+def test_model_shape_from_any_family():
+    from bertfast.bench.roofline import ModelShape
+
+    distil = {"model_type": "distilbert", "n_layers": 6, "dim": 768, "hidden_dim": 3072, "n_heads": 12,
+              "id2label": {"0": "neg", "1": "pos"}}
+    s = ModelShape.from_config(distil)
+    assert (s.layers, s.hidden, s.intermediate, s.heads, s.num_labels) == (6, 768, 3072, 12, 2)
+    assert s.model_type == "distilbert"
+    unknown = {"model_type": "my-encoder", "num_hidden_layers": 3, "hidden_size": 64, "intermediate_size": 256,
+               "num_attention_heads": 4, "num_labels": 5}
+    s = ModelShape.from_config(unknown)
+    assert (s.layers, s.hidden, s.intermediate, s.heads, s.num_labels) == (3, 64, 256, 4, 5)
+
+
 def test_peak_graphs_run():
     import onnxruntime as ort
 
@@ -135,6 +149,59 @@ def test_config_errors_name_the_flag(tiny_model, tmp_path):
         BenchConfig(target=tiny_model, out=tmp_path / "full")
     cfg = BenchConfig(target=tiny_model, batch_sizes="8, 1,8", preset="quick", min_runs=5)
     assert cfg.batch_sizes == (8, 1) and cfg.min_runs == 5 and cfg.min_seconds == 0.5 and cfg.threads >= 1
+
+
+def test_devices_come_from_the_provider_table(tiny_model):
+    from bertfast.bench import BenchConfig
+    from bertfast.bench.config import DEVICES
+    from bertfast.runtime.providers import PROVIDERS
+
+    assert DEVICES == ("auto", *PROVIDERS)
+    for device in DEVICES:  # validated here, resolved (and checked for usability) when the run starts
+        assert BenchConfig(target=tiny_model, device=device).device == device
+
+
+def test_resolve_device_reads_the_provider_table(monkeypatch):
+    import bertfast.runtime.providers as providers
+    from bertfast.bench.target import resolve_device
+    from bertfast.errors import ProviderError
+
+    monkeypatch.setattr(providers, "available_providers", lambda: ["CPUExecutionProvider"])
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    for gpu in [name for name, row in providers.PROVIDERS.items() if row.gpu]:
+        with pytest.raises(ProviderError, match=providers.PROVIDERS[gpu].ort_name):
+            resolve_device(gpu)  # never a silent CPU run
+
+
+def test_expand_names_skips_failed_and_foreign_variants():
+    from bertfast.bench.backends import STANDARD_BACKENDS, expand_names
+
+    variants = {
+        "fp32": {"file": "model.onnx", "devices": ["cpu", "cuda"]},
+        "int8": {"file": "model-int8.onnx", "devices": ["cpu"]},
+        "fp16": {"status": "failed", "devices": ["cuda"], "error": "no GPU"},
+        "int8-bad": {"status": "failed", "devices": ["cpu"]},
+    }
+    assert expand_names(("bertfast",), variants, "cpu") == ["bertfast:fp32", "bertfast:int8"]
+    assert expand_names(("bertfast",), variants, "cuda") == ["bertfast:fp32"]
+    assert expand_names(("all",), variants, "cpu") == [*STANDARD_BACKENDS, "bertfast:fp32", "bertfast:int8"]
+    assert expand_names(("bertfast:default", "torch"), variants, "cpu", {"cpu": "int8"}) == ["bertfast:int8", "torch"]
+    with pytest.raises(BertfastError, match="bertfast:default"):
+        expand_names(("bertfast:default",), variants, "tensorrt", {"cpu": "int8"})
+
+
+def test_display_path(tmp_path, monkeypatch):
+    from bertfast.bench.paths import display_path, scrub_paths
+
+    monkeypatch.chdir(tmp_path)
+    assert display_path(tmp_path / "exports" / "x") == "exports/x"
+    assert display_path("exports/x") == "exports/x"  # relative: kept as given
+    assert display_path(tmp_path) == "."
+    assert display_path(Path.home() / ".cache" / "bertfast") == "~/.cache/bertfast"
+    assert display_path("/elsewhere/models/minilm") == "minilm"  # outside: the folder name only
+    assert display_path("/elsewhere/cache/optimum/m.onnx", root="/elsewhere/cache") == "cache/optimum/m.onnx"
+    assert display_path(None) is None
+    assert scrub_paths({"e": [f"{tmp_path}/exports/x has no config.json"]}) == {"e": ["exports/x has no config.json"]}
 
 
 def test_cli_help_lists_the_flags():
@@ -286,6 +353,38 @@ def test_a_backend_failing_mid_run_is_reported_and_others_go_on(tiny_model, tmp_
     assert "| `torch` |" in report.to_markdown()
 
 
+def test_reports_record_no_absolute_paths(tiny_export, tiny_model, tmp_path, monkeypatch):
+    from bertfast.bench import backends, run_benchmark
+
+    class Broken:  # its error quotes an absolute path, as library errors do
+        name, precision, outputs = "broken", "fp32", "logits"
+
+        def load(self):
+            raise FileNotFoundError(f"{tmp_path}/missing/config.json")
+
+    monkeypatch.setitem(backends.FACTORIES, "broken", lambda ctx, name: Broken())
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "results" / "tiny"
+    run_benchmark(_quick(tiny_export, out, backends="torch,broken", batch_sizes="2", latency_texts=0,
+                         peak_seconds=0, plot=False))
+    text = (out / "results.json").read_text() + (out / "results.md").read_text()
+    for machine_path in (str(tmp_path), str(tiny_model), str(Path.home()) + "/"):
+        assert machine_path not in text
+    d = json.loads((out / "results.json").read_text())
+    assert d["config"]["target"] == "export" and d["config"]["out"] == "results/tiny"
+    assert d["workload"]["data"] == "export/eval.jsonl" and d["workload"]["model_dir"] == Path(tiny_model).name
+    assert "missing/config.json" in d["backends"][1]["error"]
+
+    def strings(x):
+        if isinstance(x, dict):
+            return [s for v in x.values() for s in strings(v)]
+        if isinstance(x, list):
+            return [s for v in x for s in strings(v)]
+        return [x] if isinstance(x, str) else []
+
+    assert not [s for s in strings(d) if s.startswith("/")]
+
+
 def test_optimum_backends(tiny_export, tmp_path):
     pytest.importorskip("optimum.onnxruntime")
     from bertfast.bench import run_benchmark
@@ -299,7 +398,10 @@ def test_optimum_backends(tiny_export, tmp_path):
         assert b["throughput"]["4"]["padding_ratio"] is not None
     assert report.backend("optimum")["quality"]["label_agreement"] == 1.0
     assert report.backend("optimum")["quality"]["max_abs_prob_diff"] < 1e-3
-    assert "MatMulInteger" in open(report.backend("optimum-int8")["onnx"], "rb").read().decode("latin-1")
+    # the report shows the cache file relative to the cache folder's display ("cache/optimum/...")
+    onnx = Path(report.backend("optimum-int8")["onnx"])
+    onnx = onnx if onnx.is_file() else tmp_path / onnx
+    assert "MatMulInteger" in open(onnx, "rb").read().decode("latin-1")
 
 
 def test_readme_block_is_generated_from_results(tmp_path):

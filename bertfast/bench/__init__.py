@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from .config import STANDARD_BACKENDS, BenchConfig
+from .config import DEVICES, STANDARD_BACKENDS, BenchConfig
 
 if TYPE_CHECKING:
     from .report import Report
@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma list: all, {', '.join(STANDARD_BACKENDS)}, bertfast (every variant), "
                              "bertfast:default (the export's default), bertfast:<variant>")
     parser.add_argument("--threads", type=int, default=None, help="threads for every backend (default: usable CPUs)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
+    parser.add_argument("--device", default="auto", choices=DEVICES,
+                        help="execution provider for every backend (torch uses CUDA for any GPU provider); "
+                             "auto: a GPU when both ONNX Runtime and torch can use one, else cpu")
     parser.add_argument("--out", default=None,
                         help="results folder (default: benchmarks/results/<TARGET name>-L<max length>)")
     parser.add_argument("--force", action="store_true", help="replace an existing results folder")
@@ -66,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_out(target: str, max_length: int | None) -> str:
+    """benchmarks/results/<TARGET folder name>[-L<max length>], relative to the working directory."""
     from pathlib import Path
 
     suffix = f"-L{max_length}" if max_length else ""

@@ -1,4 +1,8 @@
-"""`BenchConfig`: what to benchmark, on which data, for how long. Standard library only."""
+"""`BenchConfig`: what to benchmark, on which data, for how long.
+
+The backend names come from the registry in `bench.backends` and the devices from the
+execution-provider table (`runtime.providers`); this module only reads them.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import BertfastError
+from ..runtime.providers import DEVICES
+from .backends import FACTORIES, STANDARD_BACKENDS
+from .paths import display_path
 
-# Backends compared by default, in report order. "bertfast" expands to every variant of the
-# export that runs on the device (`bertfast:<variant>` names one).
-STANDARD_BACKENDS = ("torch-seed", "torch", "torch-int8", "optimum", "optimum-int8")
-DEVICES = ("auto", "cpu", "cuda")
+__all__ = ["BenchConfig", "DEVICES", "PRESETS", "STANDARD_BACKENDS", "known_backends", "parse_int_list"]
 
 # Presets over knobs: `--quick` is for smoke runs (numbers are indicative only).
 PRESETS: dict[str, dict] = {
@@ -20,9 +24,7 @@ PRESETS: dict[str, dict] = {
 
 
 def known_backends() -> tuple[str, ...]:
-    """Backend names `--backends` accepts (the registry in `backends.py` may add test doubles)."""
-    from .backends import FACTORIES
-
+    """Backend names `--backends` accepts: the registry's (tests may add doubles) and "bertfast"."""
     return (*FACTORIES, "bertfast")
 
 
@@ -60,7 +62,8 @@ class BenchConfig:
         backends: comma list or "all": torch-seed, torch, torch-int8, optimum, optimum-int8,
             bertfast (= every variant), bertfast:default (the export's default) or bertfast:<variant>.
         threads: intra-op threads for every backend (default: CPUs usable by this process).
-        device: cpu, cuda or auto (cuda when available).
+        device: auto or an execution provider of `runtime.providers.PROVIDERS` (cpu, cuda,
+            tensorrt); auto picks a GPU provider when ONNX Runtime and torch can both use it.
         out: results folder (results.json, results.md, plot.png); None writes nothing.
         force: replace an existing results folder.
         preset: "default" or "quick" (short smoke-run durations); explicit fields win.
@@ -156,10 +159,10 @@ class BenchConfig:
             self.name = Path(self.out).name if self.out is not None else self.target.resolve().name
 
     def to_dict(self) -> dict:
-        """JSON-ready copy (paths as strings)."""
+        """JSON-ready copy; paths as reports show them (`paths.display_path`: never absolute)."""
         d = asdict(self)
-        for k in ("target", "model_dir", "out", "cache_dir"):
-            d[k] = None if d[k] is None else str(d[k])
+        for k in ("target", "model_dir", "out", "cache_dir", "data"):
+            d[k] = display_path(d[k])
         d["batch_sizes"] = list(self.batch_sizes)
         d["backends"] = list(self.backends)
         return d

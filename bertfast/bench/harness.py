@@ -1,138 +1,39 @@
 """`run_benchmark(cfg) -> Report`: every backend on the same texts, same threads, interleaved.
 
 Order of work:
-1. resolve TARGET (export folder or model folder), the data, the max length;
+1. resolve TARGET (export folder or model folder), the data, the max length, the device (`target`);
 2. record the environment and measure the peak matmul rates (roofline);
 3. load each backend (load time and RSS delta recorded; a failure is recorded, not fatal);
 4. per batch size: warm-up (with an RSS sampler), end-to-end throughput rounds, then
    model-only rounds, every round rotating the backend order;
 5. batch-1 latency, text by text, rotating the backend order per text;
-6. quality vs `torch` (label agreement, probability difference) and accuracy vs labels;
-7. write results.json / results.md / plot.png.
+6. quality vs `torch` (label agreement, probability difference) and accuracy vs labels (`quality`);
+7. write results.json / results.md / plot.png (`report`), every path as `paths.display_path` shows it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import BertfastError, DataError, ProviderError
+from ..errors import BertfastError
+from ..hardware import cpu_flags
+from ..runtime.providers import PROVIDERS
 from .backends import BackendContext, BackendSkipped, describe, expand_names, make_backend
 from .config import BenchConfig
+from .paths import display_path, scrub_paths
+from .quality import quality
 from .report import Report
-from .roofline import ModelShape, measure_peaks, total_flops
+from .roofline import measure_peaks, total_flops
+from .target import load_data, resolve_device, resolve_target, token_counts
 from .timing import RssSampler, interleave_order, interleaved_rounds, rss_mb, summarize, time_call
 
 log = logging.getLogger("bertfast.bench")
-
-
-@dataclass
-class Target:
-    """What TARGET resolved to."""
-
-    export_dir: Path | None
-    model_dir: Path | None
-    manifest: object | None
-    id2label: dict[int, str]
-    max_length: int
-    model_max_length: int
-    shape: ModelShape | None
-
-
-def resolve_target(cfg: BenchConfig, model_dir: str | Path | None = None) -> Target:
-    """An export folder (with `bertfast.json`) or a trained model folder (with `config.json`)."""
-    from ..manifest import MANIFEST_NAME, load_manifest
-
-    t = Path(cfg.target)
-    if (t / MANIFEST_NAME).is_file():
-        m = load_manifest(t)
-        src = model_dir or (m.raw.get("source") or {}).get("model_dir")
-        mdir = None
-        if src:
-            mdir = Path(src)
-            if not mdir.is_absolute() and not mdir.exists():
-                mdir = t / mdir  # a relative path may be relative to the export
-        cfg_path = next((p / "config.json" for p in (mdir, t) if p is not None and (p / "config.json").is_file()), None)
-        shape = ModelShape.from_config(cfg_path) if cfg_path else None
-        return Target(t, mdir, m, m.id2label, cfg.max_length or m.max_length, m.model_max_length, shape)
-    if (t / "config.json").is_file():
-        conf = json.loads((t / "config.json").read_text())
-        id2label = {int(k): str(v) for k, v in (conf.get("id2label") or {}).items()}
-        mml = int(conf.get("max_position_embeddings", 512))
-        return Target(None, t, None, id2label, cfg.max_length or min(128, mml), mml, ModelShape.from_config(conf))
-    raise BertfastError(
-        f"TARGET {t} is neither an export folder (bertfast.json) nor a model folder (config.json)."
-    )
-
-
-def _read_jsonl(path: Path, text_col: str, label_col: str) -> tuple[list[str], list[str] | None]:
-    texts, labels = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            texts.append(str(row[text_col]))
-            labels.append(None if row.get(label_col) is None else str(row[label_col]))
-    return texts, (labels if all(lb is not None for lb in labels) else None)
-
-
-def load_data(cfg: BenchConfig, target: Target) -> tuple[list[str], list[str] | None, str]:
-    """The texts (and labels, when known) to replay, and a description of the source."""
-    if cfg.data is None and target.export_dir is not None and (target.export_dir / "eval.jsonl").is_file():
-        path = target.export_dir / "eval.jsonl"
-        texts, labels = _read_jsonl(path, "text", "label")
-        source = str(path)
-    else:
-        from ..data import load_texts
-
-        source = cfg.data or "bbc-news"
-        texts, labels = load_texts(source, text_column=cfg.text_column, label_column=cfg.label_column)
-    if not texts:
-        raise DataError(f"--data {source} holds no texts.")
-    return list(texts), (list(labels) if labels is not None else None), source
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> cuda when both torch and ONNX Runtime can use it; "cuda" must be usable."""
-    import onnxruntime as ort
-
-    ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    try:
-        import torch
-
-        torch_cuda = torch.cuda.is_available()
-    except ImportError:
-        torch_cuda = False
-    if device == "auto":
-        return "cuda" if ort_cuda and torch_cuda else "cpu"
-    if device == "cuda" and not (ort_cuda and torch_cuda):
-        raise ProviderError(
-            f"--device cuda: CUDA is not usable (onnxruntime CUDA provider: {ort_cuda}, torch CUDA: {torch_cuda}); "
-            "run `bertfast doctor`, or use --device cpu."
-        )
-    return device
-
-
-def _token_counts(target: Target, texts: list[str], max_length: int) -> np.ndarray:
-    """Real tokens per text after truncation, [CLS]/[SEP] included."""
-    if target.model_dir is not None and (target.model_dir / "config.json").is_file():
-        from ..errors import require
-
-        tok = require("transformers", "train").AutoTokenizer.from_pretrained(target.model_dir, use_fast=True)
-        ids = tok(list(texts), truncation=True, max_length=max_length)["input_ids"]
-        return np.array([len(x) for x in ids])
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(target.manifest.tokenizer_file))
-    tok.enable_truncation(max_length)
-    tok.no_padding()
-    return np.array([len(e.ids) for e in tok.encode_batch(list(texts))])
 
 
 def _preimport() -> None:
@@ -144,12 +45,6 @@ def _preimport() -> None:
             importlib.import_module(mod)
         except Exception:  # a missing optional library is reported by its backend
             pass
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _sample(n: int, k: int, rng: random.Random) -> list[int]:
@@ -189,7 +84,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
         pass
     device = resolve_device(cfg.device)
 
-    from .env import cpu_flags, environment
+    from .env import environment
 
     env = environment(cfg.threads)
     env["device"] = device
@@ -201,16 +96,16 @@ def run_benchmark(cfg: BenchConfig) -> Report:
             "absolute numbers are low; the side-by-side ratios are less affected, but rerun on a quiet machine."
         )
 
-    tokens = _token_counts(target, sample, L)
-    tokens_all = _token_counts(target, texts, L) if len(texts) <= 20000 else tokens
+    tokens = token_counts(target, sample, L)
+    tokens_all = token_counts(target, texts, L) if len(texts) <= 20000 else tokens
     shape = target.shape
     sample_flops = total_flops(shape, tokens) if shape else None
     workload = {
         "name": cfg.name,
-        "target": str(cfg.target),
-        "export_dir": str(target.export_dir) if target.export_dir else None,
-        "model_dir": str(target.model_dir) if target.model_dir else None,
-        "data": source,
+        "target": display_path(cfg.target),
+        "export_dir": display_path(target.export_dir),
+        "model_dir": display_path(target.model_dir),
+        "data": display_path(source),
         "n_data_texts": len(texts),
         "n_texts": len(sample),
         "n_latency_texts": len(lat_texts),
@@ -241,7 +136,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
     peaks = {"peaks": {}, "kernels": [], "skipped": True}
     if cfg.peak_seconds > 0:
         log.info("measuring peak matmul rates (%d threads)...", cfg.threads)
-        peaks = measure_peaks(cfg.threads, seconds=cfg.peak_seconds, quick=cfg.preset == "quick", cuda=device == "cuda")
+        peaks = measure_peaks(cfg.threads, seconds=cfg.peak_seconds, quick=cfg.preset == "quick", cuda=PROVIDERS[device].gpu)
 
     ctx = BackendContext(
         model_dir=target.model_dir, export_dir=target.export_dir, max_length=L, threads=cfg.threads, device=device,
@@ -295,7 +190,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
         except Exception:  # pragma: no cover
             pass
 
-    _quality(results, outputs, sample_idx, labels, target.id2label, warnings)
+    quality(results, outputs, sample_idx, labels, target.id2label, warnings)
     noisy = [
         f"{name}@{B} ({100 * t['time']['cv']:.0f}%)"
         for name, r in results.items() for B, t in r["throughput"].items()
@@ -324,7 +219,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
         "backends": [results[n] for n in names],
         "warnings": warnings,
     }
-    report = Report(data)
+    report = Report(scrub_paths(data))  # paths quoted in errors/warnings too: never the machine's layout
     if cfg.out is not None:
         report.write(cfg.out, plot=cfg.plot)
     return report
@@ -451,32 +346,3 @@ def _measure_latency(cfg, live, results, lat_texts, fail) -> None:
         ms = [x * 1000 for x in lat[name]]
         results[name]["latency_ms"] = summarize(ms)
         results[name]["latency_samples_ms"] = [round(x, 3) for x in ms]  # for the distribution plot
-
-
-def _quality(results, outputs, sample_idx, labels, id2label, warnings) -> None:
-    """Label agreement and probability difference vs `torch` (else `torch-seed`); accuracy vs labels."""
-    ref_name = next((n for n in ("torch", "torch-seed") if n in outputs), None)
-    probs = {}
-    for name, out in outputs.items():
-        probs[name] = out if results[name].get("outputs") == "probs" else _softmax(out.astype(np.float64))
-    y = None
-    if labels is not None and id2label:
-        label2id = {v: k for k, v in id2label.items()}
-        sample_labels = [labels[i] for i in sample_idx]
-        missing = sorted({lb for lb in sample_labels if lb not in label2id})
-        if missing:
-            warnings.append(f"data labels {missing[:5]} are not the model's labels; accuracy not reported.")
-        else:
-            y = np.array([label2id[lb] for lb in sample_labels])
-    for name, p in probs.items():
-        q: dict = {"n": int(p.shape[0]), "reference": ref_name}
-        pred = p.argmax(axis=1)
-        if y is not None:
-            q["accuracy"] = float((pred == y).mean())
-        if ref_name is not None:
-            ref = probs[ref_name]
-            q["label_agreement"] = float((pred == ref.argmax(axis=1)).mean())
-            q["max_abs_prob_diff"] = float(np.abs(p - ref).max())
-            if y is not None:
-                q["accuracy_delta_points"] = 100 * (q["accuracy"] - float((ref.argmax(axis=1) == y).mean()))
-        results[name]["quality"] = q

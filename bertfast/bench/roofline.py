@@ -19,7 +19,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ModelShape:
-    """The dimensions that set a BERT encoder's FLOPs (from its `config.json`)."""
+    """The dimensions that set an encoder's FLOPs (from its `config.json`, any family in `bertfast.families`)."""
 
     layers: int
     hidden: int
@@ -31,16 +31,23 @@ class ModelShape:
 
     @classmethod
     def from_config(cls, cfg: dict | str | Path) -> ModelShape:
-        """Read the shape from a Hugging Face config dict, `config.json` path, or model folder."""
+        """Read the shape from a Hugging Face config dict, `config.json` path, or model folder.
+
+        Raises:
+            ModelError: the config names none of its family's keys for a dimension.
+        """
         if not isinstance(cfg, dict):
             p = Path(cfg)
             cfg = json.loads((p / "config.json" if p.is_dir() else p).read_text())
+        from ..families import family_of
+
+        dims = family_of(cfg).dims(cfg)  # each family names its widths its own way (DistilBERT: n_layers, dim)
         n_labels = len(cfg.get("id2label") or {}) or int(cfg.get("num_labels", 2))
         return cls(
-            layers=int(cfg["num_hidden_layers"]),
-            hidden=int(cfg["hidden_size"]),
-            intermediate=int(cfg["intermediate_size"]),
-            heads=int(cfg["num_attention_heads"]),
+            layers=dims["layers"],
+            hidden=dims["hidden"],
+            intermediate=dims["intermediate"],
+            heads=dims["heads"],
             num_labels=n_labels,
             vocab=int(cfg.get("vocab_size", 0)),
             model_type=str(cfg.get("model_type", "bert")),

@@ -1,0 +1,66 @@
+"""bertfast itself: each export variant through the public `Classifier`, as users load it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import BackendContext, BackendSkipped
+
+
+class BertfastBackend:
+    """`bertfast.Classifier` on one export variant; `max_batch_size` = the batch size."""
+
+    outputs = "probs"
+
+    def __init__(self, ctx: BackendContext, name: str) -> None:
+        self.ctx, self.name = ctx, name
+        self.variant = name.split(":", 1)[1]
+        spec = ctx.variants.get(self.variant, {})
+        self.precision = spec.get("precision", "fp32")
+        self.info = {k: spec.get(k) for k in ("file", "description", "eligible", "reason") if k in spec}
+        self.clf = None
+        self.batch_size: int | None = None
+
+    def _load(self, batch_size: int) -> None:
+        # The batch size is a load-time setting of `Classifier`, so each batch size is a reload.
+        from ...runtime.classifier import Classifier
+
+        if self.clf is not None:
+            self.clf.close()
+        self.clf = Classifier.load(
+            self.ctx.export_dir, device=self.ctx.device, variant=self.variant, threads=self.ctx.threads,
+            max_length=self.ctx.max_length, max_batch_size=batch_size,
+        )
+        self.batch_size = batch_size
+
+    def load(self) -> None:
+        if self.ctx.export_dir is None:
+            raise BackendSkipped("TARGET is a model folder, not an export")
+        if self.variant not in self.ctx.variants:
+            raise ValueError(f"variant {self.variant!r} is not in the export; available: {', '.join(self.ctx.variants)}")
+        spec = self.ctx.variants[self.variant]
+        if spec.get("status") == "failed":  # the export recorded the failure; there is no file to load
+            raise BackendSkipped(f"variant {self.variant!r} failed at export: {spec.get('error') or spec.get('reason')}")
+        self._load(1)
+
+    def prepare(self, batch_size: int) -> None:
+        if batch_size != self.batch_size:
+            self._load(batch_size)
+
+    def run(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.clf.predict_proba(list(texts)), dtype=np.float32)
+
+    def encode(self, texts: list[str]):
+        return self.clf.encode(list(texts))
+
+    def run_encoded(self, enc) -> np.ndarray:
+        return np.asarray(self.clf.logits_from_encoded(enc), dtype=np.float32)
+
+    def padding(self) -> float | None:
+        stats = getattr(self.clf, "last_stats", None) or {}
+        return stats.get("padding_ratio")
+
+    def close(self) -> None:
+        if self.clf is not None:
+            self.clf.close()
+            self.clf = None
