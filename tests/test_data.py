@@ -27,6 +27,37 @@ def test_csv_tsv_jsonl_parquet_and_folder_give_the_same_rows(tmp_path):
         assert sorted(zip(d.texts, d.labels)) == ref, name
 
 
+def test_tab_and_json_extensions_train_like_tsv_and_jsonl(tmp_path):
+    """The one extension table (`formats.EXTENSIONS`): `.tab` is TSV and `.json` is JSON Lines."""
+    rows = make_texts(12)
+    (tmp_path / "d.tab").write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    (tmp_path / "d.json").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+    for name in ("d.tab", "d.json"):
+        d = read_labeled(tmp_path / name)
+        assert list(zip(d.texts, d.labels)) == rows, name
+
+
+def test_empty_csv_fields_are_missing_values(tmp_path):
+    (tmp_path / "d.csv").write_text('text,label\n"a goal",sport\n"",tech\n')
+    with pytest.raises(DataError, match="data row 2 is empty/null"):
+        read_labeled(tmp_path / "d.csv")
+    (tmp_path / "d.csv").write_text('text,label\n"a goal",sport\n"a chip",\n')
+    with pytest.raises(DataError, match="label in data row 2 is missing"):
+        read_labeled(tmp_path / "d.csv")
+
+
+def test_load_texts_reads_txt_and_unlabeled_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "t.txt").write_text("hello\nworld\n")
+    assert load_texts(tmp_path / "t.txt") == (["hello", "world"], None)
+    pq.write_table(pa.table({"text": ["a", "b"]}), tmp_path / "t.parquet")
+    assert load_texts(tmp_path / "t.parquet") == (["a", "b"], None)
+    with pytest.raises(DataError, match="column 'body' not found"):
+        load_texts(tmp_path / "t.parquet", text_column="body")
+
+
 def test_custom_columns_and_int_labels(tmp_path):
     p = write_csv(tmp_path / "d.csv", [(f"text {i}", i % 3) for i in range(30)], "review", "stars")
     d = read_labeled(p, text_column="review", label_column="stars")

@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 from _export_helpers import long_text, make_export, sharpen, shuffled_lengths
 
+from bertfast.data import read_labeled
 from bertfast.errors import BertfastError
+from bertfast.formats import EXTENSIONS, format_of
+from bertfast.formats import FORMATS as FILE_FORMATS
 from bertfast.runtime import predict as P
 from bertfast.runtime.classifier import Classifier
+from bertfast.runtime.options import RuntimeOptions
 
 FORMATS = ["csv", "tsv", "jsonl", "parquet", "txt"]
 
@@ -133,7 +137,7 @@ def test_format_conversion(export_dir, clf, tmp_path, src_fmt, out_name):
     out = tmp_path / out_name
     rc, err = run([str(export_dir), "-i", str(src), "-o", str(out), "--chunk-size", "4", "--no-progress"])
     assert rc == 0, err
-    rows = read_output(out, P._EXTENSIONS[out.suffix])
+    rows = read_output(out, format_of(out))
     assert [r["text"] for r in rows] == texts
     assert [r["label"] for r in rows] == [e["label"] for e in clf.predict(texts)]
 
@@ -220,7 +224,7 @@ def test_bad_files(export_dir, tmp_path):
     [
         ({"top_k": 0}, "--top-k must be an integer >= 1"),
         ({"chunk_size": 0}, "--chunk-size must be an integer >= 1"),
-        ({"device": "gpu"}, "--device must be one of auto, cpu, cuda"),
+        ({"device": "gpu"}, "--device must be one of auto, cpu, cuda, tensorrt"),
         ({"long_text": "cut"}, "--long-text must be one of"),
         ({"output": "o.txt", "all_scores": True}, "--all-scores need a columnar output"),
     ],
@@ -232,6 +236,32 @@ def test_config_errors_name_the_flag(export_dir, tmp_path, kwargs, message):
         kwargs = {**kwargs, "output": tmp_path / kwargs["output"]}
     with pytest.raises(BertfastError, match=message):
         P.PredictConfig(**{**base, **kwargs})
+
+
+@pytest.mark.parametrize("ext", [e for e, f in EXTENSIONS.items() if FILE_FORMATS[f].labeled])
+def test_every_training_extension_is_accepted_by_predict(export_dir, tmp_path, ext):
+    """One extension table: a file `bertfast train` reads (e.g. `.json`), predict reads too."""
+    src = write_input(tmp_path / f"in{ext}", EXTENSIONS[ext], ["a goal", "a vote"], {"label": ["sport", "politics"]})
+    assert read_labeled(src).labels == ["sport", "politics"]
+    out = tmp_path / "o.jsonl"
+    rc, err = run([str(export_dir), "-i", str(src), "-o", str(out), "--no-progress"])
+    assert rc == 0, err
+    assert [r["text"] for r in read_output(out, "jsonl")] == ["a goal", "a vote"]
+
+
+def test_options_object_or_old_keywords(export_dir, tmp_path):
+    src = write_input(tmp_path / "in.csv", "csv", ["a goal"])
+    base = {"export": export_dir, "input": src, "output": tmp_path / "o.csv"}
+    old = P.PredictConfig(**base, device="cpu", threads=2, long_text="head-tail")
+    new = P.PredictConfig(**base, options=RuntimeOptions(device="cpu", threads=2, long_text="head-tail"))
+    assert old == new and old.options.threads == 2 and old.device == "cpu"  # old attribute reads still work
+    assert P.PredictConfig(**base, options=RuntimeOptions(threads=3), device="cpu").options.threads == 3
+    parser = argparse.ArgumentParser()
+    P.add_arguments(parser)
+    flags = parser.format_help()
+    for flag in ("--device", "--variant", "--threads", "--long-text", "--stride", "--aggregate", "--max-length",
+                 "--batch-tokens", "--max-batch-size", "--streams", "--no-allow-spinning"):
+        assert flag in flags
 
 
 def test_missing_pyarrow_names_the_extra(export_dir, tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from bertfast.errors import BertfastError, ModelError, ProviderError
 from bertfast.runtime import classifier as classifier_mod
 from bertfast.runtime import providers
 from bertfast.runtime.classifier import Classifier
+from bertfast.runtime.providers import CPU_EP, CUDA_EP, TRT_EP
 
 MAX_LEN = 64
 
@@ -271,7 +272,7 @@ def test_bad_top_k(clf):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"device": "tpu"}, "device must be one of auto, cpu, cuda; got 'tpu'"),
+        ({"device": "tpu"}, "device must be one of auto, cpu, cuda, tensorrt; got 'tpu'"),
         ({"variant": "int8"}, "variant 'int8' is not in export .*available: fp32"),
         ({"long_text": "chop"}, "long_text must be one of truncate, head-tail, sliding-window"),
         ({"aggregate": "median"}, "aggregate must be one of mean, max"),
@@ -340,6 +341,190 @@ def test_both_onnxruntime_packages_named(monkeypatch):
     monkeypatch.setattr(providers, "installed_onnxruntime", lambda: {"onnxruntime": "1.0", "onnxruntime-gpu": "1.0"})
     msg = providers.cuda_unavailable_reason()
     assert "both onnxruntime-gpu and another onnxruntime" in msg and "pip uninstall" in msg
+
+
+class _GpuSession:
+    """Claims to run on a GPU provider but runs the graph on a real CPU session.
+
+    `run` is refused: a GPU session must go through IO binding.
+    """
+
+    def __init__(self, real, used: list[str]):
+        self.real, self.used, self.bindings = real, used, []
+
+    def get_providers(self):
+        return list(self.used)
+
+    def get_inputs(self):
+        return self.real.get_inputs()
+
+    def get_outputs(self):
+        return self.real.get_outputs()
+
+    def run(self, *a, **k):
+        raise AssertionError("a GPU session must run through IO binding")
+
+    def io_binding(self):
+        b = _Binding()
+        self.bindings.append(b)
+        return b
+
+    def run_with_iobinding(self, b):
+        b.result = self.real.run([b.output], b.inputs)
+
+
+class _Binding:
+    def __init__(self):
+        self.inputs, self.output, self.memory, self.result = {}, None, None, None
+
+    def bind_cpu_input(self, name, arr):
+        self.inputs[name] = arr
+
+    def bind_output(self, name, device_type):
+        self.output, self.memory = name, device_type
+
+    def copy_outputs_to_cpu(self):
+        return self.result
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """onnxruntime with CUDA and TensorRT compiled in; GPU sessions run on the CPU (see _GpuSession).
+
+    `fake_gpu.broken` holds the ORT provider names whose sessions fail to start.
+    """
+    import onnxruntime as ort
+
+    real_session = ort.InferenceSession
+    state = type("State", (), {"broken": set(), "sessions": [], "asked": []})()
+
+    def session(path, sess_options=None, providers=()):
+        names = [p[0] if isinstance(p, tuple) else p for p in providers]
+        state.asked.append(names)
+        if names[0] in state.broken:
+            raise RuntimeError(f"{names[0]}: cannot load its libraries")
+        real = real_session(path, sess_options=sess_options, providers=[CPU_EP])
+        if names[0] == CPU_EP:
+            return real
+        state.sessions.append(_GpuSession(real, names))
+        return state.sessions[-1]
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [TRT_EP, CUDA_EP, CPU_EP])
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    monkeypatch.setattr(ort, "preload_dlls", lambda: None, raising=False)
+    return state
+
+
+def _with_variants(export_dir: Path, dst: Path, **variants) -> Path:
+    """A copy of `export_dir` whose manifest has extra variants (name=spec) and defaults."""
+    import shutil
+
+    shutil.copytree(export_dir, dst)
+    raw = json.loads((dst / "bertfast.json").read_text())
+    defaults = variants.pop("default", {})
+    raw["variants"].update(variants)
+    raw["default"].update(defaults)
+    (dst / "bertfast.json").write_text(json.dumps(raw))
+    return dst
+
+
+_FP32_EVERYWHERE = {"file": "model.onnx", "precision": "fp32", "devices": ["cpu", "cuda", "tensorrt"]}
+
+
+@pytest.mark.parametrize(("device", "ep"), [("cuda", CUDA_EP), ("tensorrt", TRT_EP)])
+def test_gpu_device_runs_through_io_binding(export_dir, clf, fake_gpu, tmp_path, device, ep):
+    ex = _with_variants(export_dir, tmp_path / "ex", fp32=_FP32_EVERYWHERE)
+    texts = shuffled_lengths(30)
+    with Classifier.load(ex, device=device, streams=4, threads=4) as g:
+        assert g.device == device and g.providers[0] == ep and g.options.device == device
+        assert g.streams == 1 and g.options.streams == 1  # one GPU stream, whatever was asked
+        np.testing.assert_allclose(g.predict_proba(texts), clf.predict_proba(texts), atol=1e-6)
+        (sess,) = fake_gpu.sessions
+        assert sess.bindings and all(b.memory == "cuda" and b.output == "logits" for b in sess.bindings)
+    if device == "tensorrt":
+        assert fake_gpu.asked == [[TRT_EP, CUDA_EP, CPU_EP]] and (ex / ".trt-cache").is_dir()
+
+
+def test_gpu_device_asked_by_name_never_falls_back(export_dir, fake_gpu, tmp_path):
+    ex = _with_variants(export_dir, tmp_path / "ex", fp32=_FP32_EVERYWHERE)
+    fake_gpu.broken = {TRT_EP}
+    with pytest.raises(ProviderError, match="^TensorRT is not usable"):
+        Classifier.load(ex, device="tensorrt")
+    assert fake_gpu.asked == [[TRT_EP, CUDA_EP, CPU_EP]]
+
+
+def test_auto_tries_gpu_providers_in_table_order(export_dir, fake_gpu, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="bertfast.runtime"):
+        with Classifier.load(export_dir, device="auto") as c:
+            assert c.device == "cuda" and c.providers[0] == CUDA_EP
+    assert "device auto: using CUDA" in caplog.text
+    fake_gpu.broken = {CUDA_EP}
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="bertfast.runtime"):
+        with Classifier.load(export_dir, device="auto") as c:
+            assert c.device == "cpu" and c.providers == [CPU_EP] and c.options.device == "cpu"
+    assert "CUDA not usable, trying the next provider" in caplog.text and "using CPU" in caplog.text
+    # TensorRT is never tried by "auto" (its engine build takes minutes).
+    assert all(names[0] != TRT_EP for names in fake_gpu.asked)
+
+
+def test_auto_skips_a_provider_without_a_variant(export_dir, fake_gpu, tmp_path, caplog):
+    import logging
+    import shutil
+
+    ex = tmp_path / "ex"
+    shutil.copytree(export_dir, ex)
+    raw = json.loads((ex / "bertfast.json").read_text())
+    raw["variants"]["fp32"]["devices"] = ["cpu"]
+    raw["default"] = {"cpu": "fp32"}
+    (ex / "bertfast.json").write_text(json.dumps(raw))
+    with caplog.at_level(logging.INFO, logger="bertfast.runtime"):
+        with Classifier.load(ex, device="auto") as c:
+            assert c.device == "cpu"
+    assert "no variant for CUDA" in caplog.text and fake_gpu.asked == [[CPU_EP]]
+
+
+def _failed(reason: str) -> dict:
+    return {"status": "failed", "precision": "fp16", "devices": ["cuda"], "reason": reason}
+
+
+def _manifest_with_failed(export_dir: Path, monkeypatch, **variants):
+    """The export's manifest with extra (failed, fileless) variants, as `Classifier.load` reads it."""
+    from bertfast.manifest import load_manifest
+
+    m = load_manifest(export_dir)
+    defaults = variants.pop("default", {})
+    m.variants = {**m.variants, **variants}
+    m.default = {**m.default, **defaults}
+    monkeypatch.setattr(classifier_mod, "load_manifest", lambda path: m)
+    return m
+
+
+def test_failed_variant_asked_by_name_is_an_error_with_its_reason(export_dir, monkeypatch, fake_gpu):
+    _manifest_with_failed(export_dir, monkeypatch, fp16=_failed("onnxconverter: Cast node unsupported"))
+    for device in ("cpu", "cuda", "auto"):
+        with pytest.raises(BertfastError) as e:
+            Classifier.load(export_dir, device=device, variant="fp16")
+        msg = str(e.value)
+        assert "variant 'fp16'" in msg and "failed to build (onnxconverter: Cast node unsupported)" in msg
+        assert msg.endswith(": fp32.")  # the working variants to choose from
+    assert fake_gpu.asked == []  # refused before any session was built
+
+
+def test_failed_default_is_never_loaded(export_dir, monkeypatch, fake_gpu):
+    _manifest_with_failed(export_dir, monkeypatch, fp16=_failed("out of memory"), default={"cuda": "fp16"})
+    with Classifier.load(export_dir, device="cuda") as c:
+        assert c.variant == "fp32"  # the working variant made for CUDA
+    m = _manifest_with_failed(export_dir, monkeypatch, fp16=_failed("out of memory"), default={"cuda": "fp16"})
+    m.variants["fp32"] = {**m.variants["fp32"], "devices": ["cpu"]}
+    fake_gpu.asked.clear()
+    with pytest.raises(BertfastError, match="has no variant for device 'cuda'"):
+        Classifier.load(export_dir, device="cuda")
+    with Classifier.load(export_dir, device="auto") as c:  # auto moves on to the CPU
+        assert c.device == "cpu" and c.variant == "fp32"
+    assert fake_gpu.asked == [[CPU_EP]]  # no CUDA session was even tried
 
 
 def test_threads_default_and_explicit(export_dir):

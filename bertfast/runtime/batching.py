@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BertfastError, ModelError
+from .options import AGGREGATE, LONG_TEXT  # declared once, there; re-exported for old imports
 
-LONG_TEXT = ("truncate", "head-tail", "sliding-window")
-AGGREGATE = ("mean", "max")
+__all__ = ["AGGREGATE", "LONG_TEXT", "Batcher", "Encoded", "aggregate_windows", "check_texts"]
 _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SHRINK = 0.8  # see Batcher.encode
 

@@ -22,14 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BertfastError, ProviderError
+from ..errors import BertfastError
 from ..manifest import Manifest, load_manifest
-from . import providers as P
-from .batching import AGGREGATE, LONG_TEXT, Batcher, Encoded, aggregate_windows, check_texts
+from ..metrics import softmax
+from ..metrics import top_k as best_k
+from .batching import Batcher, Encoded, aggregate_windows, check_texts
+from .options import RuntimeOptions
+from .providers import Provider
+from .session import input_dtypes, open_session
 
 log = logging.getLogger(__name__)
-
-_ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 # Above this many texts, tokenization of the next chunk runs in a background thread while ONNX
 # Runtime computes the current one (both release the GIL). Below it a thread costs more than it
@@ -43,139 +45,86 @@ class Classifier:
     Build it with `Classifier.load(path)`; see `load` for the options.
     """
 
-    def __init__(
-        self,
-        manifest: Manifest,
-        session,
-        batcher: Batcher,
-        variant: str,
-        device: str,
-        threads: int,
-        aggregate: str,
-        streams: int = 1,
-    ):
+    def __init__(self, manifest: Manifest, session, batcher: Batcher, options: RuntimeOptions, provider: Provider):
         self.manifest = manifest
         self.session = session
         self.batcher = batcher
-        self.variant = variant
-        self.device = device
-        self.threads = threads
-        self.aggregate = aggregate
+        self.options = options  # resolved: the device, variant, threads, ... actually in use
+        self.variant = options.variant
+        self.device = options.device
+        self.threads = options.threads
+        self.aggregate = options.aggregate
+        self.streams = options.streams
         self.labels = manifest.labels
         self.providers = list(session.get_providers())
         self.last_stats: dict = {}
         self._output = manifest.output
-        self.streams = streams
+        self._provider = provider
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertfast-tokenize")
         # Created here, not lazily, so concurrent callers never race to make two pools
         # (ThreadPoolExecutor starts its threads only on first use).
-        self._run_pool = ThreadPoolExecutor(streams, thread_name_prefix="bertfast-run") if streams > 1 else None
+        self._run_pool = (
+            ThreadPoolExecutor(self.streams, thread_name_prefix="bertfast-run") if self.streams > 1 else None
+        )
         self._closed = False
 
     # -- construction --------------------------------------------------------------------
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        device: str = "auto",
-        variant: str | None = None,
-        threads: int | None = None,
-        long_text: str = "truncate",
-        stride: int | None = None,
-        aggregate: str = "mean",
-        batch_tokens: int = 8192,
-        max_batch_size: int = 256,
-        max_length: int | None = None,
-        allow_spinning: bool = True,
-        streams: int = 1,
-    ) -> Classifier:
+    def load(cls, path: str | Path, options: RuntimeOptions | None = None, **overrides) -> Classifier:
         """Load an export folder written by `bertfast export`.
 
         Args:
             path: the export folder (holding `bertfast.json`).
-            device: "cpu", "cuda" (fails if CUDA is not really usable, listing the available
-                providers and the likely cause) or "auto" (CUDA if it works, else CPU; logged).
-            variant: variant name from the manifest (e.g. "int8"); default: the export's
-                default for the device.
-            threads: CPU intra-op threads; default: the CPUs this process may use (container
-                quota / affinity), not the host's core count.
-            long_text: texts longer than `max_length` tokens are handled by "truncate" (keep the
-                start; the default), "head-tail" (keep the first ~1/4 and last ~3/4 of the token
-                budget) or "sliding-window" (classify overlapping windows, aggregate logits).
-            stride: overlap in tokens between sliding windows; default max_length // 4.
-            aggregate: how window logits combine into one per text: "mean" or "max".
-            batch_tokens: padded tokens per batch (batch size x longest window in the batch).
-            max_batch_size: most windows per batch, whatever their length.
-            max_length: tokens per window incl. special tokens; default: the manifest's
-                `max_length`; at most its `model_max_length`.
-            allow_spinning: let ONNX Runtime threads spin between ops (lower latency; turn off
-                when the cores are shared with other busy work).
-            streams: batches run concurrently, each on `threads // streams` intra-op threads
-                (CPU only). With 2+ streams the cores work on different batches instead of
-                splitting every matrix multiply and meeting at a barrier after each op, which
-                wins throughput when there are several batches and keeps working when another
-                process steals a core. Batch-1 latency is unaffected (one batch = one stream).
+            options: every inference setting (device, variant, threads, long_text, stride,
+                aggregate, batch_tokens, max_batch_size, max_length, allow_spinning, streams);
+                see `RuntimeOptions` for each. Default: `RuntimeOptions()`.
+            **overrides: any of those settings by keyword (`device="cpu"`, `threads=2`); they
+                win over `options`. `device="cuda"`/`"tensorrt"` fails if that provider is not
+                really usable (listing the available providers and the likely cause); "auto"
+                tries the GPU providers and falls back to the CPU, logged. `max_length` is at
+                most the export's `model_max_length`.
 
         Returns:
-            A ready Classifier.
+            A ready Classifier; `clf.options` holds the settings in use (device and variant
+            resolved, threads and max_length filled in).
 
         Raises:
-            BertfastError: bad argument, unreadable export, unknown variant.
-            ProviderError: CUDA requested but not usable.
+            BertfastError: bad setting (the message names the argument), unreadable export,
+                unknown or failed variant.
+            ProviderError: a GPU provider requested by name but not usable.
         """
-        P.check_device(device)
-        if long_text not in LONG_TEXT:
-            raise BertfastError(f"long_text must be one of {', '.join(LONG_TEXT)}; got {long_text!r}.")
-        if aggregate not in AGGREGATE:
-            raise BertfastError(f"aggregate must be one of {', '.join(AGGREGATE)}; got {aggregate!r}.")
-        for name, value, low in (("batch_tokens", batch_tokens, 1), ("max_batch_size", max_batch_size, 1)):
-            if not isinstance(value, int) or value < low:
-                raise BertfastError(f"{name} must be an integer >= {low}; got {value!r}.")
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise BertfastError(f"threads must be an integer >= 1 (or None for all usable CPUs); got {threads!r}.")
-        if not isinstance(streams, int) or streams < 1:
-            raise BertfastError(f"streams must be an integer >= 1; got {streams!r}.")
-        if stride is not None and (not isinstance(stride, int) or stride < 0):
-            raise BertfastError(f"stride must be an integer >= 0; got {stride!r}.")
-
+        if options is not None and not isinstance(options, RuntimeOptions):
+            raise BertfastError(
+                f"options must be a RuntimeOptions (pass single settings by keyword, e.g. device='cpu'); "
+                f"got {type(options).__name__}."
+            )
+        opts = (options or RuntimeOptions()).replace(**overrides)
         m = load_manifest(path)
-        max_length = m.max_length if max_length is None else max_length
-        if not isinstance(max_length, int) or not 2 < max_length <= m.model_max_length:
+        max_length = m.max_length if opts.max_length is None else opts.max_length
+        if max_length > m.model_max_length:
             raise BertfastError(
                 f"max_length must be an integer between 3 and the model's limit {m.model_max_length}; got {max_length!r}."
             )
-        if variant is not None:
-            m.pick_variant("cpu", variant)  # raises with the list of variants if unknown
         from ..utils import usable_cpus
 
-        threads = threads or usable_cpus()
-        streams = min(streams, threads)
-        session, device, variant = _open_session(m, device, variant, max(1, threads // streams), allow_spinning)
-        if device == "cuda":
-            streams = 1  # one GPU stream; concurrency there comes from batch size
-        dtypes = {}
-        graph_inputs = {i.name: i.type for i in session.get_inputs()}
-        missing = [n for n in graph_inputs if n not in m.inputs]
-        absent = [n for n in m.inputs if n not in graph_inputs]
-        if missing or absent:
-            raise BertfastError(
-                f"export {m.folder}: manifest inputs {m.inputs} do not match the graph's {list(graph_inputs)}; "
-                "re-run `bertfast export --force`."
-            )
-        for n in m.inputs:
-            dtypes[n] = np.dtype(_ORT_INT_TYPES.get(graph_inputs[n], np.int64))
-        if m.output not in [o.name for o in session.get_outputs()]:
-            raise BertfastError(
-                f"export {m.folder}: output {m.output!r} is not in the graph "
-                f"({[o.name for o in session.get_outputs()]}); re-run `bertfast export --force`."
-            )
-        batcher = Batcher(
-            m.tokenizer_file, m.inputs, dtypes, m.pad_token_id, max_length,
-            long_text=long_text, stride=stride, batch_tokens=batch_tokens, max_batch_size=max_batch_size,
+        threads = opts.threads or usable_cpus()
+        streams = min(opts.streams, threads)
+        session, provider, variant = open_session(
+            m, opts.device, opts.variant, max(1, threads // streams), opts.allow_spinning
         )
-        log.info("loaded %s: variant %s on %s (%s), %d threads", m.folder, variant, device, session.get_providers()[0], threads)
-        return cls(m, session, batcher, variant, device, threads, aggregate, streams)
+        if provider.gpu:
+            streams = 1  # one GPU stream; concurrency there comes from batch size
+        batcher = Batcher(
+            m.tokenizer_file, m.inputs, input_dtypes(m, session), m.pad_token_id, max_length,
+            long_text=opts.long_text, stride=opts.stride, batch_tokens=opts.batch_tokens,
+            max_batch_size=opts.max_batch_size,
+        )
+        opts = opts.replace(device=provider.name, variant=variant, threads=threads, streams=streams,
+                            max_length=max_length, stride=batcher.stride)
+        log.info("loaded %s: variant %s on %s (%s), %d threads", m.folder, variant, provider.name,
+                 session.get_providers()[0], threads)
+        return cls(m, session, batcher, opts, provider)
 
     # -- public API ----------------------------------------------------------------------
 
@@ -194,15 +143,12 @@ class Classifier:
             raise BertfastError(f"top_k must be an integer between 1 and {len(self.labels)} (the number of labels); got {top_k!r}.")
         items, single = check_texts(texts)
         proba = self._proba(items)
+        best = best_k(proba, top_k)
+        scores = np.take_along_axis(proba, best, axis=1).tolist()
         labels = self.labels
+        out = [[{"label": labels[b], "score": s} for b, s in zip(bs, ss)] for bs, ss in zip(best.tolist(), scores)]
         if top_k == 1:
-            best = proba.argmax(axis=1)
-            scores = proba[np.arange(len(best)), best].tolist()
-            out = [{"label": labels[b], "score": s} for b, s in zip(best.tolist(), scores)]
-        else:
-            top = np.argsort(-proba, axis=1, kind="stable")[:, :top_k]
-            scores = np.take_along_axis(proba, top, axis=1).tolist()
-            out = [[{"label": labels[b], "score": s} for b, s in zip(bs, ss)] for bs, ss in zip(top.tolist(), scores)]
+            out = [o[0] for o in out]
         return out[0] if single else out
 
     def predict_proba(self, texts: str | Iterable[str]) -> np.ndarray:
@@ -267,7 +213,7 @@ class Classifier:
                 fut = pool.submit(next_encoded)
                 logits = self.logits_from_encoded(enc)
                 stats.add(enc)
-                yield _softmax(logits)
+                yield softmax(logits)
         finally:
             fut.cancel()
             self.last_stats = stats.as_dict(time.perf_counter() - t0)
@@ -306,7 +252,7 @@ class Classifier:
             return np.empty((0, len(self.labels)), dtype=np.float32)
         enc = self.batcher.encode(items)
         t1 = time.perf_counter()
-        proba = _softmax(self.logits_from_encoded(enc))
+        proba = softmax(self.logits_from_encoded(enc))
         stats = _Stats()
         stats.add(enc)
         stats.tokenize_s = t1 - t0
@@ -314,13 +260,13 @@ class Classifier:
         return proba
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        if self.device == "cuda":
-            # IO binding: inputs are copied to the GPU once and the output is allocated there,
-            # instead of ORT staging every tensor through its own CPU buffers.
+        if self._provider.io_binding:
+            # Inputs are copied to the device once and the output is allocated there, instead of
+            # ORT staging every tensor through its own CPU buffers.
             b = self.session.io_binding()
             for name, arr in feeds.items():
                 b.bind_cpu_input(name, arr)
-            b.bind_output(self._output, "cuda")
+            b.bind_output(self._output, self._provider.memory)
             self.session.run_with_iobinding(b)
             out = b.copy_outputs_to_cpu()[0]
         else:
@@ -363,44 +309,3 @@ class _Stats:
             "seconds": seconds,
             "tokenize_seconds": self.tokenize_s,
         }
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
-
-
-def _open_session(m: Manifest, device: str, variant: str | None, threads: int, allow_spinning: bool):
-    """Resolve device + variant and build the session. Returns (session, device, variant)."""
-    if device == "auto":
-        if P.cuda_candidate():
-            try:
-                v = _variant_for(m, "cuda", variant)
-            except BertfastError as e:
-                v = None
-                log.info("device auto: no variant for CUDA (%s); using CPU", e)
-            if v is not None:
-                try:
-                    sess = P.create_session(m.variant_file(v), "cuda", threads, allow_spinning)
-                    log.info("device auto: using CUDA")
-                    return sess, "cuda", v
-                except ProviderError as e:
-                    log.warning("device auto: CUDA not usable, running on CPU instead: %s", e)
-        else:
-            log.info("device auto: CUDA provider not available (%s); using CPU", ", ".join(P.available_providers()))
-        device = "cpu"
-    v = _variant_for(m, device, variant)
-    return P.create_session(m.variant_file(v), device, threads, allow_spinning), device, v
-
-
-def _variant_for(m: Manifest, device: str, variant: str | None) -> str:
-    v = m.pick_variant(device, variant)
-    devices = m.variants[v].get("devices", ["cpu", "cuda"])
-    if device not in devices:
-        raise ProviderError(
-            f"variant {v!r} of export {m.folder} is made for {', '.join(devices)}, not {device}; "
-            f"choose another variant ({', '.join(sorted(m.variants))}) or device."
-        )
-    return v

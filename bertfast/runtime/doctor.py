@@ -1,5 +1,6 @@
 """Show what decides inference speed here: onnxruntime builds and providers, CUDA/cuDNN, CPU
-features, usable CPUs vs host cores, thread environment variables and library versions.
+features and the int8 preset an export would use, usable CPUs vs host cores, thread
+environment variables and library versions.
 
 Run it when a GPU is not used, or CPU throughput is far from what you expected. `--json` prints
 the same facts as JSON (e.g. to attach to a bug report). Warnings say what to change.
@@ -13,9 +14,10 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "fma", "asimd", "asimddp")
+from .. import hardware
+
+CPU_FLAGS = hardware.INTERESTING_FLAGS  # the flags reported (read by `bertfast.hardware`)
 THREAD_ENV = (
     "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TOKENIZERS_PARALLELISM",
     "ORT_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH",
@@ -32,10 +34,11 @@ def diagnose() -> dict:
     """Collect the facts `bertfast doctor` prints, plus a list of `warnings`.
 
     Returns:
-        A JSON-serializable dict with keys onnxruntime, cuda, cpu, threads_env, versions, warnings.
+        A JSON-serializable dict with keys onnxruntime, providers, cuda, cpu, threads_env,
+        versions, warnings.
     """
     from ..utils import library_versions
-    from .providers import CUDA_EP, installed_onnxruntime
+    from .providers import CUDA_EP, PROVIDERS, installed_onnxruntime
 
     warnings: list[str] = []
     packages = installed_onnxruntime()
@@ -59,6 +62,11 @@ def diagnose() -> dict:
     if not packages:
         warnings.append("no onnxruntime distribution found: `pip install onnxruntime` (or onnxruntime-gpu).")
 
+    # bertfast's devices, from the provider table: which are compiled into this onnxruntime.
+    providers = {
+        p.name: {"ort_name": p.ort_name, "gpu": p.gpu, "compiled_in": p.ort_name in ort["providers"], "auto": p.auto}
+        for p in PROVIDERS.values()
+    }
     cuda = {"libraries": _cuda_libraries(), "nvidia_smi": _nvidia_smi()}
     if CUDA_EP in ort["providers"]:
         missing = [k for k, v in cuda["libraries"].items() if v is None]
@@ -75,8 +83,7 @@ def diagnose() -> dict:
         )
 
     cpu = _cpu()
-    flags = set(cpu["flags"])
-    if cpu["arch"] in ("x86_64", "AMD64") and "avx512_vnni" not in flags and "avx_vnni" not in flags:
+    if cpu["arch"] in ("x86_64", "AMD64") and cpu["int8_preset"] == "avx2":
         warnings.append(
             "the CPU flags show no VNNI (avx512_vnni / avx_vnni): int8 models gain less; prefer an export quantized "
             "for avx2 (`--quantize avx2`). (Some VMs hide flags the CPU has: compare `bertfast bench` numbers.)"
@@ -93,6 +100,7 @@ def diagnose() -> dict:
             warnings.append(f"{k}={v} exceeds the {cpu['usable_cpus']} usable CPUs: threads will oversubscribe the cores.")
     return {
         "onnxruntime": ort,
+        "providers": providers,
         "cuda": cuda,
         "cpu": cpu,
         "threads_env": env,
@@ -132,35 +140,16 @@ def _nvidia_smi() -> dict:
 
 
 def _cpu() -> dict:
-    import platform
-
     from ..utils import usable_cpus
 
-    model, flags = None, set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "Model") and model is None:
-                model = value.strip()
-            elif key in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    if not flags:  # macOS / Windows: py-cpuinfo if present (it is slow, so only as a fallback)
-        try:
-            import cpuinfo
-
-            info = cpuinfo.get_cpu_info()
-            model = model or info.get("brand_raw")
-            flags = set(info.get("flags", []))
-        except Exception:  # optional; absence is not an error
-            pass
+    info = hardware.cpu_info()
+    flags = frozenset(info["flags"])
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
-        "model": model or platform.processor() or None,
-        "arch": platform.machine(),
-        "flags": sorted(f for f in CPU_FLAGS if f in flags),
+        "model": info["brand"],
+        "arch": info["arch"],
+        "flags": hardware.relevant_flags(flags),
+        "int8_preset": hardware.int8_preset(flags, info["arch"]),
         "host_cores": os.cpu_count(),
         "affinity_cpus": affinity,
         "usable_cpus": usable_cpus(),
@@ -170,6 +159,8 @@ def _cpu() -> dict:
 def format_report(d: dict) -> str:
     """The human-readable report `bertfast doctor` prints."""
     ort, cuda, cpu = d["onnxruntime"], d["cuda"], d["cpu"]
+    devices = ", ".join(f"{k} ({'compiled in' if v['compiled_in'] else 'not compiled in'})"
+                        for k, v in d["providers"].items())
     pk = ", ".join(f"{k} {v}" for k, v in ort["packages"].items()) or "none"
     libs = ", ".join(f"{k}: {v or 'NOT FOUND'}" for k, v in cuda["libraries"].items())
     smi = cuda["nvidia_smi"]
@@ -178,12 +169,14 @@ def format_report(d: dict) -> str:
         "onnxruntime",
         f"  packages:   {pk}",
         f"  providers:  {', '.join(ort.get('providers', [])) or 'none'}",
+        f"  devices:    {devices}",
         "CUDA",
         f"  libraries:  {libs}",
         f"  GPUs:       {gpus}",
         "CPU",
         f"  model:      {cpu['model']} ({cpu['arch']})",
         f"  features:   {', '.join(cpu['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}",
+        f"  int8:       {cpu['int8_preset']} (the preset `bertfast export` quantizes for on this CPU)",
         f"  CPUs:       {cpu['usable_cpus']} usable (affinity {cpu['affinity_cpus']}), host has {cpu['host_cores']}",
     ]
     if cpu.get("note"):

@@ -39,8 +39,9 @@ class RuntimeOptions:
 
     Attributes:
         device: an execution provider from the table in `runtime/providers.py` (cpu, cuda,
-            tensorrt) or "auto" (CUDA when it really works, else CPU; logged). A GPU provider
-            asked for by name never falls back to the CPU silently.
+            tensorrt) or "auto": each GPU provider of `auto_order()` (CUDA) that really works
+            with a variant made for it, else the CPU; every fallback is logged. A GPU provider
+            asked for by name never falls back: it is an error naming the likely cause.
         variant: export variant (e.g. "int8-dynamic-pc"); default: the export's default for
             the device.
         threads: CPU intra-op threads; default: the CPUs this process may use (container quota
@@ -56,11 +57,15 @@ class RuntimeOptions:
         allow_spinning: let ONNX Runtime threads spin between ops (lower latency; turn off when
             the cores are shared with other busy work).
         streams: batches run concurrently, each on threads // streams intra-op threads (CPU
-            only); wins throughput when there are several batches.
+            only; a GPU runs one stream). With 2+ streams the cores work on different batches
+            instead of splitting every matrix multiply and meeting at a barrier after each op,
+            which wins throughput when there are several batches and keeps working when another
+            process steals a core. Batch-1 latency is unaffected (one batch = one stream).
     """
 
     device: str = field(default="auto", metadata=_opt(
-        "execution provider, or auto: CUDA if it really works, else CPU (logged)", choices=_device_choices, kind=str))
+        "execution provider, or auto: a GPU provider if it really works, else CPU (logged)",
+        choices=_device_choices, kind=str))
     variant: str | None = field(default=None, metadata=_opt(
         "export variant (e.g. int8-dynamic-pc, fp16); default: the export's default for the device", kind=str))
     threads: int | None = field(default=None, metadata=_opt(

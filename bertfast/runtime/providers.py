@@ -31,43 +31,53 @@ class Provider:
             manifest's per-target defaults and of each variant's `devices`.
         ort_name: ONNX Runtime's provider name; after a session is built, the provider must be
             first in `session.get_providers()` (the no-silent-fallback check).
+        title: how messages and logs name it ("CUDA is not usable ...").
         gpu: runs on an NVIDIA GPU (needs onnxruntime-gpu; one stream; Ray actors need GPUs).
         io_binding: inputs bound once and outputs allocated on the device (`run_with_iobinding`).
-        precisions: the variant precisions it may run.
+        precisions: the variant precisions it may run (also the devices of a variant whose
+            manifest entry lists none).
         chain: providers placed after it in the session (ops it lacks run there; a TensorRT
             session keeps CUDA for the subgraphs TensorRT rejects, never the CPU alone).
         auto: tried by `device="auto"`, GPU rows first (TensorRT is not: its first engine build
             takes minutes, so it is only used when asked for by name).
+        memory: the ONNX Runtime device type IO binding allocates outputs on.
+        ort_options: provider options passed to ONNX Runtime, as (key, value) pairs.
+        engine_cache: builds engines when a session starts (slow), so they are cached in a
+            folder next to the model (`.trt-cache`) and reused by later sessions.
+        needs: the native libraries it loads (named when it cannot start).
     """
 
     name: str
     ort_name: str
+    title: str
     gpu: bool
     io_binding: bool
     precisions: tuple[str, ...]
     chain: tuple[str, ...] = ()
     auto: bool = False
+    memory: str = "cpu"
+    ort_options: tuple[tuple[str, object], ...] = ()
+    engine_cache: bool = False
+    needs: str = ""
 
     def options(self, cache_dir: str | None = None) -> dict:
         """Provider options for `InferenceSession(providers=[(ort_name, options), ...])`."""
-        if self.name == "cuda":
-            return {"device_id": 0}
-        if self.name == "tensorrt":
-            # The engine build is slow: cache engines next to the variant; fp16 lets TensorRT
-            # pick fp16 kernels (the fp16 variant is already fp16; fp32 stays as validated).
-            opts = {"device_id": 0, "trt_fp16_enable": False}
-            if cache_dir:
-                opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir))
-            return opts
-        return {}
+        opts = dict(self.ort_options)
+        if self.engine_cache and cache_dir:
+            opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir))
+        return opts
 
 
 # The table. A new provider is one row here (plus, for a GPU one, nothing else: the session,
 # the auto policy, the fallback check, the manifest defaults, bench and Ray all read it).
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (
-    Provider("cpu", CPU_EP, gpu=False, io_binding=False, precisions=("fp32", "int8"), auto=True),
-    Provider("cuda", CUDA_EP, gpu=True, io_binding=True, precisions=("fp32", "fp16"), chain=(CPU_EP,), auto=True),
-    Provider("tensorrt", TRT_EP, gpu=True, io_binding=True, precisions=("fp32", "fp16"), chain=(CUDA_EP, CPU_EP)),
+    Provider("cpu", CPU_EP, "CPU", gpu=False, io_binding=False, precisions=("fp32", "int8"), auto=True),
+    Provider("cuda", CUDA_EP, "CUDA", gpu=True, io_binding=True, precisions=("fp32", "fp16"), chain=(CPU_EP,),
+             auto=True, memory="cuda", ort_options=(("device_id", 0),), needs="CUDA 12 runtime, cuBLAS and cuDNN 9"),
+    # trt_fp16_enable stays off: the fp16 variant is already fp16, and fp32 stays as validated.
+    Provider("tensorrt", TRT_EP, "TensorRT", gpu=True, io_binding=True, precisions=("fp32", "fp16"),
+             chain=(CUDA_EP, CPU_EP), memory="cuda", ort_options=(("device_id", 0), ("trt_fp16_enable", False)),
+             engine_cache=True, needs="TensorRT (libnvinfer) plus the CUDA libraries"),
 )}
 DEVICES = ("auto", *PROVIDERS)
 
@@ -122,7 +132,14 @@ def available_providers() -> list[str]:
 
 
 def cuda_unavailable_reason(detail: str = "", what: str = "CUDA") -> str:
-    """A one-line explanation of why a GPU provider (`what`) is not usable, with the likely fix."""
+    """A one-line explanation of why a GPU provider is not usable, with the likely fix.
+
+    Args:
+        detail: what failed (e.g. the session's fallback providers), in parentheses.
+        what: the provider, by `PROVIDERS` name, title or ONNX Runtime name ("cuda", "CUDA",
+            "CUDAExecutionProvider"); unknown names are treated as CUDA.
+    """
+    p = next((r for r in PROVIDERS.values() if what in (r.name, r.title, r.ort_name)), PROVIDERS["cuda"])
     pkgs = installed_onnxruntime()
     avail = available_providers()
     listed = ", ".join(f"{k}=={v}" for k, v in pkgs.items()) or "none found"
@@ -133,16 +150,17 @@ def cuda_unavailable_reason(detail: str = "", what: str = "CUDA") -> str:
         )
     elif "onnxruntime-gpu" not in pkgs:
         cause = "the CPU-only onnxruntime is installed: `pip uninstall -y onnxruntime && pip install 'bertfast[gpu]'`"
-    elif CUDA_EP in avail:
+    elif p.ort_name in avail:
         cause = (
-            "the CUDA provider is built in but could not start: CUDA or cuDNN libraries are missing or do not "
+            f"the {p.title} provider is built in but could not start: {p.needs} are missing or do not "
             "match this onnxruntime-gpu (check `bertfast doctor` and LD_LIBRARY_PATH)"
         )
     else:
-        cause = "onnxruntime-gpu is installed but reports no CUDA provider: reinstall it and check `bertfast doctor`"
+        cause = (f"onnxruntime-gpu is installed but reports no {p.title} provider ({p.ort_name}): "
+                 "reinstall it and check `bertfast doctor`")
     extra = f" ({detail})" if detail else ""
     return (
-        f"{what} is not usable{extra}; available providers: {', '.join(avail)}; "
+        f"{p.title} is not usable{extra}; available providers: {', '.join(avail)}; "
         f"installed: {listed}; likely cause: {cause}."
     )
 
@@ -179,6 +197,7 @@ def create_session(model: str | Path, device: str, threads: int, allow_spinning:
 
     Raises:
         ProviderError: a GPU provider was asked for and is not available or not actually used.
+        ModelError: the CPU provider cannot load the file.
     """
     import onnxruntime as ort
 
@@ -186,28 +205,40 @@ def create_session(model: str | Path, device: str, threads: int, allow_spinning:
     so = session_options(threads, allow_spinning)
     if p.gpu:
         if p.ort_name not in ort.get_available_providers():
-            raise ProviderError(cuda_unavailable_reason(what=p.ort_name))
+            raise ProviderError(cuda_unavailable_reason(f"{p.ort_name} is not compiled in", what=p.name))
         preload = getattr(ort, "preload_dlls", None)
         if preload is not None:  # finds CUDA/cuDNN from pip's nvidia-* wheels when present
             try:
                 preload()
             except Exception as e:  # best effort, the provider check below decides
                 log.debug("onnxruntime.preload_dlls failed: %s", e)
-    cache = Path(model).parent / ".trt-cache" if p.name == "tensorrt" else None
-    providers = [(p.ort_name, p.options(str(cache) if cache else None)), *p.chain]
+    providers = [(p.ort_name, p.options(_engine_cache(p, model))), *p.chain]
     try:
         sess = ort.InferenceSession(str(model), sess_options=so, providers=providers)
     except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if p.gpu:
-            raise ProviderError(cuda_unavailable_reason(msg, what=p.ort_name)) from None
+            raise ProviderError(cuda_unavailable_reason(msg, what=p.name)) from None
         from ..errors import ModelError
 
         raise ModelError(f"ONNX Runtime cannot load {model} ({msg}); re-run `bertfast export --force`.") from None
     used = sess.get_providers()
     if not used or used[0] != p.ort_name:
-        raise ProviderError(cuda_unavailable_reason(f"the session fell back to {', '.join(used)}", what=p.ort_name))
+        raise ProviderError(cuda_unavailable_reason(f"the session fell back to {', '.join(used)}", what=p.name))
     return sess
+
+
+def _engine_cache(p: Provider, model: str | Path) -> str | None:
+    """The engine cache folder next to `model` for providers that build engines (None: no cache)."""
+    if not p.engine_cache:
+        return None
+    cache = Path(model).parent / ".trt-cache"
+    try:
+        cache.mkdir(exist_ok=True)
+    except OSError as e:  # a read-only export folder: every session builds its engine again
+        log.warning("%s engine cache %s cannot be created (%s); engines will not be cached.", p.title, cache, e)
+        return None
+    return str(cache)
 
 
 def cuda_candidate() -> bool:
