@@ -71,11 +71,21 @@ class Family:
         return n
 
     def is_head(self, param_name: str) -> bool:
+        """Whether a parameter belongs to the classification head (or a pooler)."""
         return param_name.startswith(self.head_params) or ".pooler." in param_name
 
+    def check_inputs(self, graph_inputs: list[str]) -> list[str]:
+        """The graph's own inputs (authoritative); a mismatch with the table is logged, not fatal."""
+        if self is not GENERIC and set(graph_inputs) != set(self.inputs):
+            log.warning("the exported %s graph takes %s, the family table says %s; using the graph's inputs "
+                        "(update bertfast/families.py)", self.model_type, list(graph_inputs), list(self.inputs))
+        return list(graph_inputs)
 
+
+# RoBERTa computes position ids from input_ids (a cumsum past padding_idx), a subgraph ORT's
+# EmbedLayerNormalization fusion does not match: its attention fuses, its embeddings do not.
 _ROBERTA = dict(inputs=("input_ids", "attention_mask"), position_offset="pad_token_id",
-                head_params=("classifier", "pooler", "roberta.pooler"))
+                head_params=("classifier", "pooler", "roberta.pooler"), fuses_embeddings=False)
 
 # The table. A new family is one row.
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
@@ -86,9 +96,14 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("electra", head_params=("classifier",)),
     Family("distilbert", layers=("n_layers",), heads=("n_heads",), hidden=("dim",), intermediate=("hidden_dim",),
            inputs=("input_ids", "attention_mask"), head_params=("classifier", "pre_classifier")),
+    # MPNet adds a relative-position bias to the attention scores, which ORT's BERT attention
+    # fusion does not match: it gets SkipLayerNormalization/Gelu fusions only.
     Family("mpnet", inputs=("input_ids", "attention_mask"), position_offset="pad_token_id",
            head_params=("classifier",)),
     Family("albert", head_params=("classifier", "albert.pooler")),
+    # ORT has no fusion for Longformer's sliding-window attention; the row gives its position limit.
+    Family("longformer", inputs=("input_ids", "attention_mask"), position_offset="pad_token_id",
+           head_params=("classifier",), fuses_embeddings=False),
 )}
 
 # Unknown families: every alias of each key, inputs from the graph, no embedding fusion assumed.

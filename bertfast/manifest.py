@@ -8,8 +8,8 @@ Schema (format 1)::
     {
       "format": "bertfast-export", "format_version": 1,
       "bertfast_version": "0.1.0", "created": "2026-11-25T10:00:00Z",
-      "source": {"model_dir": "...", "sha256": "<weights hash>", "model_type": "bert",
-                 "architecture": "BertForSequenceClassification"},
+      "source": {"model_dir": "<as given, never resolved>", "sha256": "<weights hash>", "model_type": "bert",
+                 "family": "bert" | "generic", "architecture": "BertForSequenceClassification"},
       "id2label": {"0": "business", ...},          # str(int) -> label, same as config.json
       "max_length": 128,                           # tokens per window (incl. [CLS]/[SEP])
       "model_max_length": 512,                     # hard limit (max_position_embeddings)
@@ -17,82 +17,184 @@ Schema (format 1)::
       "output": "logits",
       "opset": 17,
       "tokenizer": {"file": "tokenizer.json", "pad_token_id": 0, "lowercase": true},
+      "quantization_preset": "avx512_vnni",
       "variants": {
-        "<name>": {"file": "model_int8.onnx", "precision": "fp32|int8|fp16",
-                   "devices": ["cpu"] | ["cuda"] | ["cpu", "cuda"],
+        "<name>": {"status": "ok", "file": "model_int8.onnx", "precision": "fp32|int8|fp16",
+                   "devices": ["cpu"] | ["cuda", "tensorrt"] | ...,  # provider names
                    "description": "...", "fused_ops": {"Attention": 6, ...},
                    "validation": {"accuracy": .., "macro_f1": .., "label_agreement": ..,
                                   "max_abs_prob_diff": .., "accuracy_drop_points": .., "n": ..},
                    "speed": {"seq_per_s": .., "batch_size": .., "threads": ..},
-                   "eligible": true, "reason": "..."}
-      },
-      "default": {"cpu": "<variant>", "cuda": "<variant or null>"},
-      "reference": {"accuracy": .., "macro_f1": .., "n": ..},   # PyTorch fp32 on the same data
-      "eval_data": {"source": "...", "rows": ..},
+                   "eligible": true, "reason": "..."},
+        "<failed>": {"status": "failed", "reason": "<one line>", "precision": .., "devices": [..]}
+      },                                           # a failed variant has no file and is never loaded
+      "default": {"cpu": "<variant>", "cuda": "<variant or null>", "tensorrt": ...},  # one key per provider
       "max_accuracy_drop": 0.5,
-      "versions": {"onnxruntime": "...", ...}
+      "eval_data": {"source": "<as given>", "rows": .., "file": "eval.jsonl"},
+      "training": {"data": .., "metrics": .., "max_length": ..} | null,
+      "versions": {"onnxruntime": "...", ...},
+      "reference": {"accuracy": .., "macro_f1": .., "n": .., "backend": .., "seq_per_s": ..},  # PyTorch fp32
+      "export_seconds": 12.3
     }
+
+Exports written before the tensorrt provider existed have only cpu/cuda defaults; they load as is.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import BertfastError
+from .utils import write_json
 
 MANIFEST_NAME = "bertfast.json"
 FORMAT_VERSION = 1
+FAILED = "failed"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Manifest:
-    """A parsed, checked `bertfast.json`. `raw` keeps every field for reports."""
+    """A `bertfast.json`: the export writes one through `write`, the runtime reads one with `load_manifest`.
 
-    path: Path
+    Field order is the order written. `path` is where it was read from (None before `write`);
+    `extra` keeps fields this version does not know, so rewriting an export loses nothing.
+    """
+
+    format: str = "bertfast-export"
+    format_version: int = FORMAT_VERSION
+    bertfast_version: str = "0"
+    created: str | None = None
+    source: dict = field(default_factory=dict)
     id2label: dict[int, str]
     max_length: int
-    model_max_length: int
+    model_max_length: int | None = None
     inputs: list[str]
-    output: str
-    tokenizer_file: Path
-    pad_token_id: int
-    variants: dict[str, dict]
-    default: dict[str, str | None]
-    raw: dict = field(repr=False, default_factory=dict)
+    output: str = "logits"
+    opset: int | None = None
+    tokenizer: dict = field(default_factory=lambda: {"file": "tokenizer.json", "pad_token_id": 0})
+    quantization_preset: str | None = None
+    variants: dict[str, dict] = field(default_factory=dict)
+    default: dict[str, str | None] = field(default_factory=dict)
+    max_accuracy_drop: float | None = None
+    eval_data: dict | None = None
+    training: dict | None = None
+    versions: dict = field(default_factory=dict)
+    reference: dict | None = None
+    export_seconds: float | None = None
+    path: Path | None = field(default=None, repr=False, compare=False)
+    extra: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.model_max_length is None:
+            self.model_max_length = self.max_length
+
+    # -- what the runtime reads
 
     @property
     def folder(self) -> Path:
+        """The export folder (where `bertfast.json` lives)."""
+        if self.path is None:
+            raise BertfastError("this manifest was not read from or written to a folder yet.")
         return self.path.parent
 
     @property
     def labels(self) -> list[str]:
+        """Label names in class-id order."""
         return [self.id2label[i] for i in range(len(self.id2label))]
 
+    @property
+    def tokenizer_file(self) -> Path:
+        return self.folder / self.tokenizer["file"]
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.tokenizer.get("pad_token_id", 0))
+
+    @property
+    def raw(self) -> dict:
+        """The manifest as the JSON dict it is written as (a fresh copy: edit the fields, not this)."""
+        return self.to_dict()
+
+    def usable(self, name: str) -> bool:
+        """Whether variant `name` was built (a failed one is recorded but has no file)."""
+        return self.variants[name].get("status") != FAILED
+
     def variant_file(self, name: str) -> Path:
+        """Path of variant `name`'s ONNX file."""
+        if not self.usable(name):
+            raise BertfastError(self._failed_message(name))
         return self.folder / self.variants[name]["file"]
 
     def pick_variant(self, device: str, variant: str | None = None) -> str:
-        """The variant to load on `device`: the one asked for, else the export's default."""
+        """The variant to load on `device`: the one asked for, else the export's default.
+
+        A variant that failed to build is never returned; asking for one by name is an error
+        that gives the reason it failed.
+        """
         if variant is not None:
             if variant not in self.variants:
                 raise BertfastError(
                     f"variant {variant!r} is not in export {self.folder}; available: "
-                    f"{', '.join(sorted(self.variants))}."
+                    f"{', '.join(sorted(n for n in self.variants if self.usable(n)))}."
                 )
+            if not self.usable(variant):
+                raise BertfastError(self._failed_message(variant))
             return variant
         name = self.default.get(device)
-        if name is None:
-            usable = [n for n, v in self.variants.items() if device in v.get("devices", [])]
+        if name is None or name not in self.variants or not self.usable(name):
+            usable = [n for n, v in self.variants.items() if device in v.get("devices", []) and self.usable(n)]
             if not usable:
-                listed = ", ".join(f"{n} ({'/'.join(v.get('devices', []))})" for n, v in self.variants.items())
+                listed = ", ".join(f"{n} ({'/'.join(v.get('devices', []))})" for n, v in self.variants.items()
+                                   if self.usable(n))
                 raise BertfastError(
                     f"export {self.folder} has no variant for device {device!r}; variants: {listed}. "
                     f"Re-export with `bertfast export --device {device}`."
                 )
             name = usable[0]
         return name
+
+    def _failed_message(self, name: str) -> str:
+        ok = ", ".join(sorted(n for n in self.variants if self.usable(n)))
+        return (f"variant {name!r} of export {self.path.parent if self.path else '?'} failed to build "
+                f"({self.variants[name].get('reason', 'no reason recorded')}); choose another: {ok}.")
+
+    # -- writing
+
+    def to_dict(self) -> dict:
+        """The JSON form, in field order (what `bertfast.json` holds)."""
+        out = {}
+        for f in fields(self):
+            if f.name in ("path", "extra"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = {str(k): v for k, v in value.items()} if f.name == "id2label" else value
+        return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
+
+    def write(self, folder: str | Path) -> Path:
+        """Write `folder/bertfast.json` atomically; returns its path (also kept in `self.path`)."""
+        self.path = Path(folder) / MANIFEST_NAME
+        write_json(self.path, self.to_dict())
+        return self.path
+
+    @classmethod
+    def from_dict(cls, raw: dict, path: Path | None = None) -> Manifest:
+        """Parse a manifest dict (KeyError/TypeError/ValueError on a missing or bad field)."""
+        id2label = {int(k): str(v) for k, v in raw["id2label"].items()}
+        if sorted(id2label) != list(range(len(id2label))):
+            raise ValueError("id2label keys must be 0..N-1")
+        names = {f.name for f in fields(cls)} - {"path", "extra", "id2label"}
+        known = {k: v for k, v in raw.items() if k in names}
+        m = cls(**known, id2label=id2label, path=path,
+                extra={k: v for k, v in raw.items() if k not in names and k != "id2label"})
+        m.max_length = int(m.max_length)
+        m.model_max_length = int(m.model_max_length)
+        m.inputs, m.output = list(m.inputs), str(m.output)
+        m.tokenizer, m.variants, m.default = dict(m.tokenizer), dict(m.variants), dict(m.default or {})
+        if "file" not in m.tokenizer:
+            raise KeyError("tokenizer.file")
+        return m
 
 
 def load_manifest(folder: str | Path) -> Manifest:
@@ -120,29 +222,15 @@ def load_manifest(folder: str | Path) -> Manifest:
             f"understands ({FORMAT_VERSION}); upgrade bertfast."
         )
     try:
-        id2label = {int(k): str(v) for k, v in raw["id2label"].items()}
-        if sorted(id2label) != list(range(len(id2label))):
-            raise ValueError("id2label keys must be 0..N-1")
-        tok = raw["tokenizer"]
-        m = Manifest(
-            path=path,
-            id2label=id2label,
-            max_length=int(raw["max_length"]),
-            model_max_length=int(raw.get("model_max_length", raw["max_length"])),
-            inputs=list(raw["inputs"]),
-            output=str(raw.get("output", "logits")),
-            tokenizer_file=folder / tok["file"],
-            pad_token_id=int(tok.get("pad_token_id", 0)),
-            variants=dict(raw["variants"]),
-            default=dict(raw.get("default", {})),
-            raw=raw,
-        )
-    except (KeyError, TypeError, ValueError) as e:
+        m = Manifest.from_dict(raw, path)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise BertfastError(f"manifest {path} is missing or has a bad field ({e}); re-run `bertfast export --force`.") from None
-    if not m.variants:
-        raise BertfastError(f"manifest {path} lists no variants; re-run `bertfast export --force`.")
-    for name, v in m.variants.items():
-        f = folder / v.get("file", "")
+    if not any(m.usable(n) for n in m.variants):
+        raise BertfastError(f"manifest {path} lists no usable variants; re-run `bertfast export --force`.")
+    for name in m.variants:
+        if not m.usable(name):
+            continue  # recorded with its reason, no file
+        f = folder / m.variants[name].get("file", "")
         if not f.is_file():
             raise BertfastError(f"export {folder} is incomplete: variant {name!r} file {f.name} is missing; re-run `bertfast export --force`.")
     if not m.tokenizer_file.is_file():

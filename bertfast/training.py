@@ -23,6 +23,7 @@ import numpy as np
 
 from .data import Splits, load_splits
 from .errors import BertfastError, ModelError, require
+from .families import family_of
 from .metrics import accuracy_f1, classification_report
 from .utils import atomic_dir, check_output_dir, library_versions, write_json
 
@@ -120,10 +121,7 @@ def resolve_model(name: str) -> str:
 
 def model_length_limit(config) -> int:
     """Positions the model can encode (RoBERTa-style models reserve padding_idx+1 of them)."""
-    n = getattr(config, "max_position_embeddings", None) or 512
-    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer"):
-        n -= (getattr(config, "pad_token_id", 1) or 1) + 1
-    return int(n)
+    return family_of(config).position_limit(config)
 
 
 def load_config_and_tokenizer(model: str):
@@ -203,11 +201,11 @@ def _optimizer(model, cfg: TrainConfig, torch):
     trained with mean pooling never used) can move much faster, so a short run converges.
     Trainer still builds the warm-up/decay schedule around this optimizer.
     """
+    family = family_of(model.config)
     head, body = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (head if name.startswith(("classifier", "pooler", "bert.pooler", "pre_classifier")) or ".pooler." in name
-             else body).append((name, p))
+            (head if family.is_head(name) else body).append((name, p))
 
     def groups(params, lr):
         no_decay = [p for n, p in params if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n]

@@ -114,7 +114,7 @@ def test_mixed_and_fp16_variants(tiny_trained, tmp_path):
     # first and last layer (both layers here) and the head stay fp32: no QAttention, float MatMuls remain
     assert mixed.get("MatMul", 0) > 0 and mixed.get("Attention", 0) == N_LAYERS
     fp16 = m.variants["fp16"]
-    assert fp16["devices"] == ["cuda"] and fp16["precision"] == "fp16"
+    assert fp16["devices"] == ["cuda", "tensorrt"] and fp16["precision"] == "fp16"  # GPU providers only
     import onnx
 
     g = onnx.load(str(m.variant_file("fp16")))
@@ -255,7 +255,8 @@ def test_default_choice_prefers_fidelity_among_near_ties():
 
     variants = {"fp32": v(30, 1.0, 0, devices=("cpu", "cuda")), "a": v(50, 0.995, 0.4), "b": v(49, 0.998, 0.2),
                 "c": v(70, 0.90, 3.0, eligible=False)}
-    assert _choose_defaults(variants) == {"cpu": "b", "cuda": "fp32"}  # c is fastest but over budget
+    # one key per provider; no variant here targets tensorrt
+    assert _choose_defaults(variants) == {"cpu": "b", "cuda": "fp32", "tensorrt": None}  # c: fastest, over budget
     variants["a"]["speed"]["seq_per_s"] = 60  # now a clear winner on speed
     assert _choose_defaults(variants)["cpu"] == "a"
     for x in ("a", "b"):
@@ -269,3 +270,41 @@ def test_out_overlapping_the_model_folder_is_refused(tiny_trained):
     with pytest.raises(BertfastError, match="overlaps the model folder"):
         export(ExportConfig(model_dir=str(tiny_trained), out=str(tiny_trained / "onnx"), force=True))
     assert (tiny_trained / "model.safetensors").exists()
+
+
+def test_failed_variant_is_recorded_not_fatal(tiny_trained, tmp_path, monkeypatch, capsys, caplog):
+    import dataclasses
+    import logging
+
+    from bertfast.exporter.variants import VARIANTS
+
+    def boom(ctx, dst):
+        raise RuntimeError("calibration exploded\nsecond line")
+
+    monkeypatch.setitem(VARIANTS, "int8-static", dataclasses.replace(VARIANTS["int8-static"], build=boom))
+    with caplog.at_level(logging.WARNING):
+        out = export(ExportConfig(model_dir=str(tiny_trained), out=str(tmp_path / "e"),
+                                  variants="fp32,int8-dynamic,int8-static"))
+    m = load_manifest(out)
+    failed = m.variants["int8-static"]
+    assert failed["status"] == "failed" and failed["reason"] == "calibration exploded"
+    assert failed["precision"] == "int8" and failed["devices"] == ["cpu"] and "file" not in failed
+    assert not (out / "model_int8_static.onnx").exists()
+    assert m.variants["int8-dynamic"]["status"] == "ok" and m.variants["int8-dynamic"]["validation"]
+    assert "int8-static" not in m.default.values() and m.pick_variant("cpu") != "int8-static"
+    assert "failed: calibration exploded" in capsys.readouterr().out  # the validation table
+    # ONNX Runtime's quantizer advice stays out of bertfast's output (shown only with -v)
+    assert "pre-processing" not in caplog.text
+    # paths as the user gave them, the family recorded
+    assert m.raw["source"]["model_dir"] == str(tiny_trained) and m.raw["source"]["family"] == "bert"
+
+
+def test_device_choices_come_from_the_provider_table():
+    from bertfast.exporter.variants import DEVICE_CHOICES
+    from bertfast.runtime.providers import PROVIDERS
+
+    assert set(DEVICE_CHOICES) == {*PROVIDERS, "all"}
+    assert ExportConfig(model_dir="m", device="tensorrt").variant_list() == ["fp32", "fp16"]
+    assert "int8-mixed" not in ExportConfig(model_dir="m").variant_list()  # only as the fallback
+    assert "int8-dynamic-pc-fr" in ExportConfig(model_dir="m").variant_list("avx2")
+    assert "int8-dynamic-pc-fr" not in ExportConfig(model_dir="m").variant_list("avx512_vnni")

@@ -21,25 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BertfastError, DataError, ExportError, ModelError, require
-from ..manifest import FORMAT_VERSION, MANIFEST_NAME, load_manifest
-from ..utils import atomic_dir, check_output_dir, library_versions, sha256_file, usable_cpus, write_json
+from ..families import family_of
+from ..manifest import Manifest, load_manifest
+from ..utils import atomic_dir, check_output_dir, library_versions, sha256_file, usable_cpus
+from . import variants as _variants
+from .report import choose_defaults as _choose_defaults
+from .report import format_table
+from .variants import DEVICE_CHOICES, VARIANTS
+
+__all__ = ["ExportConfig", "export", "format_table", "VARIANTS"]
 
 log = logging.getLogger(__name__)
-
-# name -> (precision, devices, what it is)
-VARIANTS = {
-    "fp32": ("fp32", ["cpu", "cuda"], "fp32, ORT transformer fusions (Attention, SkipLayerNorm, EmbedLayerNorm, BiasGelu)"),
-    "int8-dynamic": ("int8", ["cpu"], "int8 dynamic, per-tensor weights, fused graph (QAttention)"),
-    "int8-dynamic-pc": ("int8", ["cpu"], "int8 dynamic, per-channel weights, fused graph (QAttention)"),
-    "int8-dynamic-pc-fr": ("int8", ["cpu"], "int8 dynamic, per-channel, full 8-bit weight range (no reduce_range)"),
-    "int8-static": ("int8", ["cpu"], "int8 static QDQ, activation ranges calibrated on training texts"),
-    "int8-mixed": ("int8", ["cpu"], "int8 dynamic per-channel, first/last layer and head kept fp32"),
-    "fp16": ("fp16", ["cuda"], "fp16 for CUDA, fused for GPU, LayerNorm/Softmax kept fp32"),
-}
-FILES = {"fp32": "model.onnx", "int8-dynamic": "model_int8_dynamic.onnx", "int8-dynamic-pc": "model_int8_dynamic_pc.onnx",
-         "int8-dynamic-pc-fr": "model_int8_dynamic_pc_fr.onnx",
-         "int8-static": "model_int8_static.onnx", "int8-mixed": "model_int8_mixed.onnx", "fp16": "model_fp16.onnx"}
-AUTO_CPU = ["fp32", "int8-dynamic", "int8-dynamic-pc", "int8-static"]
 
 
 @dataclass
@@ -50,9 +42,10 @@ class ExportConfig:
         model_dir: fine-tuned model folder (from `bertfast train`, or any transformers
             sequence-classification checkpoint).
         out: export folder (default `exports/<model folder name>`).
-        device: targets to build for: `cpu`, `cuda` or `all` (cuda adds the fp16 variant).
-        variants: comma list of variants, or `auto` (fp32 + int8 dynamic/per-channel/static, plus
-            int8-mixed when no plain int8 variant keeps the accuracy, plus fp16 for cuda).
+        device: provider to build for: `cpu`, a GPU provider (`cuda`, `tensorrt`: adds fp16) or `all`.
+        variants: comma list of variants, or `auto` (per `variants.VARIANTS`: fp32 + int8
+            dynamic/per-channel/static, plus int8-mixed when no plain int8 variant keeps the
+            accuracy, plus fp16 for GPU providers).
         quantize: int8 preset: auto (from CPU flags), avx512_vnni, avx2, arm64.
         max_accuracy_drop: accuracy points a variant may lose vs PyTorch fp32 and still be default.
         eval_data: labeled file to validate on (default: the model's saved validation split).
@@ -81,13 +74,9 @@ class ExportConfig:
     force: bool = False
 
     def __post_init__(self):
-        if self.device not in ("cpu", "cuda", "all"):
-            raise BertfastError(f"--device {self.device!r} is not valid; choose cpu, cuda or all.")
+        _variants.check_device(self.device)
         if self.variants != "auto":
-            names = [v.strip() for v in self.variants.split(",") if v.strip()]
-            unknown = [v for v in names if v not in VARIANTS]
-            if unknown or not names:
-                raise BertfastError(f"--variants: unknown {', '.join(unknown) or '(empty)'}; choose from auto, {', '.join(VARIANTS)}.")
+            _variants.parse_names(self.variants)
         if not 0 <= self.max_accuracy_drop <= 100:
             raise BertfastError(f"--max-accuracy-drop is in accuracy points (0-100), got {self.max_accuracy_drop}.")
         if self.max_eval_samples is not None and self.max_eval_samples < 2:
@@ -100,16 +89,9 @@ class ExportConfig:
             self.out = str(Path("exports") / Path(self.model_dir).resolve().name)
 
     def variant_list(self, preset: str = "avx512_vnni") -> list[str]:
-        if self.variants != "auto":
-            return [v.strip() for v in self.variants.split(",") if v.strip()]
-        from .quantize import PRESETS
-
-        names = AUTO_CPU if self.device in ("cpu", "all") else ["fp32"]
-        if names is AUTO_CPU and PRESETS[preset]["reduce_range"]:
-            # reduce_range (7-bit weights) avoids AVX2's int16 saturation but costs precision;
-            # also build the full-range variant and let validation on real data decide.
-            names = [*names[:3], "int8-dynamic-pc-fr", *names[3:]]
-        return names + (["fp16"] if self.device in ("cuda", "all") else [])
+        """The variants to build up front (fp32 first) for the resolved int8 `preset`."""
+        names = _variants.auto_names(self.device, preset) if self.variants == "auto" else _variants.parse_names(self.variants)
+        return ["fp32", *[n for n in names if n != "fp32"]]
 
 
 def _eval_set(cfg: ExportConfig, model_dir: Path, label2id: dict[str, int]):
@@ -139,19 +121,11 @@ def _eval_set(cfg: ExportConfig, model_dir: Path, label2id: dict[str, int]):
     return src, data.texts, labels, y
 
 
-def _calibration_batches(tokenizer, texts: list[str], inputs: list[str], max_length: int, n: int) -> list[dict]:
-    rng = np.random.default_rng(0)
-    pick = [texts[i] for i in rng.permutation(len(texts))[:n]]
-    batches = []
-    for i in range(0, len(pick), 8):
-        # Fixed-length padding: the histogram calibrators stack activations across batches.
-        enc = tokenizer(pick[i:i + 8], truncation=True, max_length=max_length, padding="max_length", return_tensors="np")
-        batches.append({k: enc[k].astype(np.int64) if k in enc else np.zeros_like(enc["input_ids"], dtype=np.int64) for k in inputs})
-    return batches
-
-
 def export(cfg: ExportConfig) -> Path:
     """Build, validate and write the export folder; returns its path.
+
+    A variant other than fp32 that fails to build is recorded in the manifest with its reason
+    and the export goes on; it fails only when fp32 (which every variant derives from) fails.
 
     Raises:
         BertfastError (and subclasses) with a message that says what to fix. On any failure the
@@ -172,14 +146,10 @@ def export(cfg: ExportConfig) -> Path:
     check_output_dir(out, cfg.force)
     transformers = require("transformers", "train")
     from ..training import model_length_limit
-    from . import optimize, quantize, validate
+    from . import quantize, validate
 
-    training = {}
-    if (model_dir / "training.json").exists():
-        try:
-            training = json.loads((model_dir / "training.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelError(f"{model_dir}/training.json is unreadable ({e}); fix or delete it.") from None
+    family = family_of(config)
+    training = _read_training(model_dir)
     model = load_torch_model(model_dir)
     limit = model_length_limit(model.config)
     max_length = cfg.max_length or training.get("max_length") or min(limit, 512)
@@ -187,120 +157,109 @@ def export(cfg: ExportConfig) -> Path:
         raise BertfastError(f"--max-length {max_length} is over the model's limit of {limit} positions.")
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
     id2label = {int(k): v for k, v in model.config.id2label.items()}
-    label2id = {v: k for k, v in id2label.items()}
-    eval_src, texts, labels, y = _eval_set(cfg, model_dir, label2id)
+    eval_src, texts, labels, y = _eval_set(cfg, model_dir, {v: k for k, v in id2label.items()})
     preset = quantize.check_preset(cfg.quantize)
     threads = cfg.threads or usable_cpus()
-    torch = require("torch", "train")
-    torch.set_num_threads(threads)
+    require("torch", "train").set_num_threads(threads)
     wanted = cfg.variant_list(preset)
-    n_layers = config.get("num_hidden_layers") or config.get("n_layers") or 0
-    steps = len(wanted) + 3
-    step = iter(range(1, 100))
-
-    def say(msg):
-        log.info("[%d/%d] %s", next(step), steps, msg)
+    progress = _Progress(len(wanted) + 2)
 
     with atomic_dir(out) as tmp:
         scratch = tmp / ".work"
         scratch.mkdir()
-        say(f"exporting {type(model).__name__} to ONNX (opset {cfg.opset}, dynamic batch/sequence axes)")
+        progress.say(f"exporting {type(model).__name__} to ONNX (opset {cfg.opset}, dynamic batch/sequence axes)")
         raw = to_onnx(model, scratch, cfg.opset)
-        inputs = graph_inputs(raw)
+        inputs = family.check_inputs(graph_inputs(raw))
         tokenizer.model_max_length = max_length
         tokenizer.save_pretrained(str(tmp))
         model.config.save_pretrained(str(tmp))
         if not (tmp / "tokenizer.json").exists():
             raise ExportError("the tokenizer has no tokenizer.json (fast tokenizer) to ship with the export.")
-
-        say("fusing the graph for ONNX Runtime (CPU)")
-        optimize.fuse(raw, tmp / FILES["fp32"], config)
-        variants: dict[str, dict] = {}
-
-        def add(name, path):
-            prec, devices, desc = VARIANTS[name]
-            variants[name] = {"file": path.name, "precision": prec, "devices": devices, "description": desc,
-                              "fused_ops": optimize.op_counts(path), "size_mb": round(path.stat().st_size / 2**20, 2)}
-
-        add("fp32", tmp / FILES["fp32"])
-        shaped = None
-        calib_texts = texts
-        if (model_dir / "splits" / "train.jsonl").exists():
-            from ..data import read_labeled
-            calib_texts = read_labeled(model_dir / "splits" / "train.jsonl").texts
-
-        def build(name):
-            nonlocal shaped
-            dst = tmp / FILES[name]
-            if name.startswith("int8") and shaped is None:
-                shaped = quantize.with_shapes(tmp / FILES["fp32"], scratch / "shaped.onnx")
-            if name == "int8-dynamic":
-                quantize.dynamic(shaped, dst, preset, per_channel=False)
-            elif name == "int8-dynamic-pc":
-                quantize.dynamic(shaped, dst, preset, per_channel=True)
-            elif name == "int8-dynamic-pc-fr":
-                quantize.dynamic(shaped, dst, preset, per_channel=True, reduce_range=False)
-            elif name == "int8-mixed":
-                quantize.dynamic(shaped, dst, preset, per_channel=True, exclude=quantize.sensitive_nodes(shaped, n_layers))
-            elif name == "int8-static":
-                batches = _calibration_batches(tokenizer, calib_texts, inputs, max_length, cfg.calibration_samples)
-                quantize.static(shaped, dst, preset, per_channel=True, calib_batches=batches)
-            elif name == "fp16":
-                optimize.to_fp16(raw, dst, config)
-            add(name, dst)
-
+        calib = model_dir / "splits" / "train.jsonl"
+        ctx = _variants.BuildContext(
+            folder=tmp, scratch=scratch, raw=raw, config=config, preset=preset, tokenizer=tokenizer,
+            calibration_texts=_read_texts(calib) if calib.exists() else texts, inputs=inputs,
+            max_length=max_length, calibration_samples=cfg.calibration_samples,
+        )
+        m = Manifest(
+            bertfast_version=library_versions(("bertfast",)).get("bertfast", "0"),
+            created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # As the user gave it, never resolved: committed results must not carry this machine's paths.
+            source={"model_dir": str(cfg.model_dir), "sha256": _weights_hash(model_dir),
+                    "model_type": model.config.model_type, "family": family.model_type,
+                    "architecture": type(model).__name__},
+            id2label=id2label, max_length=int(max_length), model_max_length=int(limit), inputs=inputs,
+            opset=cfg.opset, quantization_preset=preset, max_accuracy_drop=cfg.max_accuracy_drop,
+            tokenizer={"file": "tokenizer.json", "pad_token_id": int(tokenizer.pad_token_id or 0),
+                       "lowercase": bool(getattr(tokenizer, "do_lower_case", False))},
+            eval_data={"source": eval_src, "rows": len(texts), "file": "eval.jsonl"},
+            training={k: training[k] for k in ("data", "metrics", "max_length") if k in training} or None,
+            versions=library_versions(),
+        )
         for name in wanted:
-            if name != "fp32":
-                say(f"building {name} ({VARIANTS[name][2]}; preset {preset})")
-                build(name)
+            progress.say(f"building {name} ({VARIANTS[name].description}; int8 preset {preset})")
+            m.variants[name] = _variants.build(name, ctx)
+        m.default = _choose_defaults(m.variants)  # fp32 until validation says otherwise
+        m.write(tmp)
+        _write_eval(tmp / "eval.jsonl", texts, labels)
 
-        manifest = {
-            "format": "bertfast-export", "format_version": FORMAT_VERSION,
-            "bertfast_version": library_versions(("bertfast",)).get("bertfast", "0"),
-            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "source": {"model_dir": str(model_dir.resolve()), "sha256": _weights_hash(model_dir),
-                       "model_type": model.config.model_type, "architecture": type(model).__name__},
-            "id2label": {str(k): v for k, v in id2label.items()},
-            "max_length": int(max_length), "model_max_length": int(limit),
-            "inputs": inputs, "output": "logits", "opset": cfg.opset,
-            "tokenizer": {"file": "tokenizer.json", "pad_token_id": int(tokenizer.pad_token_id or 0),
-                          "lowercase": bool(getattr(tokenizer, "do_lower_case", False))},
-            "quantization_preset": preset,
-            "variants": variants,
-            "default": {"cpu": "fp32" if "fp32" in variants else None, "cuda": None},
-            "max_accuracy_drop": cfg.max_accuracy_drop,
-            "eval_data": {"source": eval_src, "rows": len(texts), "file": "eval.jsonl"},
-            "training": {k: training[k] for k in ("data", "metrics", "max_length") if k in training} if training else None,
-            "versions": library_versions(),
-        }
-        write_json(tmp / MANIFEST_NAME, manifest)
-        with open(tmp / "eval.jsonl", "w", encoding="utf-8") as f:
-            for t, lab in zip(texts, labels):
-                f.write(json.dumps({"text": t, "label": lab}, ensure_ascii=False) + "\n")
-
-        say(f"validating {len(variants)} variant(s) on {len(texts)} held-out texts vs PyTorch fp32")
+        progress.say(f"validating {len(m.variants)} variant(s) on {len(texts)} held-out texts vs PyTorch fp32")
         ref, torch_speed = validate.torch_reference(model, tokenizer, texts, max_length, inputs)
         ref_metrics = validate.metrics(ref, y)
-        manifest["reference"] = {**ref_metrics, "n": len(texts), "backend": "pytorch fp32",
-                                 "seq_per_s": round(torch_speed, 1)}
-        _validate_variants(manifest, tmp, texts, ref, y, ref_metrics, threads)
+        m.reference = {**ref_metrics, "n": len(texts), "backend": "pytorch fp32", "seq_per_s": round(torch_speed, 1)}
+        validate.validate_variants(m, texts, ref, y, ref_metrics, threads)
 
-        # No plain int8 within budget: try keeping the most sensitive layers in fp32.
-        if (cfg.variants == "auto" and cfg.device != "cuda"
-                and not any(v["eligible"] for n, v in variants.items() if n.startswith("int8"))):
-            log.info("no int8 variant within %.2f points; building int8-mixed", cfg.max_accuracy_drop)
-            build("int8-mixed")
-            write_json(tmp / MANIFEST_NAME, manifest)
-            # All variants again, so int8-mixed is timed in the same interleaved rounds as the rest.
-            _validate_variants(manifest, tmp, texts, ref, y, ref_metrics, threads)
+        # No plain int8 within budget: try the fallbacks (keeping the most sensitive layers in fp32).
+        fallbacks = _variants.fallback_names(cfg.device) if cfg.variants == "auto" else []
+        if fallbacks and not any(v.get("eligible") for n, v in m.variants.items() if v["precision"] == "int8"):
+            log.info("no int8 variant within %.2f points; building %s", cfg.max_accuracy_drop, ", ".join(fallbacks))
+            for name in fallbacks:
+                m.variants[name] = _variants.build(name, ctx)
+            m.write(tmp)
+            # All variants again, so the fallback is timed in the same interleaved rounds as the rest.
+            validate.validate_variants(m, texts, ref, y, ref_metrics, threads)
 
-        manifest["default"] = _choose_defaults(variants)
-        manifest["export_seconds"] = round(time.time() - t_start, 1)
-        write_json(tmp / MANIFEST_NAME, manifest)
+        m.default = _choose_defaults(m.variants)
+        m.export_seconds = round(time.time() - t_start, 1)
+        m.write(tmp)
         shutil.rmtree(scratch)
         load_manifest(tmp)  # the folder we are about to publish must read back cleanly
     print(format_table(load_manifest(out).raw))
     return out
+
+
+class _Progress:
+    """Numbered progress lines ("[2/6] fusing ...") on the bertfast logger."""
+
+    def __init__(self, steps: int):
+        self.steps, self.done = steps, 0
+
+    def say(self, msg: str) -> None:
+        self.done += 1
+        log.info("[%d/%d] %s", self.done, self.steps, msg)
+
+
+def _read_training(model_dir: Path) -> dict:
+    """training.json of a model trained by bertfast ({} for other checkpoints)."""
+    if not (model_dir / "training.json").exists():
+        return {}
+    try:
+        return json.loads((model_dir / "training.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"{model_dir}/training.json is unreadable ({e}); fix or delete it.") from None
+
+
+def _read_texts(path: Path) -> list[str]:
+    from ..data import read_labeled
+
+    return read_labeled(path).texts
+
+
+def _write_eval(path: Path, texts: list[str], labels: list[str]) -> None:
+    """The eval rows next to the manifest, so its figures can be reproduced."""
+    with open(path, "w", encoding="utf-8") as f:
+        for t, lab in zip(texts, labels):
+            f.write(json.dumps({"text": t, "label": lab}, ensure_ascii=False) + "\n")
 
 
 def _weights_hash(model_dir: Path) -> str | None:
@@ -310,96 +269,14 @@ def _weights_hash(model_dir: Path) -> str | None:
     return None
 
 
-def _validate_variants(manifest, folder, texts, ref, y, ref_metrics, threads) -> None:
-    """Validate every variant on the eval texts, then time them side by side.
-
-    Speed decides the default, so it is measured fairly: all variants stay loaded and are
-    timed in interleaved rounds (median of rounds), so a burst of load on a shared machine
-    hits every variant alike instead of deciding the ranking.
-    """
-    from ..runtime.classifier import Classifier
-    from ..runtime.providers import available_providers
-    from . import validate
-
-    has_cuda = "CUDAExecutionProvider" in available_providers()
-    budget = manifest["max_accuracy_drop"]
-    loaded = {}
-    try:
-        for name, v in manifest["variants"].items():
-            device = "cpu" if "cpu" in v["devices"] else "cuda"
-            if device == "cuda" and not has_cuda:
-                v.update(validation=None, speed=None, eligible=False,
-                         reason="not validated: no CUDA provider where it was exported; re-export on a GPU machine")
-                continue
-            clf = loaded[name] = Classifier.load(folder, device=device, variant=name, threads=threads)
-            v["validation"] = validate.compare(clf.predict_proba(texts), ref, y, ref_metrics)
-            drop = v["validation"]["accuracy_drop_points"]
-            v["eligible"] = drop <= budget
-            v["reason"] = (f"accuracy drop {drop:.2f} <= {budget} points" if v["eligible"]
-                           else f"accuracy drop {drop:.2f} > {budget} points budget")
-        for name, sp in validate.interleaved_speed(loaded, texts).items():
-            manifest["variants"][name]["speed"] = sp
-    finally:
-        for clf in loaded.values():
-            clf.close()
-    for name in loaded:
-        v = manifest["variants"][name]
-        log.info("  %-19s acc %s  agree %.4f  max|dp| %.4f  %.1f seq/s  %s", name,
-                 "n/a" if v["validation"]["accuracy"] is None else f"{v['validation']['accuracy']:.4f}",
-                 v["validation"]["label_agreement"], v["validation"]["max_abs_prob_diff"],
-                 v["speed"]["seq_per_s"], "ok" if v["eligible"] else "REJECTED")
-
-
-def _choose_defaults(variants: dict) -> dict:
-    """Fastest eligible variant per device (near-ties go to the most faithful one); fp32 is
-    the fallback when nothing else qualifies."""
-    out = {}
-    for device in ("cpu", "cuda"):
-        cands = [(n, v) for n, v in variants.items() if device in v["devices"]]
-        ok = [(n, v) for n, v in cands if v.get("eligible") and v.get("speed") and v["speed"]["device"] == device]
-        if ok:
-            # Variants within 3% of the fastest are a tie on a short measurement: among them
-            # take the one that agrees most with PyTorch (then the fastest).
-            top = max(v["speed"]["seq_per_s"] for _, v in ok)
-            tied = [(n, v) for n, v in ok if v["speed"]["seq_per_s"] >= 0.97 * top]
-            out[device] = max(tied, key=lambda nv: (nv[1]["validation"]["label_agreement"],
-                                                    -nv[1]["validation"]["accuracy_drop_points"],
-                                                    nv[1]["speed"]["seq_per_s"]))[0]
-        elif "fp32" in variants and device in variants["fp32"]["devices"]:
-            out[device] = "fp32"
-        else:
-            out[device] = None
-    return out
-
-
-def format_table(m: dict) -> str:
-    """The validation table printed after export (and stored figures in the manifest)."""
-    ref = m.get("reference") or {}
-    rows = [f"export {m['source']['architecture']} -> {len(m['variants'])} variant(s); validated on "
-            f"{m['eval_data']['rows']} held-out texts ({m['eval_data']['source']})",
-            f"reference PyTorch fp32: accuracy {_pct(ref.get('accuracy'))}, macro-F1 {_pct(ref.get('macro_f1'))}, "
-            f"{ref.get('seq_per_s', '?')} seq/s",
-            f"{'variant':<19} {'accuracy':>9} {'drop':>6} {'agree':>8} {'max|dp|':>8} {'seq/s':>8} {'MB':>6}  verdict"]
-    for n, v in m["variants"].items():
-        val, sp = v.get("validation") or {}, v.get("speed") or {}
-        mark = " <- default " + "/".join(d for d, x in m["default"].items() if x == n) if n in m["default"].values() else ""
-        rows.append(f"{n:<19} {_pct(val.get('accuracy')):>9} {val.get('accuracy_drop_points', float('nan')):>6.2f} "
-                    f"{_pct(val.get('label_agreement')):>8} {val.get('max_abs_prob_diff', float('nan')):>8.4f} "
-                    f"{sp.get('seq_per_s', float('nan')):>8.1f} {v['size_mb']:>6.1f}  {v.get('reason', '')}{mark}")
-    return "\n".join(rows)
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
 # ----------------------------------------------------------------------------- CLI
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_dir", help="fine-tuned model folder (from `bertfast train` or any sequence-classification checkpoint)")
     p.add_argument("--out", default=None, help="export folder (default: exports/<model folder name>)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "all"], help="targets: cuda adds the fp16 variant")
+    p.add_argument("--device", default="cpu", choices=DEVICE_CHOICES,
+                   help="provider(s) to build for; a GPU provider (cuda, tensorrt) adds the fp16 variant")
     p.add_argument("--variants", default="auto", help=f"comma list from: {', '.join(VARIANTS)}; or auto")
     p.add_argument("--quantize", default="auto", help="int8 preset: auto, avx512_vnni, avx2, arm64")
     p.add_argument("--max-accuracy-drop", type=float, default=0.5, help="accuracy points a default variant may lose vs PyTorch fp32")

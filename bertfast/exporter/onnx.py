@@ -5,7 +5,8 @@ dynamic axes of every encoder architecture transformers ships, so `token_type_id
 exactly when the model takes it, and its TorchScript path produces graphs that ONNX Runtime's
 transformer optimizer fuses fully. We load the model with *eager* attention first: with SDPA
 the exported attention subgraph does not match ORT's fusion patterns and nothing fuses
-(seen on this hardware, see shared/MEASURED.md).
+(seen on this hardware, see shared/MEASURED.md). DistilBERT's eager attention still needs one
+rewrite before ORT fuses it (`rewrite.masked_fill_to_additive`, applied by `optimize.fuse`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from ..errors import ExportError
+from ..errors import ExportError, ModelError
+from ..families import Family, family_of
+from .rewrite import masked_fill_to_additive
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +23,6 @@ FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "Skip
              "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "MatMul")
 # Ops kept in fp32 in the fp16 variant: their reductions overflow or lose precision in fp16.
 FP16_KEEP_FP32 = ["LayerNormalization", "SimplifiedLayerNormalization", "Softmax", "ReduceMean", "Pow", "Sqrt"]
-
-
-def ort_model_type(hf_model_type: str) -> str:
-    """ORT's optimizer knows encoder fusions under 'bert' for the BERT family."""
-    return {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "camembert": "bert",
-            "electra": "bert", "distilbert": "bert", "mpnet": "bert", "deberta-v2": "bert"}.get(hf_model_type, "bert")
-
-
-def heads_and_hidden(config: dict) -> tuple[int, int]:
-    heads = config.get("num_attention_heads") or config.get("n_heads") or 0
-    hidden = config.get("hidden_size") or config.get("dim") or 0
-    return int(heads), int(hidden)
 
 
 def op_counts(model_or_path) -> dict[str, int]:
@@ -45,25 +35,41 @@ def op_counts(model_or_path) -> dict[str, int]:
 
 
 def fuse(src: Path, dst: Path, config: dict, use_gpu: bool = False):
-    """Fuse `src` into `dst` for the CPU (or CUDA) execution provider; returns the OnnxModel."""
+    """Fuse `src` into `dst` for the CPU (or CUDA) execution provider; returns the OnnxModel.
+
+    The ORT model type, heads and hidden size come from the model's family (`families.py`).
+    """
+    import onnx
     from onnxruntime.transformers.optimizer import optimize_model
 
-    heads, hidden = heads_and_hidden(config)
+    family = family_of(config)
+    model = onnx.load(str(src))
+    masked_fill_to_additive(model)  # DistilBERT's masked_fill attention, see rewrite.py
     try:
         opt = optimize_model(
-            str(src), model_type=ort_model_type(config.get("model_type", "bert")), num_heads=heads,
-            hidden_size=hidden, opt_level=0, use_gpu=use_gpu,
+            model, model_type=family.ort_model_type, num_heads=_dim(family, config, "heads"),
+            hidden_size=_dim(family, config, "hidden"), opt_level=0, use_gpu=use_gpu,
         )
     except Exception as e:
         raise ExportError(f"ONNX Runtime's transformer optimizer failed on {src.name}: {type(e).__name__}: {e}") from None
     counts = Counter(n.op_type for n in opt.model.graph.node)
-    n_layers = config.get("num_hidden_layers") or config.get("n_layers") or 0
+    n_layers = _dim(family, config, "layers")
     if counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0) < n_layers:
         # Not fatal (the graph is still correct), but the user should know speed is left behind.
-        log.warning("only %d of %d attention blocks fused (model_type %s); the unfused graph is slower.",
-                    counts.get("Attention", 0), n_layers, config.get("model_type"))
+        log.warning("only %d of %d attention blocks fused (model_type %s, family %s); the unfused graph is slower.",
+                    counts.get("Attention", 0), n_layers, config.get("model_type"), family.model_type)
+    if family.fuses_embeddings and not counts.get("EmbedLayerNormalization"):
+        log.info("embeddings not fused into EmbedLayerNormalization (model_type %s)", config.get("model_type"))
     opt.save_model_to_file(str(dst))
     return opt
+
+
+def _dim(family: Family, config: dict, what: str) -> int:
+    """A size from the config; 0 (let ORT detect it from the graph) when the config lacks it."""
+    try:
+        return family.get(config, what)
+    except ModelError:
+        return 0
 
 
 def to_fp16(src: Path, dst: Path, config: dict) -> None:

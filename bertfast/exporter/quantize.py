@@ -15,41 +15,52 @@ shared/MEASURED.md).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 from pathlib import Path
 
 from ..errors import BertfastError, ExportError
+from ..families import Family
+from ..hardware import INT8_PRESETS, int8_preset
 
 log = logging.getLogger(__name__)
 
-PRESETS = {
-    "avx512_vnni": {"reduce_range": False},
-    "avx2": {"reduce_range": True},
-    "arm64": {"reduce_range": False},
-}
+# The presets live in bertfast.hardware (one table and one detection rule for every stage);
+# `PRESETS` is the name this module always exported.
+PRESETS = INT8_PRESETS
 QUANT_OPS = ["MatMul", "Attention"]
 
 
-def detect_preset() -> str:
-    """The preset for this CPU: from /proc/cpuinfo flags (x86) or the machine name (ARM)."""
-    import platform
-
-    machine = platform.machine().lower()
-    if machine in ("arm64", "aarch64"):
-        return "arm64"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    return "avx512_vnni" if "avx512_vnni" in flags or "avx_vnni" in flags else "avx2"
-
-
 def check_preset(preset: str) -> str:
+    """The `--quantize` preset to use: `auto` resolves from this CPU's flags, names are checked."""
     if preset == "auto":
-        return detect_preset()
+        return int8_preset()
     if preset not in PRESETS:
         raise BertfastError(f"--quantize {preset!r} is not a preset; choose one of auto, {', '.join(PRESETS)}.")
     return preset
+
+
+class _QuietAdvice(logging.Filter):
+    """Drops what ONNX Runtime's quantizer logs on the *root* logger (`logging.warning(...)`):
+    its "Please consider to run pre-processing before quantization" advice, repeated on every
+    call, is noise to bertfast's users (the shape inference it asks for is done here). Shown with
+    `-v` (root at DEBUG); errors always pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    # A filter on the root *logger* sees only records logged on it directly, which is what the
+    # quantizer does; records from named loggers (bertfast's own) propagate past it untouched.
+    root, f = logging.getLogger(), _QuietAdvice()
+    root.addFilter(f)
+    try:
+        yield
+    finally:
+        root.removeFilter(f)
 
 
 def with_shapes(src: Path, dst: Path) -> Path:
@@ -67,19 +78,20 @@ def with_shapes(src: Path, dst: Path) -> Path:
     return dst
 
 
-def sensitive_nodes(path: Path, n_layers: int) -> list[str]:
+def sensitive_nodes(path: Path, family: Family, config) -> list[str]:
     """Nodes kept in fp32 by the mixed variant: the first and last encoder layer and the head.
 
     Quantization error is largest where activations have outliers (first layer, right after
     the embeddings) and matters most right before the logits (last layer, pooler, classifier).
+    The layer count and the head's parameter prefixes come from the model's family.
     """
-    import re
-
     import onnx
 
     m = onnx.load(str(path), load_external_data=False)
     layer_re = re.compile(r"layer[._](\d+)[./_]")
-    sensitive = {0, max(n_layers - 1, 0)}
+    sensitive = {0, max(family.get(config, "layers") - 1, 0)}
+    # Exported node names follow the module path: `roberta.pooler` -> "/roberta/pooler/dense/MatMul".
+    heads = tuple(f"/{p.replace('.', '/')}/" for p in family.head_params) + ("/pooler/",)
     keep = []
     for n in m.graph.node:
         if n.op_type not in QUANT_OPS:
@@ -88,25 +100,30 @@ def sensitive_nodes(path: Path, n_layers: int) -> list[str]:
         # from the previous layer).
         where = " ".join([*n.output, n.name])
         hit = layer_re.search(where)
-        if (hit and int(hit.group(1)) in sensitive) or "pooler" in where or "classifier" in where:
+        if (hit and int(hit.group(1)) in sensitive) or any(h in f"/{where}" for h in heads):
             keep.append(n.name)
     return keep
 
 
 def dynamic(src: Path, dst: Path, preset: str, per_channel: bool, exclude: list[str] | None = None,
             reduce_range: bool | None = None) -> None:
+    """Dynamic int8 (weights quantized ahead, activations at run time) of `src` into `dst`.
+
+    `reduce_range` None follows the preset; `exclude` names nodes kept in fp32.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    try:
-        quantize_dynamic(
-            str(src), str(dst), op_types_to_quantize=QUANT_OPS, per_channel=per_channel,
-            reduce_range=PRESETS[preset]["reduce_range"] if reduce_range is None else reduce_range,
-            weight_type=QuantType.QInt8, nodes_to_exclude=exclude or [],
-            # Symmetric weights let ORT use its faster u8s8 kernels without zero-point fixups.
-            extra_options={"WeightSymmetric": True, "MatMulConstBOnly": True},
-        )
-    except Exception as e:
-        raise ExportError(f"dynamic int8 quantization failed: {type(e).__name__}: {e}") from None
+    with _quiet_quantizer():
+        try:
+            quantize_dynamic(
+                str(src), str(dst), op_types_to_quantize=QUANT_OPS, per_channel=per_channel,
+                reduce_range=PRESETS[preset]["reduce_range"] if reduce_range is None else reduce_range,
+                weight_type=QuantType.QInt8, nodes_to_exclude=exclude or [],
+                # Symmetric weights let ORT use its faster u8s8 kernels without zero-point fixups.
+                extra_options={"WeightSymmetric": True, "MatMulConstBOnly": True},
+            )
+        except Exception as e:
+            raise ExportError(f"dynamic int8 quantization failed: {type(e).__name__}: {e}") from None
 
 
 class _Calibration:
@@ -126,17 +143,18 @@ def static(src: Path, dst: Path, preset: str, per_channel: bool, calib_batches: 
     """Static int8 in QDQ format, activation ranges calibrated on real (training) texts."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    try:
-        quantize_static(
-            str(src), str(dst), _Calibration(calib_batches), quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["MatMul"], per_channel=per_channel,
-            reduce_range=PRESETS[preset]["reduce_range"],
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            # Percentile clipping ignores the rare outlier activations that make MinMax ranges
-            # so wide that ordinary values lose all precision.
-            calibrate_method=CalibrationMethod.Percentile,
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
-                           "CalibPercentile": 99.999, "MatMulConstBOnly": True},
-        )
-    except Exception as e:
-        raise ExportError(f"static int8 quantization failed: {type(e).__name__}: {e}") from None
+    with _quiet_quantizer():
+        try:
+            quantize_static(
+                str(src), str(dst), _Calibration(calib_batches), quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["MatMul"], per_channel=per_channel,
+                reduce_range=PRESETS[preset]["reduce_range"],
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                # Percentile clipping ignores the rare outlier activations that make MinMax ranges
+                # so wide that ordinary values lose all precision.
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                               "CalibPercentile": 99.999, "MatMulConstBOnly": True},
+            )
+        except Exception as e:
+            raise ExportError(f"static int8 quantization failed: {type(e).__name__}: {e}") from None

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from ..errors import require
-from ..metrics import accuracy_f1
+from ..metrics import accuracy_f1, agreement
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +49,14 @@ def torch_reference(model, tokenizer, texts: list[str], max_length: int, inputs:
 def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metrics: dict) -> dict:
     """Validation figures of one variant vs the PyTorch reference."""
     m = metrics(probs, y)
-    agree = float((probs.argmax(-1) == ref.argmax(-1)).mean())
+    close = agreement(probs, ref)
+    agree = close["label_agreement"]
     if y is not None:
         drop = (ref_metrics["accuracy"] - m["accuracy"]) * 100
     else:
         # Without labels the worst case is that every disagreement is a new error.
         drop = (1 - agree) * 100
-    return {
-        **m, "label_agreement": agree, "max_abs_prob_diff": float(np.abs(probs - ref).max()),
-        "mean_abs_prob_diff": float(np.abs(probs - ref).mean()),
-        "accuracy_drop_points": round(drop, 4), "n": int(len(probs)),
-    }
+    return {**m, **close, "accuracy_drop_points": round(drop, 4), "n": int(len(probs))}
 
 
 def interleaved_speed(classifiers: dict, texts: list[str], rounds: int = 3, round_seconds: float = 0.3,
@@ -88,3 +85,58 @@ def interleaved_speed(classifiers: dict, texts: list[str], rounds: int = 3, roun
     return {name: {"seq_per_s": round(float(np.median(v)), 1), "rounds": rounds, "texts": len(sample),
                    "threads": classifiers[name].threads, "device": classifiers[name].device}
             for name, v in rates.items()}
+
+
+def _validation_provider(devices: list[str], available: list[str]) -> str | None:
+    """The provider to validate a variant on: the CPU when it targets it, else the first GPU
+    provider it targets that this machine has (None: cannot be validated here)."""
+    from ..runtime.providers import PROVIDERS
+
+    for name in devices:
+        p = PROVIDERS.get(name)
+        if p is not None and (not p.gpu or p.ort_name in available):
+            return name
+    return None
+
+
+def validate_variants(manifest, texts: list[str], ref: np.ndarray, y: np.ndarray | None,
+                      ref_metrics: dict, threads: int) -> None:
+    """Validate every built variant of `manifest` (in its folder) on the eval texts, then time them.
+
+    Fills each variant's `validation`, `speed`, `eligible` and `reason`; variants that failed to
+    build are skipped. Speed decides the default, so it is measured fairly: all variants stay
+    loaded and are timed in interleaved rounds (median of rounds), so a burst of load on a
+    shared machine hits every variant alike instead of deciding the ranking.
+    """
+    from ..runtime.classifier import Classifier
+    from ..runtime.providers import available_providers
+
+    avail = available_providers()
+    budget = manifest.max_accuracy_drop
+    loaded = {}
+    try:
+        for name, v in manifest.variants.items():
+            if not manifest.usable(name):
+                continue
+            device = _validation_provider(v["devices"], avail)
+            if device is None:
+                v.update(validation=None, speed=None, eligible=False,
+                         reason=f"not validated: no {'/'.join(v['devices'])} provider where it was exported; "
+                                "re-export on a GPU machine")
+                continue
+            clf = loaded[name] = Classifier.load(manifest.folder, device=device, variant=name, threads=threads)
+            v["validation"] = compare(clf.predict_proba(texts), ref, y, ref_metrics)
+            drop = v["validation"]["accuracy_drop_points"]
+            v["eligible"] = drop <= budget
+            v["reason"] = (f"accuracy drop {drop:.2f} <= {budget} points" if v["eligible"]
+                           else f"accuracy drop {drop:.2f} > {budget} points budget")
+        for name, sp in interleaved_speed(loaded, texts).items():
+            manifest.variants[name]["speed"] = sp
+    finally:
+        for clf in loaded.values():
+            clf.close()
+    for name in loaded:
+        v, val = manifest.variants[name], manifest.variants[name]["validation"]
+        log.info("  %-19s acc %s  agree %.4f  max|dp| %.4f  %.1f seq/s  %s", name,
+                 "n/a" if val["accuracy"] is None else f"{val['accuracy']:.4f}", val["label_agreement"],
+                 val["max_abs_prob_diff"], v["speed"]["seq_per_s"], "ok" if v["eligible"] else "REJECTED")
