@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("bertfast.training", "fine-tune a BERT-family classifier with HF Trainer"),
     "export": ("bertfast.exporter", "export to ONNX, fuse, quantize, validate every variant on real data"),
     "predict": ("bertfast.runtime.predict", "classify a file (CSV/TSV/JSONL/Parquet/TXT) with an export"),
+    "serve": ("bertfast.serve", "HTTP server with dynamic batching across requests; TEI-compatible routes"),
     "bench": ("bertfast.bench", "benchmark bertfast vs PyTorch and Optimum side by side"),
     "doctor": ("bertfast.runtime.doctor", "show providers, CUDA/cuDNN, CPU features, threads, versions"),
     "quickstart": ("bertfast.quickstart", "train -> export -> predict -> bench on MiniLM-L6 + BBC News"),

@@ -10,12 +10,11 @@ prediction columns (`prediction_names`, `prediction_values`). Parquet needs pyar
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import logging
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 from ..errors import BertfastError, DataError
 from ..formats import NAMES
 from ..metrics import top_k as top_k_indices
-from .options import RuntimeOptions, option_names
+from .options import RuntimeOptions
 
 log = logging.getLogger(__name__)
 
@@ -42,32 +41,17 @@ def check_io_flags(input_format: str | None, output_format: str | None, chunk_si
         require_int(flag, value, 1)
 
 
-def option_keywords(cls):
-    """Class decorator for the predict configs: fold `RuntimeOptions` keywords into `options`.
+@dataclass(kw_only=True)
+class PredictionRun:
+    """The fields both predict engines share (keyword-only): the inference settings and what
+    goes into the output. See `PredictConfig` and `runtime.ray.ClassifyConfig`."""
 
-    `PredictConfig(export, input, output, device="cpu", threads=2)` keeps working: the values
-    are checked by `RuntimeOptions.from_flags` (errors name the `--flag`); `cfg.device` reads
-    `cfg.options.device`.
-    """
-    init, names = cls.__init__, frozenset(option_names())
-
-    @functools.wraps(init)
-    def __init__(self, *args, **kw):
-        popped = {k: kw.pop(k) for k in list(kw) if k in names}
-        given = {k: v for k, v in popped.items() if v is not None}  # None: not given, as on the CLI
-        if popped:
-            base = kw.get("options")
-            kw["options"] = RuntimeOptions.from_flags(**{**(asdict(base) if base else {}), **given})
-        init(self, *args, **kw)
-
-    def __getattr__(self, name):
-        # Only called for attributes not found normally: the old flat option attributes.
-        if name in names and "options" in self.__dict__:
-            return getattr(self.options, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    cls.__init__, cls.__getattr__ = __init__, __getattr__
-    return cls
+    options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    chunk_size: int = 4096
+    top_k: int = 1
+    all_scores: bool = False
+    force: bool = False
+    progress: bool = True
 
 
 def require_int(flag: str, value, low: int) -> None:

@@ -13,7 +13,8 @@ Python, and the flag (`--long-text must be one of ...`) when they come from the 
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, dataclass, field, fields, replace
+import functools
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import BertfastError
@@ -178,3 +179,31 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, ski
 
 def option_names() -> tuple[str, ...]:
     return tuple(f.name for f in fields(RuntimeOptions))
+
+
+def option_keywords(cls):
+    """Class decorator for the predict configs: fold `RuntimeOptions` keywords into `options`.
+
+    `PredictConfig(export, input, output, device="cpu", threads=2)` keeps working: the values
+    are checked by `RuntimeOptions.from_flags` (errors name the `--flag`); `cfg.device` reads
+    `cfg.options.device`.
+    """
+    init, names = cls.__init__, frozenset(option_names())
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kw):
+        popped = {k: kw.pop(k) for k in list(kw) if k in names}
+        given = {k: v for k, v in popped.items() if v is not None}  # None: not given, as on the CLI
+        if popped:
+            base = kw.get("options")
+            kw["options"] = RuntimeOptions.from_flags(**{**(asdict(base) if base else {}), **given})
+        init(self, *args, **kw)
+
+    def __getattr__(self, name):
+        # Only called for attributes not found normally: the old flat option attributes.
+        if name in names and "options" in self.__dict__:
+            return getattr(self.options, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    cls.__init__, cls.__getattr__ = __init__, __getattr__
+    return cls

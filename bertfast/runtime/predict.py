@@ -19,7 +19,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from itertools import chain
 from pathlib import Path
 
@@ -28,13 +28,13 @@ from ..formats import EXTENSIONS, NAMES, format_of
 from .io import (
     WRITERS,
     Chunk,
+    PredictionRun,
     check_io_flags,
-    option_keywords,
     prediction_names,
     prediction_values,
     read_chunks,
 )
-from .options import RuntimeOptions
+from .options import RuntimeOptions, option_keywords
 from .options import add_arguments as add_option_arguments
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ ENGINES = ("single", "ray")
 
 @option_keywords
 @dataclass
-class PredictConfig:
+class PredictConfig(PredictionRun):
     """What `bertfast predict` does; every field is the CLI flag of the same name.
 
     Attributes:
@@ -71,12 +71,6 @@ class PredictConfig:
     input_format: str | None = None
     output_format: str | None = None
     text_column: str = "text"
-    options: RuntimeOptions = field(default_factory=RuntimeOptions)
-    chunk_size: int = 4096
-    top_k: int = 1
-    all_scores: bool = False
-    force: bool = False
-    progress: bool = True
 
     def __post_init__(self):
         self.export, self.input, self.output = Path(self.export), Path(self.input), Path(self.output)

@@ -114,15 +114,9 @@ def check_device(device: str, arg: str = "device") -> str:
 
 def installed_onnxruntime() -> dict[str, str]:
     """Installed distributions providing `onnxruntime` (name -> version), via importlib.metadata."""
-    import importlib.metadata as md
+    from ..utils import library_versions
 
-    found = {}
-    for name in ORT_DISTRIBUTIONS:
-        try:
-            found[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return found
+    return {k: v for k, v in library_versions(ORT_DISTRIBUTIONS).items() if k != "python"}
 
 
 def available_providers() -> list[str]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import BertfastError
 from ...formats import FORMATS, format_of
-from ..io import check_io_flags, option_keywords, require_int
-from ..options import RuntimeOptions
+from ..io import PredictionRun, check_io_flags, require_int
+from ..options import RuntimeOptions, option_keywords
 from ..providers import PROVIDERS
 from .fs import _is_uri, _strip_file
 
@@ -22,7 +22,7 @@ AUTO_CPU = next(p.name for p in PROVIDERS.values() if not p.gpu)
 
 @option_keywords
 @dataclass
-class ClassifyConfig:
+class ClassifyConfig(PredictionRun):
     """What `bertfast predict --engine ray` does; each field is the CLI flag of the same name.
 
     Attributes:
@@ -63,12 +63,6 @@ class ClassifyConfig:
     workers: int | None = None
     gpus_per_worker: float = 0.0
     address: str | None = None
-    options: RuntimeOptions = field(default_factory=RuntimeOptions)
-    chunk_size: int = 4096
-    top_k: int = 1
-    all_scores: bool = False
-    force: bool = False
-    progress: bool = True
 
     def __post_init__(self):
         self.export, self.input, self.output = str(self.export), str(self.input), str(self.output)

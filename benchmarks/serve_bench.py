@@ -1,0 +1,345 @@
+#!/usr/bin/env python
+"""`bertfast serve` under load: cross-request batching vs a plain per-request server vs offline.
+
+Starts each server as a child process on loopback, drives it with N concurrent aiohttp clients
+that each send ONE text per request (`POST /predict {"inputs": text}`), and reports throughput
+(texts/s) and p50/p90/p99 latency per concurrency level, for:
+
+- `bertfast serve` (dynamic batching across requests, `bertfast.serve`);
+- `plain`: FastAPI + `Classifier.predict_proba([text])` per request in FastAPI's thread pool,
+  no cross-request batching (implemented below; what most hand-written servers do);
+- offline: `Classifier.predict_proba` on the same texts in one call, in this process, after the
+  servers have stopped (the ceiling a server can approach).
+
+Then an overload phase (a tiny `--max-queue`, many more clients than it holds: 429s, and
+bounded latency for accepted requests) and, with `--soak-seconds`, a memory soak sampling the
+server's RSS. Timed per request: the HTTP round trip on loopback, JSON both ways, queueing,
+tokenization and the model. Not timed: server start, warm-up requests. The clients run on the
+same machine as the server and take CPU from it; the record says how many CPUs there were.
+
+    python benchmarks/serve_bench.py --export exports/minilm --name minilm --seconds 10
+    python benchmarks/serve_bench.py --export EXPORT --name smoke --seconds 2 --levels 1,8,64,256  # ~30 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+# -- servers --------------------------------------------------------------------------------
+
+
+def plain_server(export: str, port: int, threads: int) -> None:
+    """The baseline: one `predict_proba` call per request, concurrent calls share the session."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from bertfast.runtime.classifier import Classifier
+
+    clf = Classifier.load(export, device="cpu", threads=threads)
+    app = FastAPI()
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.post("/predict")
+    def predict(body: dict):  # sync: FastAPI runs it in its thread pool, as a typical server does
+        row = clf.predict_proba([body["inputs"]])[0]
+        return [{"label": clf.labels[j], "score": float(row[j])} for j in np.argsort(-row)]
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start(kind: str, export: Path, threads: int, extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    if kind == "plain":
+        cmd = [sys.executable, __file__, "--plain-server", str(export), "--port", str(port), "--threads", str(threads)]
+    else:
+        cmd = [sys.executable, "-m", "bertfast.serve", str(export), "--port", str(port), "--device", "cpu",
+               "--threads", str(threads), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"{kind} server exited: {proc.stderr.read()[-2000:]}")
+        try:
+            import urllib.request
+
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.2)
+        if time.monotonic() - t0 > 120:
+            proc.kill()
+            raise SystemExit(f"{kind} server did not answer /health within 120 s")
+
+
+def stop(proc: subprocess.Popen) -> float:
+    """SIGTERM, wait; returns the seconds the graceful shutdown took."""
+    t0 = time.perf_counter()
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return time.perf_counter() - t0
+
+
+# -- load -----------------------------------------------------------------------------------
+
+
+async def load(url: str, texts: list[str], clients: int, seconds: float, max_requests: int) -> dict:
+    """`clients` loops, one text per request, until `seconds` pass or `max_requests` are sent."""
+    import aiohttp
+
+    lat_ok, lat_other, statuses = [], [], {}
+    sent = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(session):
+        nonlocal sent
+        while time.perf_counter() < deadline and sent < max_requests:
+            text = texts[sent % len(texts)]
+            sent += 1
+            t0 = time.perf_counter()
+            try:
+                async with session.post(f"{url}/predict", json={"inputs": text}) as r:
+                    await r.read()
+                    status = r.status
+            except aiohttp.ClientError as e:
+                status = type(e).__name__
+            dt = time.perf_counter() - t0
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+            (lat_ok if status == 200 else lat_other).append(dt)
+
+    conn = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        elapsed = time.perf_counter() - t0
+    out = {"clients": clients, "requests": sent, "seconds": round(elapsed, 2), "status": statuses,
+           "texts_per_s": round(len(lat_ok) / elapsed, 1)}
+    out.update(_percentiles(lat_ok, "ok_"))
+    if lat_other:
+        out.update(_percentiles(lat_other, "rejected_"))
+    return out
+
+
+def _percentiles(lat: list[float], prefix: str) -> dict:
+    if not lat:
+        return {}
+    a = np.asarray(lat) * 1000
+    return {f"{prefix}p50_ms": round(float(np.percentile(a, 50)), 2), f"{prefix}p90_ms": round(float(np.percentile(a, 90)), 2),
+            f"{prefix}p99_ms": round(float(np.percentile(a, 99)), 2), f"{prefix}max_ms": round(float(a.max()), 2)}
+
+
+def batch_stats(url: str) -> tuple[float, float]:
+    """(texts, model calls) so far, from the server's Prometheus metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    vals = {}
+    for line in text.splitlines():
+        for name in ("bertfast_batch_texts_sum", "bertfast_batch_texts_count"):
+            if line.startswith(name + " "):
+                vals[name] = float(line.split()[1])
+    return vals.get("bertfast_batch_texts_sum", 0.0), vals.get("bertfast_batch_texts_count", 0.0)
+
+
+def run_levels(kind: str, export: Path, texts: list[str], args, threads: int) -> list[dict]:
+    proc, url = start(kind, export, threads, ["--max-wait-ms", str(args.max_wait_ms)])
+    rows: list[dict] = []
+    try:
+        for clients in args.levels:
+            asyncio.run(load(url, texts, clients, args.warmup, args.max_requests))  # warm-up, not recorded
+            before = batch_stats(url) if kind == "batching" else None
+            row = asyncio.run(load(url, texts, clients, args.seconds, args.max_requests))
+            if before is not None:
+                after = batch_stats(url)
+                calls = after[1] - before[1]
+                row["mean_texts_per_model_call"] = round((after[0] - before[0]) / calls, 2) if calls else None
+            row["server"] = kind
+            rows.append(row)
+            print(f"{kind:9s} {clients:4d} clients: {row['texts_per_s']:8.1f} texts/s  "
+                  f"p50 {row.get('ok_p50_ms')} ms  p99 {row.get('ok_p99_ms')} ms  {row['status']}", flush=True)
+    finally:
+        shutdown = stop(proc)
+    print(f"{kind:9s} SIGTERM -> exit in {shutdown:.2f} s", flush=True)
+    return rows
+
+
+def offline(export: Path, texts: list[str], threads: int, n: int) -> dict:
+    from bertfast.runtime.classifier import Classifier
+
+    sample = [texts[i % len(texts)] for i in range(n)]
+    with Classifier.load(export, device="cpu", threads=threads) as clf:
+        clf.predict_proba(sample[:256])  # warm-up
+        t0 = time.perf_counter()
+        clf.predict_proba(sample)
+        dt = time.perf_counter() - t0
+    return {"texts": n, "seconds": round(dt, 3), "texts_per_s": round(n / dt, 1)}
+
+
+def overload(export: Path, texts: list[str], args, threads: int) -> dict:
+    extra = ["--max-queue", str(args.overload_queue), "--max-inputs", "1", "--max-wait-ms", str(args.max_wait_ms)]
+    proc, url = start("batching", export, threads, extra)
+    try:
+        row = asyncio.run(load(url, texts, args.overload_clients, args.seconds, args.max_requests))
+    finally:
+        stop(proc)
+    row["max_queue"] = args.overload_queue
+    print(f"overload  {args.overload_clients} clients, --max-queue {args.overload_queue}: {row['status']}  "
+          f"accepted p99 {row.get('ok_p99_ms')} ms", flush=True)
+    return row
+
+
+def soak(export: Path, texts: list[str], args, threads: int) -> dict:
+    import psutil
+
+    proc, url = start("batching", export, threads, ["--max-wait-ms", str(args.max_wait_ms)])
+    samples: list[tuple[float, float]] = []
+
+    async def sample(stop_at):
+        p = psutil.Process(proc.pid)
+        t0 = time.perf_counter()
+        while time.perf_counter() < stop_at:
+            samples.append((round(time.perf_counter() - t0, 1), p.memory_info().rss / 2**20))
+            await asyncio.sleep(1.0)
+
+    async def both():
+        stop_at = time.perf_counter() + args.soak_seconds
+        return (await asyncio.gather(load(url, texts, 64, args.soak_seconds, 10**9), sample(stop_at)))[0]
+
+    try:
+        row = asyncio.run(both())
+    finally:
+        stop(proc)
+    rss = [r for _, r in samples]
+    row.update(rss_mb_first=round(rss[0], 1), rss_mb_last=round(rss[-1], 1), rss_mb_max=round(max(rss), 1),
+               rss_samples=[(t, round(r, 1)) for t, r in samples])
+    print(f"soak      {args.soak_seconds} s: RSS {rss[0]:.0f} -> {rss[-1]:.0f} MB (max {max(rss):.0f})", flush=True)
+    return row
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def environment(threads: int) -> dict:
+    from bertfast.hardware import cpu_info, relevant_flags
+    from bertfast.utils import library_versions, usable_cpus
+
+    return {"cpu": cpu_info()["brand"], "arch": platform.machine(), "cpu_flags": relevant_flags(),
+            "usable_cpus": usable_cpus(), "server_threads": threads, "python": platform.python_version(),
+            "versions": library_versions(("onnxruntime", "tokenizers", "fastapi", "uvicorn", "aiohttp", "numpy")),
+            "loadavg_start": list(os.getloadavg()),
+            "client": "aiohttp, one process on the same machine (shares the CPUs with the server)"}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# bertfast serve: {report['name']}", "",
+             f"Export `{report['export']}`, {report['texts']} texts from `{report['data']}`, "
+             f"{report['env']['usable_cpus']} usable CPUs ({report['env']['cpu']}), server threads "
+             f"{report['env']['server_threads']}, `--max-wait-ms {report['max_wait_ms']}`. One text per request; "
+             "timed: loopback HTTP round trip, JSON, queueing, tokenization, model.", "",
+             f"Offline `Classifier.predict_proba` on the same texts: **{report['offline']['texts_per_s']} texts/s**.", "",
+             "| server | clients | texts/s | p50 ms | p90 ms | p99 ms | texts per model call | statuses |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in report["levels"]:
+        lines.append(f"| {r['server']} | {r['clients']} | {r['texts_per_s']} | {r.get('ok_p50_ms')} | "
+                     f"{r.get('ok_p90_ms')} | {r.get('ok_p99_ms')} | {r.get('mean_texts_per_model_call', '')} | "
+                     f"{r['status']} |")
+    o = report.get("overload")
+    if o:
+        lines += ["", f"Overload: {o['clients']} clients against `--max-queue {o['max_queue']}`: statuses {o['status']}; "
+                      f"accepted p50/p99 {o.get('ok_p50_ms')}/{o.get('ok_p99_ms')} ms, rejected p99 "
+                      f"{o.get('rejected_p99_ms')} ms."]
+    s = report.get("soak")
+    if s:
+        lines += ["", f"Soak: {s['seconds']} s at 64 clients, {s['texts_per_s']} texts/s; server RSS "
+                      f"{s['rss_mb_first']} -> {s['rss_mb_last']} MB (max {s['rss_mb_max']})."]
+    lines += ["", f"CPU flags: {', '.join(report['env']['cpu_flags'])}. Versions: {report['env']['versions']}."]
+    return "\n".join(lines) + "\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rel(p: Path) -> str:
+    p = Path(p).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--export", type=Path, help="export folder to serve (required)")
+    p.add_argument("--name", default="local", help="results go to benchmarks/results/serve-<name>/")
+    p.add_argument("--data", default="eval", help="eval (the export's eval.jsonl), bbc-news-headlines, or a file")
+    p.add_argument("--levels", default="1,8,64,256", help="concurrent clients per level (comma list)")
+    p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per level")
+    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each level")
+    p.add_argument("--max-requests", type=int, default=200_000, help="stop a level after this many requests")
+    p.add_argument("--max-wait-ms", type=float, default=2.0, help="bertfast serve --max-wait-ms")
+    p.add_argument("--threads", type=int, default=None, help="server threads (default: usable CPUs)")
+    p.add_argument("--servers", default="batching,plain", help="which servers to compare")
+    p.add_argument("--overload-clients", type=int, default=512)
+    p.add_argument("--overload-queue", type=int, default=32, help="--max-queue of the overload phase (0: skip)")
+    p.add_argument("--soak-seconds", type=float, default=0.0, help="memory soak duration (0: skip)")
+    p.add_argument("--plain-server", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    from bertfast.utils import usable_cpus, write_json
+
+    threads = args.threads or usable_cpus()
+    if args.plain_server:
+        plain_server(args.plain_server, args.port, threads)
+        return 0
+    if args.export is None:
+        p.error("--export is required")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args.levels = [int(x) for x in args.levels.split(",")]
+    from bertfast.data import load_texts, read_labeled
+
+    data = args.export / "eval.jsonl" if args.data == "eval" else args.data
+    texts = read_labeled(data, "text", "label").texts if args.data == "eval" else load_texts(data)[0]
+    report = {"name": args.name, "export": _rel(args.export), "data": _rel(data) if args.data == "eval" else data,
+              "texts": len(texts), "max_wait_ms": args.max_wait_ms, "env": environment(threads), "levels": []}
+    for kind in args.servers.split(","):
+        report["levels"] += run_levels(kind, args.export, texts, args, threads)
+    if args.overload_queue:
+        report["overload"] = overload(args.export, texts, args, threads)
+    if args.soak_seconds:
+        report["soak"] = soak(args.export, texts, args, threads)
+    report["offline"] = offline(args.export, texts, threads, n=max(2048, len(texts)))
+    print(f"offline   {report['offline']['texts_per_s']} texts/s", flush=True)
+    out = ROOT / "benchmarks" / "results" / f"serve-{args.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", report)
+    (out / "results.md").write_text(markdown(report))
+    print(f"wrote {_rel(out / 'results.json')} and results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

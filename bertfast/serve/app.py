@@ -1,0 +1,266 @@
+"""The FastAPI app: TEI- and HF-compatible routes over one `DynamicBatcher`.
+
+Every POST route reads a size-capped body, checks it (`schemas.py`), queues its texts and awaits
+their logits; nothing on the event loop waits for the model. Errors are TEI's error body
+`{"error", "error_type"}` with TEI's status codes (422 bad input, 413 over a limit, 429
+overloaded, 424 wrong model type), plus 503 for a timeout or a server shutting down.
+FastAPI is imported at the top: this module is only imported through `bertfast.serve.serve` /
+`build_app`, which check the `[serve]` extra first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..metrics import softmax
+from . import ServeConfig
+from .batcher import DynamicBatcher, QueueFull, ShuttingDown
+from .metrics import ServeMetrics
+from .schemas import ApiError, Limits, parse_classify, parse_json, parse_predict, parse_rerank
+
+log = logging.getLogger(__name__)
+
+_JSON_IN_THREAD = 1 << 20  # bodies above 1 MiB are parsed off the event loop
+
+
+def load_classifier(cfg: ServeConfig):
+    """The Classifier for one server process: `usable CPUs // workers` threads unless set."""
+    from ..runtime.classifier import Classifier
+    from ..utils import usable_cpus
+
+    opts = cfg.options
+    if opts.threads is None:
+        opts = opts.replace(threads=max(1, usable_cpus() // cfg.workers))
+    return Classifier.load(cfg.export, options=opts)
+
+
+def build_app(cfg: ServeConfig, classifier=None):
+    """Build the ASGI app serving `cfg.export`.
+
+    Args:
+        cfg: server settings (limits, batching).
+        classifier: an already loaded `Classifier` to serve (tests, Ray Serve); it is not
+            closed at shutdown. Default: load one from `cfg.export` and `cfg.options`.
+
+    Returns:
+        A FastAPI app. Its lifespan shutdown drains the queue; `app.state` holds `batcher`,
+        `metrics`, `classifier` and `config`.
+    """
+    owned = classifier is None
+    clf = load_classifier(cfg) if owned else classifier
+    labels = list(clf.labels)
+    metrics = ServeMetrics()
+    batcher = DynamicBatcher(clf, cfg.max_batch_texts, cfg.max_wait_ms / 1000, cfg.max_queue, metrics)
+    limits = Limits(cfg.max_inputs, cfg.max_chars)
+    info = _info(cfg, clf)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        # uvicorn has stopped accepting connections and waited for in-flight requests; anything
+        # still queued is classified before the process exits.
+        await asyncio.to_thread(batcher.close, True)
+        if owned:
+            clf.close()
+
+    app = FastAPI(title="bertfast", version=__version__, lifespan=lifespan,
+                          description="Text classification with dynamic batching (TEI-compatible).")
+    app.state.batcher, app.state.metrics, app.state.classifier, app.state.config = batcher, metrics, clf, cfg
+
+    def error(e: ApiError):
+        metrics.errors.labels(e.error_type).inc()
+        return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
+    async def handle(route: str, request, answer):
+        t0 = time.perf_counter()
+        try:
+            body = await _read_body(request, cfg.max_body_bytes)
+            obj = await asyncio.to_thread(parse_json, body) if len(body) > _JSON_IN_THREAD else parse_json(body)
+            resp = JSONResponse(await answer(obj))
+        except ApiError as e:
+            resp = error(e)
+        except Exception as e:  # a bug must answer JSON and leave the server up
+            log.exception("%s failed", route)
+            resp = error(ApiError(500, f"internal error: {type(e).__name__}: {e}", "backend"))
+        metrics.requests.labels(route, str(resp.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - t0)
+        return resp
+
+    async def logits_for(texts: list[str]) -> np.ndarray:
+        try:
+            work = batcher.submit(texts)
+        except QueueFull:
+            raise ApiError(429, f"model is overloaded: {batcher.queued} texts are queued (--max-queue "
+                                f"{cfg.max_queue}); retry later", "overloaded", {"Retry-After": "1"}) from None
+        except ShuttingDown:
+            raise ApiError(503, "server is shutting down; retry on another replica", "unhealthy") from None
+        try:
+            return await asyncio.wait_for(work.future, cfg.request_timeout)
+        except asyncio.TimeoutError:
+            work.cancelled = True  # skipped by the batcher if it has not started on it yet
+            raise ApiError(503, f"no result within {cfg.request_timeout:g} s (--request-timeout); retry later",
+                           "timeout", {"Retry-After": "1"}) from None
+        except ShuttingDown:
+            raise ApiError(503, "server is shutting down; retry on another replica", "unhealthy") from None
+        except Exception as e:
+            raise ApiError(500, f"inference failed: {type(e).__name__}: {e}", "backend") from None
+
+    async def predict(obj, nested: bool):
+        req = parse_predict(obj, limits)
+        rows = _scores(await logits_for(req.texts), req.function)
+        out = [_ranked(r, labels, req.top_k) for r in rows]
+        return out[0] if req.single and not nested else out
+
+    @app.post("/predict", summary="TEI: classify a text or a batch [[text], ...]")
+    async def tei_predict(request: Request):
+        return await handle("/predict", request, lambda obj: predict(obj, nested=False))
+
+    @app.post("/invocations", summary="SageMaker: same as /predict", include_in_schema=False)
+    async def invocations(request: Request):
+        return await handle("/invocations", request, lambda obj: predict(obj, nested=False))
+
+    @app.post("/", summary="HF Inference API (InferenceClient.text_classification): always [[...]]")
+    async def hf_predict(request: Request):
+        return await handle("/", request, lambda obj: predict(obj, nested=True))
+
+    @app.post("/classify", summary="bertfast: label, score, top-k and all scores per text")
+    async def classify(request: Request):
+        async def answer(obj):
+            req = parse_classify(obj, limits, len(labels))
+            proba = softmax(await logits_for(req.texts))
+            preds = []
+            for row in proba:
+                ranked = _ranked(row, labels, req.top_k)
+                p = dict(ranked[0])
+                if req.top_k > 1:
+                    p["top_k"] = ranked
+                if req.all_scores:
+                    p["scores"] = {lab: float(s) for lab, s in zip(labels, row.tolist())}
+                preds.append(p)
+            return {"model": info["model_id"], "variant": clf.variant, "predictions": preds}
+
+        return await handle("/classify", request, answer)
+
+    @app.post("/rerank", summary="TEI: rerank (needs a cross-encoder export; answers 424 here)")
+    async def rerank(request: Request):
+        async def answer(obj):
+            parse_rerank(obj, limits)  # a malformed body is a 422 first, as in TEI
+            raise ApiError(424, f"model is not a re-ranker model: export {info['model_id']!r} is a single-text "
+                                f"classifier ({len(labels)} labels), not a cross-encoder; use /predict.", "backend")
+
+        return await handle("/rerank", request, answer)
+
+    @app.get("/health", summary="200 while the batcher runs and accepts work, else 503")
+    @app.get("/ping", include_in_schema=False)
+    @app.get("/", include_in_schema=False)
+    async def health():
+        if batcher.healthy:
+            return {"status": "ok"}
+        return error(ApiError(503, "unhealthy: shutting down or the batcher thread stopped", "unhealthy"))
+
+    @app.get("/info", summary="model, variant, device, labels, limits and batching settings")
+    async def get_info():
+        return info
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def get_metrics():
+        body, ctype = metrics.render()
+        return Response(body, media_type=ctype)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc):  # 404/405 in TEI's error body too
+        kind = "not_found" if exc.status_code == 404 else "validation"
+        metrics.requests.labels("other", str(exc.status_code)).inc()
+        return error(ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", kind))
+
+    return app
+
+
+def app_from_env():
+    """App factory for `--workers N`: each worker process builds its own app and session."""
+    from . import ENV_CONFIG
+
+    return build_app(ServeConfig.from_json(os.environ[ENV_CONFIG]))
+
+
+async def _read_body(request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (never read whole first)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"body has {int(declared):,} bytes; the limit is {limit:,} (--max-body-mb).")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"body is over {limit:,} bytes (--max-body-mb).")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _scores(logits: np.ndarray, function: str) -> np.ndarray:
+    if function == "softmax":
+        return softmax(logits)
+    if function == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-logits))
+    return logits
+
+
+def _ranked(row: np.ndarray, labels: list[str], top_k: int | None = None) -> list[dict]:
+    """[{"label", "score"}] best first (ties: label order), as TEI and HF return them."""
+    order = np.argsort(-row, kind="stable")[:top_k]
+    scores = row.tolist()
+    return [{"label": labels[j], "score": scores[j]} for j in order.tolist()]
+
+
+def _info(cfg: ServeConfig, clf) -> dict:
+    """`/info`: TEI's fields first (so TEI clients read them), bertfast's under "bertfast"."""
+    m = clf.manifest
+    labels = list(clf.labels)
+    opts = getattr(clf, "options", cfg.options)
+    max_length = getattr(clf.batcher, "max_length", m.max_length)
+    name = cfg.model_id or m.folder.name
+    return {
+        "model_id": name,
+        "model_sha": (m.source or {}).get("sha256"),
+        "model_dtype": clf.variant,
+        "model_type": {"classifier": {"id2label": {str(i): lab for i, lab in enumerate(labels)},
+                                      "label2id": {lab: i for i, lab in enumerate(labels)}}},
+        "max_concurrent_requests": cfg.max_queue,
+        "max_input_length": max_length,
+        "max_batch_tokens": clf.batcher.batch_tokens,
+        "max_batch_requests": None,
+        "max_client_batch_size": cfg.max_inputs,
+        "auto_truncate": True,  # long texts follow --long-text; they are never refused
+        "tokenization_workers": 1,
+        "version": __version__,
+        "sha": None,
+        "docker_label": None,
+        "bertfast": {
+            "task": "text-classification",
+            "labels": labels,
+            "variant": clf.variant,
+            "device": clf.device,
+            "providers": list(getattr(clf, "providers", [])),
+            "threads": clf.threads,
+            "max_length": max_length,
+            "long_text": getattr(opts, "long_text", None),
+            "batching": {"max_batch_texts": cfg.max_batch_texts, "max_wait_ms": cfg.max_wait_ms,
+                         "max_queue": cfg.max_queue, "batch_tokens": clf.batcher.batch_tokens,
+                         "max_batch_size": clf.batcher.max_batch_size},
+            "limits": {"max_inputs": cfg.max_inputs, "max_chars": cfg.max_chars, "max_body_mb": cfg.max_body_mb,
+                       "request_timeout": cfg.request_timeout},
+            "workers": cfg.workers,
+            "pid": os.getpid(),
+        },
+    }
+
