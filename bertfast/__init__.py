@@ -8,6 +8,7 @@ Public verbs (heavy dependencies are imported only when a verb is used, so
 - `bertfast.Classifier.load(path).predict(texts)`
 - `bertfast.predict(PredictConfig(...))`        -> Path of the predictions file
 - `bertfast.run_benchmark(BenchConfig(...))`    -> benchmark report
+- `bertfast.serve(ServeConfig(...))`            HTTP server (needs the [serve] extra)
 """
 
 # Stage modules are named training/exporter/runtime/bench (not train/export) so that importing
@@ -26,6 +27,9 @@ _LAZY = {
     "PredictConfig": ("bertfast.runtime.predict", "PredictConfig"),
     "run_benchmark": ("bertfast.bench", "run_benchmark"),
     "BenchConfig": ("bertfast.bench", "BenchConfig"),
+    "serve": ("bertfast.serve", "serve"),
+    "ServeConfig": ("bertfast.serve", "ServeConfig"),
+    "RuntimeOptions": ("bertfast.runtime.options", "RuntimeOptions"),
     "quickstart": ("bertfast.quickstart", "quickstart"),
 }
 
