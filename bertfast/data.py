@@ -7,7 +7,16 @@ Sources, tried in this order:
   2. a local file: CSV, TSV, JSONL/JSON lines, Parquet (columns `text`/`label` by default), read
      by the same readers as `bertfast predict` (`runtime/io.py`, extensions from `formats.py`);
   3. a local folder with one sub-folder of .txt files per class;
-  4. a Hugging Face datasets hub name (`imdb`, `ag_news`, `user/name:config`).
+  4. a Hugging Face datasets hub name (`imdb`, `ag_news`, `user/name:config`), only when the name
+     cannot be a local path: it has the shape of a hub name (no known file extension, no path
+     beyond `user/name`, no `.`/`~`/`/` start), its first folder does not exist here, and no
+     local file or folder has a close name (`reviews` when `reviews.csv` exists is a typo, and
+     the error says "did you mean reviews.csv?"). `hub:NAME` forces the hub. Hub datasets are
+     loaded with `trust_remote_code=False`: no dataset script ever runs here.
+
+The source used is logged. What a file may not contain (unterminated quotes, repeated column
+names, duplicate JSON keys, lines over `MAX_LINE_CHARS`, ...) is listed in `runtime/readers.py`;
+a label holding a tab or line break is refused too (it would break line-based outputs).
 
 The notebook this replaces evaluated on a copy of the training data and on 100 rows that all
 had the same label. Here an evaluation split with one class is an error, heavy imbalance is a
@@ -25,6 +34,7 @@ from pathlib import Path
 
 from .errors import DataError, MissingDependencyError
 from .formats import EXTENSIONS, format_of
+from .hub import HUB_PREFIX, is_hub_name, open_hub, refuse_local_typo
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +43,7 @@ BUILTIN = ("bbc-news", "bbc-news-headlines")
 _READ_CHUNK = 65536
 # A class with fewer than this share of the largest class gets a warning on evaluation splits.
 IMBALANCE_WARN_RATIO = 0.1
+_BREAKS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # tab + what str.splitlines splits on
 
 
 @dataclass
@@ -148,7 +159,13 @@ def _check_rows(texts: list, labels: list, where: str, need_labels: bool = True)
                 raise DataError(f"{where}: label in data row {i + 1} is missing; every row needs a label.")
             if isinstance(y, float) and y.is_integer():
                 y = int(y)
-            out_labels.append(str(y).strip())
+            y = str(y).strip()
+            if any(c in y for c in _BREAKS):
+                raise DataError(
+                    f"{where}: label in data row {i + 1} ({y[:40]!r}) holds a tab or line break, which would break "
+                    "line-based outputs; fix that label (a stray quote in a CSV can merge rows into one)."
+                )
+            out_labels.append(y)
     return LabeledTexts(list(texts), out_labels)
 
 
@@ -170,18 +187,7 @@ def _folder(path: Path) -> LabeledTexts:
 
 
 def _hub(name: str, split: str, text_column: str, label_column: str | None) -> tuple[LabeledTexts, list[str] | None]:
-    try:
-        import datasets
-    except ImportError:
-        raise MissingDependencyError("hub datasets need the `datasets` package; run: pip install 'bertfast[train]'") from None
-    repo, _, config = name.partition(":")
-    try:
-        ds = datasets.load_dataset(repo, config or None, split=split)
-    except Exception as e:
-        raise DataError(
-            f"{name!r} is not a local file or folder, not a built-in dataset ({', '.join(BUILTIN)}), and could "
-            f"not be loaded from the Hugging Face hub (split {split!r}): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        ) from None
+    ds = open_hub(name, split, BUILTIN)
     cols = list(ds.column_names)
     for c, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
         if c is not None and c not in cols:
@@ -211,9 +217,13 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
     """
     s = str(source)
     if s in BUILTIN:
+        log.info("reading built-in dataset %r", s)
         return _builtin(s)
+    if s.startswith(HUB_PREFIX):
+        return _hub(s[len(HUB_PREFIX):], split, text_column, label_column)[0]
     path = Path(s).expanduser()
     if path.is_dir():
+        log.info("reading class folders under %s", path)
         return _folder(path)
     if path.is_file():
         fmt = format_of(path)
@@ -222,6 +232,7 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
                 f"{path}: unknown format {path.suffix or '(no extension)'!r}; use one of "
                 f"{', '.join(EXTENSIONS)} (or a folder with one sub-folder per class)."
             )
+        log.info("reading local %s file %s", fmt.upper(), path)
         if fmt == "txt":
             if label_column is not None:
                 raise DataError(
@@ -234,9 +245,7 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
             lines = [t for c in chunks for t in c.texts]
             return _check_rows(lines, [None] * len(lines), str(path), need_labels=False)
         return _read_file(path, fmt, text_column, label_column)
-    # Hub names look like `imdb` or `user/name`; anything path-like that does not exist is a typo.
-    if format_of(s) is not None or s.startswith((".", "/", "~")) or s.count("/") > 1:
-        raise DataError(f"{s}: no such file or folder; check the path.")
+    refuse_local_typo(s)
     return _hub(s, split, text_column, label_column)[0]
 
 
@@ -341,7 +350,7 @@ def load_splits(source: str | Path, text_column: str = "text", label_column: str
     with a stratified, seeded split (never a copy of the training rows).
     """
     s = str(source)
-    is_hub = s not in BUILTIN and not Path(s).expanduser().exists()
+    is_hub = s not in BUILTIN and is_hub_name(s)
     train = read_labeled(s, text_column, label_column, split=train_split)
     notes = []
     val = read_labeled(validation, text_column, label_column, split="validation") if validation else None

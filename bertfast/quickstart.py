@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checks import check_float, check_int
 from .errors import BertfastError
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,16 @@ class QuickstartConfig:
     force: bool = False
 
     def __post_init__(self):
-        if self.epochs <= 0:
-            raise BertfastError("--epochs must be > 0")
+        # The same bounds as TrainConfig's, checked before the first step starts (not minutes
+        # later when training does), each naming this command's flag.
+        check_float("--epochs", self.epochs, 0, 1000, low_open=True, example="1")
+        check_float("--lr", self.lr, 0, 1, low_open=True, high_open=True, example="1e-4")
+        check_float("--head-lr", self.head_lr, 0, 1, low_open=True, high_open=True, example="2e-3", optional=True)
+        check_int("--batch-size", self.batch_size, 1)
+        check_int("--max-length", self.max_length, 8)
+        check_float("--test-fraction", self.test_fraction, 0, 0.5, low_open=True, high_open=True, example="0.2")
+        if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
+            raise BertfastError(f"--out-dir {self.out_dir} is a file; pass a folder (default: exports).")
 
 
 def quickstart(cfg: QuickstartConfig) -> dict:
@@ -87,7 +96,9 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     predict(PredictConfig(export=str(export_dir), input=str(model_dir / "splits" / "test.jsonl"),
                           output=str(preds), force=True))
     times["predict"] = time.time() - t
-    rows = [json.loads(line) for line in preds.read_text().splitlines() if line.strip()]
+    # File iteration, not str.splitlines: a text holding U+2028 & co. must stay one row.
+    with open(preds, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
     # The test file carries the true `label`, so predict writes its answer as `pred_label`.
     onnx_acc = sum(r["pred_label"] == r["label"] for r in rows) / max(len(rows), 1)
     agreement = _agreement_with_pytorch(model_dir, manifest, rows)

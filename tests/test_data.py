@@ -183,7 +183,8 @@ def test_hub_dataset_uses_classlabel_names_and_test_split(monkeypatch):
     rows = {s: make_texts(40 if s == "train" else 20, seed=len(s)) for s in ("train", "test")}
     calls = []
 
-    def fake_load(repo, config=None, split=None):
+    def fake_load(repo, config=None, split=None, **kw):
+        assert kw == {"trust_remote_code": False}  # never run a dataset script
         calls.append((repo, config, split))
         data = rows[split]
         return datasets.Dataset.from_dict({"text": [t for t, _ in data], "label": [i % 2 for i in range(len(data))]}, features=feats)

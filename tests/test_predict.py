@@ -69,10 +69,13 @@ def read_output(path: Path, fmt: str) -> list[dict]:
     if fmt in ("csv", "tsv"):
         with open(path, newline="") as f:
             return list(csv.DictReader(f, delimiter="," if fmt == "csv" else "\t"))
+    # File iteration, not str.splitlines: texts may hold U+2028 & co., which are not line breaks.
     if fmt == "jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines()]
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f]
     if fmt == "txt":
-        return [dict(zip(("label", "score"), line.split("\t"))) for line in path.read_text().splitlines()]
+        with open(path, encoding="utf-8") as f:
+            return [dict(zip(("label", "score"), line.rstrip("\n").split("\t"))) for line in f]
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()

@@ -4,11 +4,12 @@ The input is streamed in chunks (`--chunk-size` rows), so memory stays bounded o
 rows, and the next chunk is read and tokenized while the model runs on the current one. The
 output keeps every input column and adds `label` and `score` (plus `label_2`, `score_2`, ... with
 `--top-k`, and `prob_<label>` per class with `--all-scores`; if the input already has a column of
-that name, ours get a `pred_` prefix). TXT input has one text per line (column `text`); TXT
-output has one `label<TAB>score` line per input row. The output is written to a temporary file
-and renamed at the end: an interrupted or failed run never leaves a truncated file under the
-final name. Reading and writing live in `runtime/io.py`; `--engine ray` runs the same
-classification on Ray Data (`runtime/ray/`).
+that name, ours get a `pred_` prefix, and if it has that too, the run is refused). TXT input has
+one text per line (column `text`); TXT output has one `label<TAB>score` line per input row. The
+output is written to a temporary file and renamed at the end: an interrupted or failed run (a
+malformed row found mid-file included) never leaves a file under the final name. Reading and
+writing live in `runtime/readers.py` and `runtime/writers.py` (what each refuses is listed
+there); `--engine ray` runs the same classification on Ray Data (`runtime/ray/`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .io import (
     Chunk,
     PredictionRun,
     check_io_flags,
+    check_labels,
     prediction_names,
     prediction_values,
     read_chunks,
@@ -102,17 +104,25 @@ def predict(cfg: PredictConfig) -> Path:
         The path of the predictions file.
 
     Raises:
-        BertfastError: bad input file (empty, missing text column, non-text value: the message
-            names the row), unusable export or device. Nothing is left under `cfg.output`.
+        BertfastError: bad input file (empty, malformed, missing text column, non-text value,
+            a column the predictions would overwrite: the message names the line or row and
+            field), unusable export or device. Nothing is left under `cfg.output`.
     """
     from .classifier import Classifier
 
     chunks = read_chunks(cfg.input, cfg.input_format, cfg.text_column, cfg.chunk_size)
     first = next(chunks)  # fail on an empty file or a missing column before loading the model
     clf = Classifier.load(cfg.export, options=cfg.options)
-    if cfg.top_k > len(clf.labels):
+    try:
+        if cfg.top_k > len(clf.labels):
+            raise BertfastError(
+                f"--top-k {cfg.top_k} is more than the model's {len(clf.labels)} labels ({', '.join(clf.labels)})."
+            )
+        check_labels(cfg.output_format, clf.labels)
+        names = prediction_names(first.columns, clf.labels, cfg.top_k, cfg.all_scores, src=first.src)
+    except BaseException:
         clf.close()
-        raise BertfastError(f"--top-k {cfg.top_k} is more than the model's {len(clf.labels)} labels ({', '.join(clf.labels)}).")
+        raise
     pending: deque[Chunk] = deque()
 
     def texts() -> Iterator[list[str]]:
@@ -131,7 +141,6 @@ def predict(cfg: PredictConfig) -> Path:
         total=first.total_rows, unit=" rows", unit_scale=True, disable=not cfg.progress, file=sys.stderr,
         desc="predict", dynamic_ncols=True,
     ) as bar:
-        names = prediction_names(first.columns, clf.labels, cfg.top_k, cfg.all_scores)
         writer = WRITERS[cfg.output_format](tmp, cfg.output_format)
         try:
             for proba in clf.iter_proba(texts()):

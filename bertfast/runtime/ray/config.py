@@ -10,7 +10,7 @@ from ...formats import FORMATS, format_of
 from ..io import PredictionRun, check_io_flags, require_int
 from ..options import RuntimeOptions, option_keywords
 from ..providers import PROVIDERS
-from .fs import _is_uri, _strip_file
+from .fs import _is_uri, normalize_location, overlap
 
 # Ray Data writes folders of part files in the columnar formats; Parquet (the default) first.
 OUTPUT_FORMATS = ("parquet", *(f.name for f in FORMATS.values() if f.columnar and f.name != "parquet"))
@@ -90,8 +90,14 @@ class ClassifyConfig(PredictionRun):
         if self.output_format is None:
             fmt = format_of(self.output)
             self.output_format = fmt if fmt in OUTPUT_FORMATS else "parquet"
-        if _is_uri(self.output) == _is_uri(self.input) and _strip_file(self.output) == _strip_file(self.input):
-            raise BertfastError(f"--output {self.output} is the input; choose another output folder.")
+        if overlap(self.output, self.input):
+            # Compared normalised (a trailing slash, `//` or `..` must not hide it): an output inside
+            # the input is read back by the next run, and --force on an input inside it deletes the input.
+            out, inp = normalize_location(self.output), normalize_location(self.input)
+            what = "is the input" if out == inp else "is inside the input" if out.startswith(inp) else "holds the input"
+            raise BertfastError(
+                f"--output {self.output} {what} ({inp}); choose an output folder outside the input, and vice versa."
+            )
         if not _is_uri(self.output):
             out = Path(self.output)
             if out.exists() and not out.is_dir():

@@ -21,13 +21,13 @@ from ...errors import BertfastError, DataError, MissingDependencyError
 from ..io import is_label_column, prediction_names, prediction_values
 from ..options import RuntimeOptions
 from .config import AUTO_CPU, AUTO_GPU, ClassifyConfig
-from .fs import _count_rows, _csv_header, _is_uri, _join, _local_export, _output_dir, resolve_input
+from .fs import SUCCESS, _count_rows, _csv_header, _is_uri, _local_export, _output_dir, resolve_input
 from .plan import WorkerPlan, plan_workers
 
 log = logging.getLogger(__name__)
 
 RAY_INSTALL = "pip install 'bertfast[ray]'"
-SUCCESS = "_SUCCESS"
+__all__ = ["classify", "classify_dataset", "RAY_INSTALL", "SUCCESS"]
 
 
 def classify(cfg: ClassifyConfig) -> Path | str:
@@ -70,7 +70,8 @@ def classify(cfg: ClassifyConfig) -> Path | str:
             ds, cfg.export, options=cfg.options, text_column=cfg.text_column, plan=plan, top_k=cfg.top_k,
             all_scores=cfg.all_scores, batch_size=cfg.chunk_size, text_output=cfg.output_format != "parquet",
         )
-        with _output_dir(cfg.output, cfg.force) as (target, out_fs):
+        with _output_dir(cfg.output, cfg.force) as out:
+            target, out_fs = out.path, out.fs
             try:
                 _write(ds, target, out_fs, cfg.output_format)
             except Exception as e:
@@ -90,8 +91,7 @@ def classify(cfg: ClassifyConfig) -> Path | str:
                 "nodes": len(_alive_nodes(ray)), "address": cfg.address, "export": cfg.export,
                 "ray": ray.__version__,
             }
-            with out_fs.open_output_stream(_join(target, SUCCESS)) as f:
-                f.write((json.dumps(summary, indent=2) + "\n").encode())
+            out.finish((json.dumps(summary, indent=2) + "\n").encode())
     finally:
         if started:
             ray.shutdown()
@@ -257,7 +257,9 @@ def _read(ray, files: list[str], fs, fmt: str, text_column: str):
         )
     if fmt == "jsonl":
         return ray.data.read_json(files, lines=True, **kw)
-    return ray.data.read_text(files, drop_empty_lines=False, **kw)
+    from .text import read_lines  # not ray.data.read_text: it splits rows at U+2028 & co.
+
+    return read_lines(ray, files, **kw)
 
 
 def _labels(export: str | Path) -> list[str] | None:
@@ -305,4 +307,9 @@ def _unwrap(e: BaseException) -> BaseException:
         name, msg = found[-1]
         cls = getattr(errors, name, BertfastError)
         return (cls if isinstance(cls, type) and issubclass(cls, BertfastError) else BertfastError)(msg.strip())
+    # Malformed input found by Arrow's readers (a CSV row with an open quote, JSON whose types
+    # change): a data problem, told in one line instead of a traceback.
+    found = re.findall(r"(?:ArrowInvalid|ArrowTypeError|ArrowNotImplementedError): (.+)", str(e))
+    if found:
+        return DataError(f"the input is malformed: {found[-1].strip()}; fix the file (or --input-format).")
     return e

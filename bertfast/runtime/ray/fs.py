@@ -1,9 +1,20 @@
 """Files and URIs for the Ray engine: local paths, `file://` and object stores (s3://, gs://, ...).
 
 `resolve_input` turns a file, folder, glob or URI into the list of files to read and their format
-(`formats.format_of`, the one extension table). `_output_dir` writes a local output folder to a
-hidden sibling renamed when complete; object stores have no rename, so there the folder is
-complete when its `_SUCCESS` file exists (written last by the engine).
+(`formats.format_of`, the one extension table). `normalize_location` gives one spelling per
+location (a trailing slash or `//` never hides that the output is the input, or inside it).
+
+Outputs (`_output_dir`): a local folder is written to a hidden sibling renamed onto it when
+complete. Object stores have no rename, so there the folder is complete when its `_SUCCESS` file
+exists, written last, and the previous output is kept until the new one is complete:
+
+1. an existing prefix without `--force` is refused; with it, the old objects are listed (path,
+   size, mtime) and the old `_SUCCESS` is removed (the folder now reads as "in progress"; its
+   content is kept in memory);
+2. the run writes its part files next to the old ones (Ray names them with a per-run id);
+3. success: the old objects this run did not rewrite are deleted, then `_SUCCESS` is written;
+   failure: the objects this run created are deleted and the old `_SUCCESS` is put back, so
+   the previous output is whole again (a new, never-completed output leaves nothing).
 """
 
 from __future__ import annotations
@@ -11,23 +22,54 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import glob as globlib
+import logging
 import os
 import posixpath
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ...errors import BertfastError, DataError
 from ...formats import EXTENSIONS, NAMES, format_of
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "_SUCCESS"
+# Spellings of one object store (Hadoop's s3a/s3n, gcs for gs), compared as one.
+_SCHEME_ALIASES = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}
 
 
 def _is_uri(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
-def _strip_file(path: str) -> str:
-    path = path.removeprefix("file://")
-    return path if _is_uri(path) else str(Path(path).expanduser().resolve())
+def normalize_location(spec: str) -> str:
+    """One spelling per location: a local path resolved (symlinks, `..`, `~`); a URI as
+    `scheme://netloc/path` with the scheme lower-cased (aliases merged), `//`, `.` and `..`
+    collapsed and no trailing slash. A glob stands for its folder before the first wildcard."""
+    spec = _glob_base(spec)
+    if not _is_uri(spec):
+        return str(Path(spec.removeprefix("file://")).expanduser().resolve())
+    scheme, _, rest = spec.partition("://")
+    netloc, _, path = rest.partition("/")
+    scheme = _SCHEME_ALIASES.get(scheme.lower(), scheme.lower())
+    path = posixpath.normpath("/" + re.sub("/+", "/", path)).lstrip("/").rstrip("/")
+    return f"{scheme}://{netloc.lower()}/{path}".rstrip("/")
+
+
+def _glob_base(spec: str) -> str:
+    m = re.search(r"[*?[]", spec)
+    if m is None:
+        return spec
+    prefix = spec[: m.start()]
+    return prefix.rsplit("/", 1)[0] or "/" if "/" in prefix else "."
+
+
+def overlap(a: str, b: str) -> bool:
+    """True when locations `a` and `b` are the same or one is inside the other."""
+    na, nb = normalize_location(a), normalize_location(b)
+    return na == nb or na.startswith(nb.rstrip("/") + "/") or nb.startswith(na.rstrip("/") + "/")
 
 
 def _join(base: str, name: str) -> str:
@@ -107,7 +149,11 @@ def _csv_header(path: str, fs, delim: str) -> list[str]:
 
     with fs.open_input_stream(path) as raw:
         head = raw.read(1 << 20).decode("utf-8-sig", errors="replace")
-    return next(csv.reader(io.StringIO(head), delimiter=delim), [])
+    header = next(csv.reader(io.StringIO(head), delimiter=delim), [])
+    from ..readers import check_unique_columns
+
+    check_unique_columns(f"--input {path}", header)
+    return header
 
 
 def _local_export(export: str) -> str:
@@ -122,25 +168,84 @@ def _local_export(export: str) -> str:
     return dst
 
 
-@contextlib.contextmanager
-def _output_dir(output: str, force: bool) -> Iterator[tuple[str, object]]:
-    """Yield (folder to write, filesystem). Local: a hidden sibling renamed onto `output` at the
-    end (`atomic_dir`). Object stores have no rename: the folder itself, `_SUCCESS` written last."""
-    fs, path = _fs_for(output)
-    if _is_uri(output):
-        import pyarrow.fs as pafs
+class OutputTarget:
+    """Where the engine writes its part files (`path` on `fs`); `finish(summary)` once all are written."""
 
-        info = fs.get_file_info(path)
-        if info.type != pafs.FileType.NotFound:
-            if not force:
-                raise BertfastError(f"--output {output} already exists; pass --force to replace it or choose another folder.")
-            fs.delete_dir_contents(path, missing_dir_ok=True)
-        yield path, fs
+    def __init__(self, path: str, fs, before_success: Callable[[], None] | None = None):
+        self.path, self.fs, self.finished = path, fs, False
+        self._before_success = before_success
+
+    def finish(self, summary: bytes) -> None:
+        """Mark the output complete: stale objects of a replaced output go first, `_SUCCESS` last."""
+        if self._before_success is not None:
+            self._before_success()
+        with self.fs.open_output_stream(_join(self.path, SUCCESS)) as f:
+            f.write(summary)
+        self.finished = True
+
+
+@contextlib.contextmanager
+def _output_dir(output: str, force: bool) -> Iterator[OutputTarget]:
+    """Yield the OutputTarget to write (see the module docstring for the order of operations)."""
+    # Normalised, so the prefix listed, written and cleaned up is one spelling (`b//out/` is `b/out`).
+    fs, path = _fs_for(normalize_location(output) if _is_uri(output) else output)
+    if _is_uri(output):
+        with _replace_prefix(fs, path, force, output) as target:
+            yield target
         return
     from ...utils import atomic_dir
 
     with atomic_dir(path) as tmp:
-        yield str(tmp), fs
+        target = OutputTarget(str(tmp), fs)
+        yield target
+        if not target.finished:
+            raise BertfastError(f"--output {output}: the run ended without finishing its output; nothing was written.")
+
+
+def _listing(fs, path: str) -> dict[str, tuple]:
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    return {i.path: (i.size, i.mtime) for i in infos if i.type == pafs.FileType.File}
+
+
+@contextlib.contextmanager
+def _replace_prefix(fs, path: str, force: bool, output: str) -> Iterator[OutputTarget]:
+    old = _listing(fs, path)
+    if old and not force:
+        raise BertfastError(f"--output {output} already exists; pass --force to replace it or choose another folder.")
+    success = _join(path, SUCCESS)
+    saved = None
+    if success in old:
+        with fs.open_input_stream(success) as f:
+            saved = f.read()
+        fs.delete_file(success)
+        del old[success]
+
+    def delete_stale() -> None:
+        now = _listing(fs, path)
+        for p, info in old.items():
+            if now.get(p) == info:  # untouched by this run: part of the previous output
+                fs.delete_file(p)
+
+    target = OutputTarget(path, fs, delete_stale)
+    try:
+        yield target
+        if not target.finished:
+            raise BertfastError(f"--output {output}: the run ended without finishing its output.")
+    except BaseException:
+        now = _listing(fs, path)
+        for p in now.keys() - old.keys():
+            with contextlib.suppress(OSError):
+                fs.delete_file(p)
+        rewritten = [p for p, info in old.items() if now.get(p) != info]
+        if saved is not None and not rewritten:
+            with fs.open_output_stream(success) as f:
+                f.write(saved)
+        elif saved is not None:
+            log.warning("--output %s: this failed run rewrote %d objects of the previous output, which is "
+                        "therefore left without %s (incomplete)", output, len(rewritten), SUCCESS)
+        raise
 
 
 def _count_rows(target: str, fs) -> int:
