@@ -47,11 +47,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import BertfastError
+from .manifest_schema import FAILED, FIX, ManifestError, is_int, validate
 from .utils import write_json
+
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "Manifest", "ManifestError", "load_manifest", "validate"]
 
 MANIFEST_NAME = "bertfast.json"
 FORMAT_VERSION = 1
-FAILED = "failed"
 
 
 @dataclass(kw_only=True)
@@ -106,7 +108,7 @@ class Manifest:
 
     @property
     def tokenizer_file(self) -> Path:
-        return self.folder / self.tokenizer["file"]
+        return self.inside(self.tokenizer["file"], "tokenizer.file")
 
     @property
     def pad_token_id(self) -> int:
@@ -125,7 +127,32 @@ class Manifest:
         """Path of variant `name`'s ONNX file."""
         if not self.usable(name):
             raise BertfastError(self._failed_message(name))
-        return self.folder / self.variants[name]["file"]
+        return self.inside(self.variants[name]["file"], f"variants.{name}.file")
+
+    def inside(self, name: str, where: str) -> Path:
+        """`folder / name`, refused unless it stays inside the export folder.
+
+        The manifest is data anyone can edit: `"file": "../../x.onnx"`, an absolute path or a
+        symbolic link leaving the folder would make bertfast load a model or tokenizer from
+        anywhere. Links that stay inside the folder are fine.
+
+        Raises:
+            ManifestError: naming the field (`where`).
+        """
+        root = self.folder.resolve()
+        rel = Path(name)
+        try:
+            target = (root / rel).resolve()
+        except (OSError, RuntimeError, ValueError) as e:  # a symlink loop, a NUL byte
+            raise ManifestError(f"manifest {self.path}: `{where}` {name!r} cannot be resolved ({e}); {FIX}.") from None
+        if rel.is_absolute() or target == root or not target.is_relative_to(root):
+            how = ("an absolute path" if rel.is_absolute() else "goes up with '..'" if ".." in rel.parts
+                   else "is or goes through a symbolic link")
+            raise ManifestError(
+                f"manifest {self.path}: `{where}` {name!r} is outside the export folder ({how}); bertfast loads "
+                f"only files inside {self.folder}: {FIX}."
+            )
+        return self.folder / rel
 
     def pick_variant(self, device: str, variant: str | None = None) -> str:
         """The variant to load on `device`: the one asked for, else the export's default.
@@ -180,20 +207,19 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, raw: dict, path: Path | None = None) -> Manifest:
-        """Parse a manifest dict (KeyError/TypeError/ValueError on a missing or bad field)."""
-        id2label = {int(k): str(v) for k, v in raw["id2label"].items()}
-        if sorted(id2label) != list(range(len(id2label))):
-            raise ValueError("id2label keys must be 0..N-1")
+        """Parse a manifest dict, checked against the schema (`validate`).
+
+        Raises:
+            ManifestError: a missing or badly typed field, named in the message.
+        """
+        validate(raw, path)
         names = {f.name for f in fields(cls)} - {"path", "extra", "id2label"}
         known = {k: v for k, v in raw.items() if k in names}
-        m = cls(**known, id2label=id2label, path=path,
+        m = cls(**known, id2label={int(k): v for k, v in raw["id2label"].items()}, path=path,
                 extra={k: v for k, v in raw.items() if k not in names and k != "id2label"})
-        m.max_length = int(m.max_length)
-        m.model_max_length = int(m.model_max_length)
-        m.inputs, m.output = list(m.inputs), str(m.output)
-        m.tokenizer, m.variants, m.default = dict(m.tokenizer), dict(m.variants), dict(m.default or {})
-        if "file" not in m.tokenizer:
-            raise KeyError("tokenizer.file")
+        # Copies, so editing the manifest never edits the caller's dict.
+        m.inputs, m.variants = list(m.inputs), {n: dict(v) for n, v in m.variants.items()}
+        m.tokenizer, m.default = dict(m.tokenizer), dict(m.default or {})
         return m
 
 
@@ -213,26 +239,28 @@ def load_manifest(folder: str | Path) -> Manifest:
     try:
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BertfastError(f"manifest {path} is unreadable or corrupt ({e}); re-run `bertfast export --force`.") from None
+        raise BertfastError(f"manifest {path} is unreadable or corrupt ({e}); {FIX}.") from None
+    except RecursionError:  # "[[[[...": deeper than the JSON parser goes
+        raise BertfastError(f"manifest {path} is corrupt (nested too deeply); {FIX}.") from None
     if not isinstance(raw, dict) or raw.get("format") != "bertfast-export":
-        raise BertfastError(f"{path} is not a bertfast export manifest; re-run `bertfast export --force`.")
-    if raw.get("format_version", 0) > FORMAT_VERSION:
+        raise BertfastError(f"{path} is not a bertfast export manifest; {FIX}.")
+    version = raw.get("format_version", 0)
+    if is_int(version) and version > FORMAT_VERSION:
         raise BertfastError(
-            f"{path} has format_version {raw.get('format_version')}, newer than this bertfast "
-            f"understands ({FORMAT_VERSION}); upgrade bertfast."
+            f"{path} has format_version {version}, newer than this bertfast understands ({FORMAT_VERSION}); "
+            "upgrade bertfast."
         )
-    try:
-        m = Manifest.from_dict(raw, path)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise BertfastError(f"manifest {path} is missing or has a bad field ({e}); re-run `bertfast export --force`.") from None
+    m = Manifest.from_dict(raw, path)
     if not any(m.usable(n) for n in m.variants):
-        raise BertfastError(f"manifest {path} lists no usable variants; re-run `bertfast export --force`.")
+        raise BertfastError(f"manifest {path} lists no usable variants; {FIX}.")
     for name in m.variants:
         if not m.usable(name):
             continue  # recorded with its reason, no file
-        f = folder / m.variants[name].get("file", "")
+        f = m.variant_file(name)
         if not f.is_file():
-            raise BertfastError(f"export {folder} is incomplete: variant {name!r} file {f.name} is missing; re-run `bertfast export --force`.")
+            raise BertfastError(f"export {folder} is incomplete: variant {name!r} file {f.name} is missing; {FIX}.")
     if not m.tokenizer_file.is_file():
-        raise BertfastError(f"export {folder} is incomplete: {m.tokenizer_file.name} is missing; re-run `bertfast export --force`.")
+        raise BertfastError(f"export {folder} is incomplete: {m.tokenizer_file.name} is missing; {FIX}.")
+    if m.eval_data and "file" in m.eval_data:
+        m.inside(m.eval_data["file"], "eval_data.file")  # read by the benchmark
     return m

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import check_float, check_int
 from .data import Splits, load_splits
 from .errors import BertfastError, ModelError, require
+from .exporter.trace import require_transformers
 from .families import family_of
 from .metrics import accuracy_f1, classification_report
 from .utils import atomic_dir, check_output_dir, library_versions, write_json
@@ -85,24 +87,21 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        def bad(flag, msg):
-            raise BertfastError(f"--{flag.replace('_', '-')} {msg}")
-
-        if self.max_length < 8:
-            bad("max_length", f"must be at least 8 tokens (got {self.max_length})")
-        if self.epochs <= 0:
-            bad("epochs", f"must be > 0 (got {self.epochs})")
-        if not 0 < self.lr < 1:
-            bad("lr", f"must be between 0 and 1, e.g. 5e-5 (got {self.lr})")
-        if self.head_lr is not None and not 0 < self.head_lr < 1:
-            bad("head_lr", f"must be between 0 and 1, e.g. 1e-3 (got {self.head_lr})")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            bad("batch_size", "must be a positive integer")
-        for f in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, f) < 0.5:
-                bad(f, f"must be between 0 and 0.5 (got {getattr(self, f)})")
-        if self.early_stopping is not None and self.early_stopping < 1:
-            bad("early_stopping", "must be a positive number of epochs")
+        # Checked before anything loads: argparse lets `--epochs nan`, inf and negatives through.
+        check_int("--max-length", self.max_length, 8)
+        check_float("--epochs", self.epochs, 0, 1000, low_open=True, example="3")
+        check_float("--lr", self.lr, 0, 1, low_open=True, high_open=True, example="5e-5")
+        check_float("--head-lr", self.head_lr, 0, 1, low_open=True, high_open=True, example="1e-3", optional=True)
+        for flag, value in (("--batch-size", self.batch_size), ("--eval-batch-size", self.eval_batch_size)):
+            check_int(flag, value, 1)
+        check_float("--weight-decay", self.weight_decay, 0, 1, example="0.01")
+        check_float("--warmup-ratio", self.warmup_ratio, 0, 1, example="0.1")
+        check_float("--val-fraction", self.val_fraction, 0, 0.5, low_open=True, high_open=True, example="0.1")
+        check_float("--test-fraction", self.test_fraction, 0, 0.5, low_open=True, high_open=True, example="0.1")
+        check_int("--seed", self.seed, 0, 2**32 - 1)  # numpy's seed range
+        check_int("--early-stopping", self.early_stopping, 1, optional=True)
+        for flag, value in (("--max-train-samples", self.max_train_samples), ("--max-eval-samples", self.max_eval_samples)):
+            check_int(flag, value, 2, optional=True)
         if self.resume and self.force:
             raise BertfastError("--resume and --force contradict each other: --force starts over, --resume continues.")
 
@@ -125,7 +124,7 @@ def model_length_limit(config) -> int:
 
 
 def load_config_and_tokenizer(model: str):
-    transformers = require("transformers", "train")
+    transformers = require_transformers()
     src = resolve_model(model)
     p = Path(src).expanduser()
     if (src.startswith((".", "/", "~")) or src.count("/") > 1) and not p.exists():
@@ -145,15 +144,34 @@ def load_config_and_tokenizer(model: str):
     return src, config, tokenizer
 
 
-def length_histogram(tokenizer, texts: list[str], limit: int) -> dict:
-    """Token counts of the training texts (untruncated): what max_length and long-text mode cost."""
-    lengths = np.array([len(x) for x in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]])
+# The histogram describes the data; counted exactly on a million rows or a 100 MB text it would
+# cost more memory than training, so it samples texts and counts each up to a cap.
+HISTOGRAM_SAMPLE = 20_000
+HISTOGRAM_CAP_FACTOR = 4
+
+
+def length_histogram(tokenizer, texts: list[str], limit: int, model_limit: int = 512,
+                     sample: int = HISTOGRAM_SAMPLE) -> dict:
+    """Token counts of the training texts: what max_length and long-text mode cost.
+
+    At most `sample` texts (seeded), each counted up to `cap` = 4 x the model limit tokens (cut
+    to 8 characters per token first); a longer one counts as `cap`: `max` reads "at least".
+    """
+    cap = HISTOGRAM_CAP_FACTOR * max(model_limit, limit)
+    if len(texts) > sample:
+        texts = [texts[i] for i in sorted(np.random.default_rng(0).choice(len(texts), sample, replace=False))]
+    counted = []
+    for s in range(0, len(texts), 1000):  # lengths only: never a million id lists at once
+        part = [t[: cap * 8] for t in texts[s : s + 1000]]
+        counted += map(len, tokenizer(part, add_special_tokens=True, truncation=True, max_length=cap)["input_ids"])
+    lengths = np.array(counted or [0])
     edges = [0, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, max(int(lengths.max()) + 1, 2049)]
     counts, _ = np.histogram(lengths, bins=edges)
     return {
         "bins": edges, "counts": counts.tolist(), "mean": float(lengths.mean()),
         "median": float(np.median(lengths)), "p90": float(np.percentile(lengths, 90)),
         "max": int(lengths.max()), "over_max_length": float((lengths > limit).mean()),
+        "texts": len(counted), "cap": cap,
     }
 
 
@@ -164,21 +182,22 @@ def train(cfg: TrainConfig) -> Path:
         BertfastError (and subclasses) with a message that says what to fix.
     """
     out = Path(cfg.out)
-    ckpt_dir = out.with_name(out.name + ".checkpoints")
-    if cfg.resume:
-        if not list(ckpt_dir.glob("checkpoint-*")):
-            raise BertfastError(f"--resume: no checkpoints in {ckpt_dir} (they are kept only for an unfinished run).")
-    else:
-        check_output_dir(out, cfg.force)
-        if ckpt_dir.exists():
-            # Stale checkpoints of another run would be mixed into this one's rotation and be what
-            # a later --resume continues from.
-            if not cfg.force:
-                raise BertfastError(
-                    f"{ckpt_dir} holds checkpoints of an unfinished run: continue it with --resume, "
-                    "or pass --force to start over."
-                )
-            shutil.rmtree(ckpt_dir)
+    # An output folder holding the training data or the base model would be replaced by it.
+    inputs = tuple(p for p in (cfg.data, cfg.validation_data, cfg.test_data, resolve_model(cfg.model))
+                   if p and Path(p).exists())
+    check_output_dir(out, cfg.force or cfg.resume, inputs=inputs)  # resume: same refusals, may replace
+    ckpt_dir = out.with_name(out.name + ".checkpoints")  # `out` has a name now: "." was refused above
+    if cfg.resume and not list(ckpt_dir.glob("checkpoint-*")):
+        raise BertfastError(f"--resume: no checkpoints in {ckpt_dir} (they are kept only for an unfinished run).")
+    if not cfg.resume and ckpt_dir.exists():
+        # Stale checkpoints of another run would be mixed into this one's rotation and be what
+        # a later --resume continues from.
+        if not cfg.force:
+            raise BertfastError(
+                f"{ckpt_dir} holds checkpoints of an unfinished run: continue it with --resume, "
+                "or pass --force to start over."
+            )
+        shutil.rmtree(ckpt_dir)
 
     src, config, tokenizer = load_config_and_tokenizer(cfg.model)
     limit = model_length_limit(config)
@@ -218,7 +237,7 @@ def _optimizer(model, cfg: TrainConfig, torch):
 
 def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_dir: Path) -> Path:
     torch = require("torch", "train")
-    transformers = require("transformers", "train")
+    transformers = require_transformers()
     datasets = require("datasets", "train")
     t0 = time.time()
     transformers.set_seed(cfg.seed)
@@ -304,8 +323,7 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
             (tmp / "splits").mkdir()
             for name in ("train", "validation", "test"):
                 getattr(splits, name).to_jsonl(tmp / "splits" / f"{name}.jsonl")
-            for f in ("training_args.bin",):
-                (tmp / f).unlink(missing_ok=True)
+            (tmp / "training_args.bin").unlink(missing_ok=True)
             summary = {
                 "bertfast_training": 1,
                 "model": cfg.model, "model_source": src, "model_type": config.model_type,
@@ -321,7 +339,7 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
                     "test_per_class": report,
                 },
                 "log_history": trainer.state.log_history,
-                "token_lengths": length_histogram(tokenizer, splits.train.texts, cfg.max_length),
+                "token_lengths": length_histogram(tokenizer, splits.train.texts, cfg.max_length, limit),
                 "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
                 "train_seconds": round(time.time() - t0, 1),
                 "device": "cuda" if torch.cuda.is_available() else "cpu",

@@ -43,8 +43,13 @@ def test_write_then_load_round_trips(tmp_path):
 
 
 def test_failed_variant_needs_no_file_and_is_never_picked(tmp_path):
-    _folder(tmp_path, default={"cpu": "int8-static"})  # even a default naming it is ignored
+    _folder(tmp_path, default={"cpu": "int8-static"})
+    # The exporter never names a failed variant as a default: one that does was hand-edited.
+    with pytest.raises(BertfastError, match="`default.cpu` must be a variant that was built; 'int8-static' failed"):
+        load_manifest(tmp_path)
+    _folder(tmp_path)
     m = load_manifest(tmp_path)
+    m.default["cpu"] = "int8-static"  # edited in memory: still never picked
     assert m.pick_variant("cpu") == "fp32"  # first usable one for the device
     with pytest.raises(BertfastError, match="'int8-static'.*failed to build.*calibration failed"):
         m.pick_variant("cpu", "int8-static")
@@ -73,6 +78,7 @@ def test_old_manifest_with_cpu_cuda_defaults_loads(tmp_path):
 def test_only_failed_variants_is_not_an_export(tmp_path):
     m = _folder(tmp_path)
     m.variants = {"int8-static": m.variants["int8-static"]}
+    m.default = {"cpu": None}
     m.write(tmp_path)
     with pytest.raises(BertfastError, match="no usable variants"):
         load_manifest(tmp_path)
@@ -83,5 +89,5 @@ def test_missing_field_is_reported(tmp_path):
     raw = json.loads((tmp_path / MANIFEST_NAME).read_text())
     del raw["inputs"]
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(raw))
-    with pytest.raises(BertfastError, match="missing or has a bad field"):
+    with pytest.raises(BertfastError, match="`inputs` is missing .*re-run `bertfast export --force`"):
         load_manifest(tmp_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..checks import check_float, check_int
 from ..errors import BertfastError
 from ..runtime.providers import DEVICES
 from .backends import FACTORIES, STANDARD_BACKENDS
@@ -135,26 +136,25 @@ class BenchConfig:
                     f"--backends: unknown backend {n!r}; valid: all, {', '.join(valid)}, bertfast:<variant>."
                 )
         self.backends = tuple(dict.fromkeys(names))
-        if self.max_length is not None and int(self.max_length) < 8:
-            raise BertfastError(f"--max-length must be at least 8 tokens; got {self.max_length}.")
-        cpus = usable_cpus()
-        self.threads = cpus if self.threads is None else int(self.threads)
-        if self.threads < 1:
-            raise BertfastError(f"--threads must be >= 1; got {self.threads}.")
+        # Every number checked, naming its flag: NaN or inf seconds would time forever (or
+        # never), and `int("abc")` would be a traceback.
+        check_int("--max-length", self.max_length, 8, optional=True)
+        self.threads = check_int("--threads", usable_cpus() if self.threads is None else self.threads, 1)
         if self.device not in DEVICES:
             raise BertfastError(f"--device must be one of {', '.join(DEVICES)}; got {self.device!r}.")
-        if int(self.min_runs) < 1:
-            raise BertfastError(f"--min-runs must be >= 1; got {self.min_runs}.")
-        if float(self.min_seconds) < 0 or float(self.peak_seconds) < 0:
-            raise BertfastError("--min-seconds and --peak-seconds must be >= 0.")
-        if int(self.max_texts) < 1 or int(self.latency_texts) < 0:
-            raise BertfastError("--max-texts must be >= 1 and --latency-texts >= 0.")
-        if not 0 < self.busy_cv < 10:
-            raise BertfastError(f"busy_cv must be a fraction like 0.10; got {self.busy_cv}.")
+        check_int("--min-runs", self.min_runs, 1)
+        check_float("--min-seconds", self.min_seconds, 0, 3600)
+        check_float("--peak-seconds", self.peak_seconds, 0, 600)
+        check_int("--max-texts", self.max_texts, 1)
+        check_int("--latency-texts", self.latency_texts, 0)
+        check_int("--seed", self.seed, 0, 2**32 - 1)
+        check_float("busy_cv", self.busy_cv, 0, 10, low_open=True, high_open=True, example="0.10")
         if self.out is not None:
             from ..utils import check_output_dir
 
-            self.out = check_output_dir(self.out, self.force, flag="--out")
+            # A results folder holding the export, model or data it reads would be replaced by it.
+            inputs = tuple(p for p in (self.target, self.model_dir, self.data) if p is not None and Path(p).exists())
+            self.out = check_output_dir(self.out, self.force, flag="--out", inputs=inputs)
         if self.name is None:
             self.name = Path(self.out).name if self.out is not None else self.target.resolve().name
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_float, check_int
 from ..errors import BertfastError, DataError, ExportError, ModelError, require
 from ..families import family_of
 from ..manifest import Manifest, load_manifest
@@ -77,14 +78,13 @@ class ExportConfig:
         _variants.check_device(self.device)
         if self.variants != "auto":
             _variants.parse_names(self.variants)
-        if not 0 <= self.max_accuracy_drop <= 100:
-            raise BertfastError(f"--max-accuracy-drop is in accuracy points (0-100), got {self.max_accuracy_drop}.")
-        if self.max_eval_samples is not None and self.max_eval_samples < 2:
-            raise BertfastError("--max-eval-samples must be at least 2.")
-        if self.calibration_samples < 1:
-            raise BertfastError("--calibration-samples must be at least 1.")
-        if not 11 <= self.opset <= 21:
-            raise BertfastError(f"--opset {self.opset} is outside 11-21.")
+        # NaN, inf, negatives and wrong types (Python API) all stop here, naming the flag.
+        check_float("--max-accuracy-drop", self.max_accuracy_drop, 0, 100, example="0.5 (accuracy points)")
+        check_int("--max-eval-samples", self.max_eval_samples, 2, optional=True)
+        check_int("--calibration-samples", self.calibration_samples, 1)
+        check_int("--max-length", self.max_length, 8, optional=True)
+        check_int("--opset", self.opset, 11, 21)
+        check_int("--threads", self.threads, 1, optional=True)
         if self.out is None:
             self.out = str(Path("exports") / Path(self.model_dir).resolve().name)
 
@@ -143,7 +143,8 @@ def export(cfg: ExportConfig) -> Path:
             f"--out {out} overlaps the model folder {model_dir}: the export would replace the trained model. "
             "Choose another --out (e.g. exports/<name>)."
         )
-    check_output_dir(out, cfg.force)
+    # An export folder holding the model or the eval data would be replaced by the export.
+    check_output_dir(out, cfg.force, inputs=(cfg.model_dir, cfg.eval_data))
     transformers = require("transformers", "train")
     from ..training import model_length_limit
     from . import quantize, validate

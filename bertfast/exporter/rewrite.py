@@ -14,6 +14,10 @@ to 0 exactly like `min`), so the graph stays correct even where the fusion would
 The identity `Div(.., 1)` only gives the matcher its expected "scale after MatMul" node (a Div,
 not a Mul: the mask path is found as the Add's Mul parent); the
 fused Attention applies the 1/sqrt(head_size) scale that the removed `Div` on q did.
+
+This is transformers 4.x's DistilBERT. On transformers 5 the export runs under
+`trace.traceable`, which already emits the additive mask, so no `Where` block is found and the
+rewrite is a no-op there.
 """
 
 from __future__ import annotations

@@ -7,10 +7,18 @@ windows as fit in `batch_tokens` padded tokens (and at most `max_batch_size`), e
 where lengths drop well below its longest once it is reasonably large. Each batch is
 padded with numpy to its own longest window only. The result remembers where every window came
 from, so logits go back to the caller's order.
+
+Bounded work per text: a text longer than its mode needs is never tokenized whole. Only a head
+slice (and for head-tail a tail slice) of characters is tokenized, sized from the tokens the
+mode keeps at `_CHARS_PER_TOKEN` characters per token and widened while too few tokens came
+out, up to `MAX_SLICE_CHARS`; the token ids are the same as tokenizing the whole text (see
+`Batcher._content`). Sliding windows stop after `MAX_WINDOWS` windows per text (logged). A
+100 MB text thus costs about what a 10 kB one does.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -23,6 +31,16 @@ from .options import AGGREGATE, LONG_TEXT  # declared once, there; re-exported f
 __all__ = ["AGGREGATE", "LONG_TEXT", "Batcher", "Encoded", "aggregate_windows", "check_texts"]
 _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SHRINK = 0.8  # see Batcher.encode
+log = logging.getLogger(__name__)
+
+# Characters per needed token tried in turn when slicing a long text: ordinary prose needs ~4-6,
+# so the first slice nearly always suffices; 64 and 512 catch long URLs, symbol runs and
+# whitespace padding. Past the last (or past MAX_SLICE_CHARS) the text is cut there, logged.
+_CHARS_PER_TOKEN = (8, 64, 512)
+MAX_SLICE_CHARS = 1_000_000
+# Sliding windows classified per text at most: 256 windows of 128 tokens is ~24k tokens, a
+# long book chapter; a 100 MB text would otherwise run ~200k windows.
+MAX_WINDOWS = 256
 
 
 @dataclass
@@ -135,47 +153,49 @@ class Batcher:
                 f"stride must be between 0 and {self.budget - 1} (max_length minus special tokens, minus 1); "
                 f"got {self.stride}."
             )
+        self.tok_plain = tok  # no truncation, no padding: for slices of long texts
         if long_text == "truncate":
             # The Rust tokenizer truncates and adds [CLS]/[SEP] itself: no Python work per text.
+            # A second instance, so the settings of each are fixed once (thread safety).
+            tok = Tokenizer.from_str(tok.to_str())
             tok.enable_truncation(max_length)
-        self._char_cap = max_length * 8
         self.tok = tok
 
     # -- windows -------------------------------------------------------------------------
 
     def windows(self, texts: list[str]) -> tuple[list[list[int]], np.ndarray | None]:
         """Token ids per window (special tokens included) and, for sliding windows, starts."""
-        # encode_batch hands even one text to a thread pool; plain encode is faster for one.
-        if self.long_text == "truncate":
-            if len(texts) == 1:
-                head = self._head(texts[0])
-                ids = self.tok.encode(head).ids
-                if head is not texts[0] and len(ids) < self.max_length:
-                    ids = self.tok.encode(texts[0]).ids
-                return [ids], None
-            heads = [self._head(t) for t in texts]
-            ids = [e.ids for e in self.tok.encode_batch(heads)]
-            # A cut text that did not fill the window lost tokens it needed: encode it whole.
-            redo = [i for i, (h, t, x) in enumerate(zip(heads, texts, ids)) if h is not t and len(x) < self.max_length]
-            if redo:
-                for i, e in zip(redo, self.tok.encode_batch([texts[i] for i in redo])):
-                    ids[i] = e.ids
-            return ids, None
-        if len(texts) == 1:
-            content = [self.tok.encode(texts[0], add_special_tokens=False).ids]
-        else:
-            content = [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
         pre, suf, budget = self.prefix, self.suffix, self.budget
+        if self.long_text == "truncate":
+            cap = budget * _CHARS_PER_TOKEN[0]
+            ids: list = [None] * len(texts)
+            short = [i for i, t in enumerate(texts) if len(t) <= cap]
+            for i, e in zip(short, _encode(self.tok, [texts[i] for i in short], True)):
+                ids[i] = e.ids
+            if len(short) < len(texts):
+                long = [i for i, t in enumerate(texts) if len(t) > cap]
+                for i, c in zip(long, self._content([texts[i] for i in long], budget, 0)):
+                    ids[i] = pre + c[:budget] + suf
+            return ids, None
         if self.long_text == "head-tail":
             # "How to Fine-Tune BERT for Text Classification?" (Sun et al., 2019): keeping the
             # first ~1/4 and the last ~3/4 of the budget beat head-only and tail-only truncation.
             head = budget // 4
             tail = budget - head
+            content = self._content(texts, head, tail)
             return [pre + (c if len(c) <= budget else c[:head] + c[-tail:]) + suf for c in content], None
         step = budget - self.stride
+        most = budget + (MAX_WINDOWS - 1) * step  # content tokens that MAX_WINDOWS windows cover
+        content = self._content(texts, most + 1, 0)
+        over = sum(len(c) > most for c in content)
+        if over:
+            log.warning("%d text(s) need more than %d sliding windows of %d tokens; only the first %d windows "
+                        "(%d tokens) of each were classified (bertfast.runtime.batching.MAX_WINDOWS).",
+                        over, MAX_WINDOWS, self.max_length, MAX_WINDOWS, most)
         out: list[list[int]] = []
         starts = np.empty(len(content), dtype=np.int64)
         for i, c in enumerate(content):
+            c = c[:most]
             starts[i] = len(out)
             s = 0
             while True:  # every window is [CLS] + slice + [SEP]; consecutive ones overlap by `stride`
@@ -185,21 +205,53 @@ class Batcher:
                 s += step
         return out, (starts if len(out) != len(content) else None)
 
-    def _head(self, text: str) -> str:
-        """In truncate mode, the start of `text` that surely holds `max_length` tokens.
+    def _content(self, texts: list[str], head: int, tail: int) -> list[list[int]]:
+        """Content token ids (no special tokens) per text: all of them when a text has at most
+        `head + tail`, else its first `head` and last `tail` (at least); never more characters
+        tokenized than a few times what those tokens span.
 
-        The Rust tokenizer truncates only after tokenizing the whole text, so a 5,000-word
-        article costs 40x the tokenization it needs at 128 tokens. We cut at the last
-        whitespace before `max_length * 8` characters: tokenizers split words at whitespace, so
-        every token before the cut is the same as in the full text. If the cut text yields
-        fewer than `max_length` tokens (very long "words" such as URLs), `windows` encodes the
-        full text instead; results are identical either way.
+        A text over `(head + tail) * 8` characters is not tokenized whole: a head slice of
+        `head * 8` characters (and a tail slice of `tail * 8`) is. The pre-tokenizer's word
+        at each cut may be split differently from the whole text, so its tokens are dropped;
+        every other token is the same as in the whole text (the tokenizer model runs per
+        word). When the slices hold too few tokens after that (URLs, symbol runs, whitespace
+        padding) they are widened to 64 and 512 characters per token, or the whole text once
+        it fits; past that, or past MAX_SLICE_CHARS, the slices' tokens are used as they are
+        and a warning is logged.
         """
-        cap = self._char_cap
-        if len(text) <= cap:
-            return text
-        cut = text.rfind(" ", 0, cap)
-        return text[:cut] if cut > 0 else text
+        out: list = [None] * len(texts)
+        todo = list(range(len(texts)))
+        cut_short = 0
+        for level, per_token in enumerate(_CHARS_PER_TOKEN):
+            last = level == len(_CHARS_PER_TOKEN) - 1
+            n_head = min(head * per_token, MAX_SLICE_CHARS)
+            n_tail = min(tail * per_token, MAX_SLICE_CHARS)
+            whole = [i for i in todo if len(texts[i]) <= n_head + n_tail]
+            for i, e in zip(whole, _encode(self.tok_plain, [texts[i] for i in whole], False)):
+                out[i] = e.ids
+            cut = [i for i in todo if len(texts[i]) > n_head + n_tail]
+            if not cut:
+                break
+            heads = _encode(self.tok_plain, [texts[i][:n_head] for i in cut], False)
+            tails = _encode(self.tok_plain, [texts[i][len(texts[i]) - n_tail:] for i in cut], False) if tail else None
+            todo = []
+            for j, i in enumerate(cut):
+                h = _trim_word(heads[j], last=True)
+                t = _trim_word(tails[j], last=False) if tail else []
+                if len(h) >= head and len(t) >= tail:
+                    out[i] = h[:head] + t[len(t) - tail:]
+                elif last:
+                    cut_short += 1
+                    h, t = heads[j].ids, (tails[j].ids if tail else [])
+                    out[i] = h[:head] + t[max(0, len(t) - tail):]
+                else:
+                    todo.append(i)
+        if cut_short:
+            log.warning("%d text(s) have fewer than one token per %d characters (long URLs, symbols or "
+                        "whitespace); only their first%s %d characters were tokenized, so the tokens at the "
+                        "cut may differ from tokenizing the whole text.", cut_short, _CHARS_PER_TOKEN[-1],
+                        " and last" if tail else "", min(head * _CHARS_PER_TOKEN[-1], MAX_SLICE_CHARS))
+        return out
 
     # -- batches -------------------------------------------------------------------------
 
@@ -252,6 +304,30 @@ class Batcher:
             else:  # token_type_ids: a single segment
                 feeds[name] = np.zeros(ids.shape, dtype=self.input_dtypes[name])
         return feeds
+
+
+def _encode(tok, texts: list[str], special: bool) -> list:
+    """`tok.encode_batch`, except for one text: encode_batch hands even one to a thread pool."""
+    if len(texts) == 1:
+        return [tok.encode(texts[0], add_special_tokens=special)]
+    return tok.encode_batch(texts, add_special_tokens=special) if texts else []
+
+
+def _trim_word(enc, last: bool) -> list[int]:
+    """The ids of a slice's encoding without its last (or first) pre-tokenizer word: the word the
+    cut may have split, whose tokens can differ from the whole text's."""
+    ids, words = enc.ids, enc.word_ids
+    if not ids:
+        return ids
+    edge = words[-1] if last else words[0]
+    k = len(ids) if last else 0
+    if last:
+        while k and words[k - 1] == edge:
+            k -= 1
+        return ids[:k]
+    while k < len(ids) and words[k] == edge:
+        k += 1
+    return ids[k:]
 
 
 def aggregate_windows(logits: np.ndarray, starts: np.ndarray | None, how: str) -> np.ndarray:

@@ -14,6 +14,7 @@ Empty strings are classified like any other text (the model sees only [CLS] [SEP
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,13 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BertfastError
-from ..manifest import Manifest, load_manifest
+from ..manifest import Manifest, ManifestError, load_manifest
 from ..metrics import softmax
 from ..metrics import top_k as best_k
 from .batching import Batcher, Encoded, aggregate_windows, check_texts
 from .options import RuntimeOptions
 from .providers import Provider
-from .session import input_dtypes, open_session
+from .session import check_labels, input_dtypes, label_mismatch, open_session
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,25 @@ log = logging.getLogger(__name__)
 # Runtime computes the current one (both release the GIL). Below it a thread costs more than it
 # saves. 2048 texts at 128 tokens is ~32 batches of 8192 tokens: long enough to sort well.
 PIPELINE_CHUNK = 2048
+
+
+class InferenceError(BertfastError):
+    """ONNX Runtime failed while running a batch (out of memory, a damaged variant, ...)."""
+
+
+@functools.cache
+def _ort_errors() -> tuple[type[Exception], ...]:
+    """The exception types a session's run may raise: ORT's own (`Fail`, `InvalidArgument`,
+    `RuntimeException`, ... all plain `Exception` subclasses), RuntimeError and MemoryError.
+    KeyboardInterrupt is a BaseException and is never among them."""
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+    except ImportError:  # pragma: no cover - onnxruntime is a base dependency
+        found = []
+    else:
+        found = [v for v in vars(state).values()
+                 if isinstance(v, type) and issubclass(v, Exception) and v.__module__ == state.__name__]
+    return (*found, RuntimeError, MemoryError)
 
 
 class Classifier:
@@ -113,6 +133,7 @@ class Classifier:
         session, provider, variant = open_session(
             m, opts.device, opts.variant, max(1, threads // streams), opts.allow_spinning
         )
+        check_labels(m, session)
         if provider.gpu:
             streams = 1  # one GPU stream; concurrency there comes from batch size
         batcher = Batcher(
@@ -260,19 +281,36 @@ class Classifier:
         return proba
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        if self._provider.io_binding:
-            # Inputs are copied to the device once and the output is allocated there, instead of
-            # ORT staging every tensor through its own CPU buffers.
-            b = self.session.io_binding()
-            for name, arr in feeds.items():
-                b.bind_cpu_input(name, arr)
-            b.bind_output(self._output, self._provider.memory)
-            self.session.run_with_iobinding(b)
-            out = b.copy_outputs_to_cpu()[0]
-        else:
-            out = self.session.run([self._output], feeds)[0]
+        try:
+            if self._provider.io_binding:
+                # Inputs are copied to the device once and the output is allocated there, instead of
+                # ORT staging every tensor through its own CPU buffers.
+                b = self.session.io_binding()
+                for name, arr in feeds.items():
+                    b.bind_cpu_input(name, arr)
+                b.bind_output(self._output, self._provider.memory)
+                self.session.run_with_iobinding(b)
+                out = b.copy_outputs_to_cpu()[0]
+            else:
+                out = self.session.run([self._output], feeds)[0]
+        except _ort_errors() as e:
+            raise InferenceError(self._failure(feeds, e)) from e
+        if out.ndim != 2 or out.shape[1] != len(self.labels):
+            # The graph's width was dynamic at load (`check_labels`): this is the first look at it.
+            raise ManifestError(label_mismatch(self.manifest, out.shape[-1] if out.ndim else 0))
         # fp16 variants return fp16 logits; softmax and callers want fp32.
         return out if out.dtype == np.float32 else out.astype(np.float32)
+
+    def _failure(self, feeds: dict[str, np.ndarray], e: Exception) -> str:
+        """One line: which variant failed on what batch, ORT's reason, and what to try."""
+        rows, cols = feeds["input_ids"].shape
+        reason = " ".join(str(e).split())[:300] or "no message"
+        return (
+            f"ONNX Runtime failed running variant {self.variant!r} on {self.device} for a batch of {rows} x {cols} "
+            f"tokens ({type(e).__name__}: {reason}). Try smaller batches (--batch-tokens, now {self.batcher.batch_tokens}; "
+            f"--max-batch-size, now {self.batcher.max_batch_size}), another --variant, or re-run "
+            "`bertfast export --force` if the variant file is damaged."
+        )
 
     def _executor(self) -> ThreadPoolExecutor:
         # One long-lived worker per Classifier, made in __init__ (no race between callers);

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 
 from ..errors import BertfastError, ProviderError
-from ..manifest import Manifest
+from ..manifest import Manifest, ManifestError
 from .providers import PROVIDERS, Provider, auto_order, available_providers, create_session, provider
 
 log = logging.getLogger(__name__)
@@ -106,3 +106,34 @@ def input_dtypes(m: Manifest, session) -> dict[str, np.dtype]:
         )
     return {n: np.dtype(_ORT_INT_TYPES.get(graph_inputs[n], np.int64)) for n in m.inputs}
 
+
+
+def check_labels(m: Manifest, session) -> None:
+    """Check the graph's output is [batch, len(id2label)] where its shape says so statically.
+
+    A manifest with more labels than the model has scores would name classes the model never
+    scores (and one with fewer fails later with an IndexError); the exporter writes both from
+    one config, so a mismatch means a hand edit or a mixed-up folder. A dynamic width is
+    checked on the first run instead (`Classifier._run`).
+
+    Raises:
+        ManifestError: the output's rank or width does not match `id2label`.
+    """
+    out = next((o for o in session.get_outputs() if o.name == m.output), None)
+    shape = getattr(out, "shape", None)
+    if not isinstance(shape, (list, tuple)) or not shape:
+        return  # rank unknown: checked on the first run
+    if len(shape) != 2:
+        raise ManifestError(
+            f"export {m.folder}: output {m.output!r} has shape {list(shape)}, not [batch, labels]; "
+            "re-run `bertfast export --force`."
+        )
+    width = shape[-1]
+    if isinstance(width, int) and width != len(m.id2label):
+        raise ManifestError(label_mismatch(m, width))
+
+
+def label_mismatch(m: Manifest, width: int) -> str:
+    return (f"export {m.folder}: `id2label` in bertfast.json has {len(m.id2label)} labels but the model "
+            f"outputs {width} scores per text; re-run `bertfast export --force` (or restore the original "
+            "bertfast.json).")

@@ -75,7 +75,7 @@ class OptimumBackend:
             from optimum.onnxruntime import ORTModelForSequenceClassification
         except ImportError as e:
             raise BackendSkipped(
-                f"optimum is not installed ({e}); pip install 'optimum-onnx[onnxruntime]' to compare with it"
+                f"optimum is not installed ({e}); pip install 'bertfast[optimum]' to compare with it"
             ) from None
         import onnxruntime as ort
         from transformers import AutoTokenizer, pipeline
