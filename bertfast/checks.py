@@ -60,6 +60,6 @@ def check_float(flag: str, value, low: float | None = None, high: float | None =
         v = float(value)
         if (low is None or (v > low if low_open else v >= low)) and (high is None or (v < high if high_open else v <= high)):
             return v
-    where = "" if low is None and high is None else " " + _range(low, high, low_open, high_open)
+    where = "a finite number" if low is None and high is None else _range(low, high, low_open, high_open)
     eg = f", e.g. {example}" if example else ""
-    raise BertfastError(f"{flag} must be a finite number{where}{eg}; got {_show(value)}.")
+    raise BertfastError(f"{flag} must be {where}{eg} (NaN and infinity are refused); got {_show(value)}.")

@@ -27,6 +27,7 @@ from .errors import BertfastError, ModelError, require
 from .exporter.trace import require_transformers
 from .families import family_of
 from .metrics import accuracy_f1, classification_report
+from .train_args import _compat_args, _optimizer  # noqa: F401  (tests import _optimizer from here)
 from .utils import atomic_dir, check_output_dir, library_versions, write_json
 
 log = logging.getLogger(__name__)
@@ -213,28 +214,6 @@ def train(cfg: TrainConfig) -> Path:
     return _train(cfg, src, config, tokenizer, splits, limit, out, ckpt_dir)
 
 
-def _optimizer(model, cfg: TrainConfig, torch):
-    """AdamW with the classification head (new, randomly initialized) at `head_lr`.
-
-    The pretrained encoder needs small steps; the fresh head (and the pooler, which encoders
-    trained with mean pooling never used) can move much faster, so a short run converges.
-    Trainer still builds the warm-up/decay schedule around this optimizer.
-    """
-    family = family_of(model.config)
-    head, body = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (head if family.is_head(name) else body).append((name, p))
-
-    def groups(params, lr):
-        no_decay = [p for n, p in params if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n]
-        decay = [p for n, p in params if not (n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n)]
-        return [{"params": decay, "lr": lr, "weight_decay": cfg.weight_decay},
-                {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
-
-    return torch.optim.AdamW(groups(body, cfg.lr) + groups(head, cfg.head_lr), lr=cfg.lr)
-
-
 def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_dir: Path) -> Path:
     torch = require("torch", "train")
     transformers = require_transformers()
@@ -270,15 +249,13 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size,
         weight_decay=cfg.weight_decay,
-        warmup_ratio=cfg.warmup_ratio,
         eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=2,  # the best and the latest, so resume and best-model both work
         load_best_model_at_end=True,
         metric_for_best_model="macro_f1",
         greater_is_better=True,
-        # Batches of similar length waste less compute on padding (dynamic padding below).
-        group_by_length=True,
+        **_compat_args(transformers, cfg.warmup_ratio),
         logging_strategy="steps",
         logging_steps=max(1, math.ceil(len(train_ds) / cfg.batch_size / 4)),
         report_to=[],

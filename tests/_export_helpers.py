@@ -1,8 +1,9 @@
 """Build a minimal, valid bertfast export from a model folder, independent of bertfast.exporter.
 
-Used by the runtime and predict tests so they do not depend on the exporter's internals: a plain
-`torch.onnx.export` (TorchScript exporter, eager attention, opset 17) of the fp32 model plus a
-`bertfast.json` written by hand per the schema in `bertfast/manifest.py`.
+Used by the runtime and predict tests so they do not depend on the exporter's pipeline: a plain
+`torch.onnx.export` (TorchScript exporter, eager attention, opset 17; under bertfast's trace patch
+for transformers 5) of the fp32 model plus a `bertfast.json` written by hand per the schema in
+`bertfast/manifest.py`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ def sharpen(model_dir: Path, out: Path, scale: float = 200.0) -> Path:
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     with torch.no_grad():
         model.classifier.weight.mul_(scale)
+        # [CLS] sees the text only through attention; with tiny random weights its final state is
+        # almost the same for every text (transformers 5's init shows it most), so the attention
+        # values and output projections are enlarged too.
+        for name, module in model.named_modules():
+            if name.endswith(("attention.self.value", "attention.output.dense")):
+                module.weight.mul_(10.0)
     model.save_pretrained(out)
     return out
 
@@ -45,7 +52,11 @@ def make_export(model_dir: Path, out: Path, max_length: int = 64) -> Path:
     )
     axes = {n: {0: "batch", 1: "sequence"} for n in INPUTS}
     axes["logits"] = {0: "batch"}
-    with torch.no_grad():
+    # transformers 5's mask creation cannot be traced as is; `traceable` swaps in the classic
+    # additive mask for the duration of the export (a no-op on 4.x).
+    from bertfast.exporter.trace import traceable
+
+    with torch.no_grad(), traceable(model):
         torch.onnx.export(
             model, dummy, str(out / "model.onnx"), input_names=INPUTS, output_names=["logits"],
             dynamic_axes=axes, opset_version=17, dynamo=False,

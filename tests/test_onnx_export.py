@@ -172,7 +172,7 @@ def test_export_and_train_paths_check_the_version(monkeypatch, tiny_model):
 
     monkeypatch.setattr(transformers, "__version__", "6.1.0")
     for call in (lambda: load_torch_model(tiny_model), lambda: load_config_and_tokenizer(str(tiny_model))):
-        with pytest.raises(MissingDependencyError, match=r">=4\.45,<6"):
+        with pytest.raises(MissingDependencyError, match=r">=4\.48,<6"):
             call()
 
 
