@@ -64,14 +64,33 @@ def plain_server(export: str, port: int, threads: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def start(kind: str, export: Path, threads: int, extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
+# What each server's clients POST: TEI's /predict for bertfast and the plain server; Infinity's
+# own classification route (OpenAI-style body) for Infinity.
+REQUESTS = {
+    "batching": ("/predict", lambda text: {"inputs": text}),
+    "plain": ("/predict", lambda text: {"inputs": text}),
+    "infinity": ("/classify", lambda text: {"model": "m", "input": [text]}),
+}
+
+
+def start(kind: str, export: Path, threads: int, extra: list[str] = (), infinity: tuple | None = None
+          ) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    if kind == "plain":
+    env = None
+    if kind == "infinity":
+        # Infinity (infinity-emb) serves the PyTorch checkpoint the export came from, with its own
+        # dynamic batching (`--batch-size`); torch gets the same thread count as the others.
+        binary, model_dir = infinity
+        cmd = [binary, "v2", "--model-id", str(model_dir), "--served-model-name", "m", "--engine", "torch",
+               "--device", "cpu", "--port", str(port), "--batch-size", "32", "--no-bettertransformer",
+               "--log-level", "warning"]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
+    elif kind == "plain":
         cmd = [sys.executable, __file__, "--plain-server", str(export), "--port", str(port), "--threads", str(threads)]
     else:
         cmd = [sys.executable, "-m", "bertfast.serve", str(export), "--port", str(port), "--device", "cpu",
                "--threads", str(threads), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
     while True:
@@ -105,10 +124,12 @@ def stop(proc: subprocess.Popen) -> float:
 # -- load -----------------------------------------------------------------------------------
 
 
-async def load(url: str, texts: list[str], clients: int, seconds: float, max_requests: int) -> dict:
+async def load(url: str, texts: list[str], clients: int, seconds: float, max_requests: int,
+               kind: str = "batching") -> dict:
     """`clients` loops, one text per request, until `seconds` pass or `max_requests` are sent."""
     import aiohttp
 
+    route, body = REQUESTS[kind]
     lat_ok, lat_other, statuses = [], [], {}
     sent = 0
     deadline = time.perf_counter() + seconds
@@ -120,7 +141,7 @@ async def load(url: str, texts: list[str], clients: int, seconds: float, max_req
             sent += 1
             t0 = time.perf_counter()
             try:
-                async with session.post(f"{url}/predict", json={"inputs": text}) as r:
+                async with session.post(f"{url}{route}", json=body(text)) as r:
                     await r.read()
                     status = r.status
             except aiohttp.ClientError as e:
@@ -166,13 +187,14 @@ def batch_stats(url: str) -> tuple[float, float]:
 
 
 def run_levels(kind: str, export: Path, texts: list[str], args, threads: int) -> list[dict]:
-    proc, url = start(kind, export, threads, ["--max-wait-ms", str(args.max_wait_ms)])
+    infinity = (args.infinity_bin, args.model_dir) if kind == "infinity" else None
+    proc, url = start(kind, export, threads, ["--max-wait-ms", str(args.max_wait_ms)], infinity)
     rows: list[dict] = []
     try:
         for clients in args.levels:
-            asyncio.run(load(url, texts, clients, args.warmup, args.max_requests))  # warm-up, not recorded
+            asyncio.run(load(url, texts, clients, args.warmup, args.max_requests, kind))  # warm-up, not recorded
             before = batch_stats(url) if kind == "batching" else None
-            row = asyncio.run(load(url, texts, clients, args.seconds, args.max_requests))
+            row = asyncio.run(load(url, texts, clients, args.seconds, args.max_requests, kind))
             if before is not None:
                 after = batch_stats(url)
                 calls = after[1] - before[1]
@@ -302,7 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-requests", type=int, default=200_000, help="stop a level after this many requests")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="bertfast serve --max-wait-ms")
     p.add_argument("--threads", type=int, default=None, help="server threads (default: usable CPUs)")
-    p.add_argument("--servers", default="batching,plain", help="which servers to compare")
+    p.add_argument("--servers", default="batching,plain", help="which servers to compare (batching, plain, infinity)")
+    p.add_argument("--infinity-bin", default=None,
+                   help="infinity_emb executable (pip install 'infinity-emb[server,torch]' in its own venv); "
+                        "adds the `infinity` server")
+    p.add_argument("--model-dir", type=Path, default=None,
+                   help="PyTorch checkpoint for Infinity (default: the export manifest's source.model_dir)")
     p.add_argument("--overload-clients", type=int, default=512)
     p.add_argument("--overload-queue", type=int, default=32, help="--max-queue of the overload phase (0: skip)")
     p.add_argument("--soak-seconds", type=float, default=0.0, help="memory soak duration (0: skip)")
@@ -319,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--export is required")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args.levels = [int(x) for x in args.levels.split(",")]
+    if args.infinity_bin and "infinity" not in args.servers.split(","):
+        args.servers += ",infinity"
+    if "infinity" in args.servers.split(",") and args.model_dir is None:
+        import json
+
+        args.model_dir = Path(json.loads((args.export / "bertfast.json").read_text())["source"]["model_dir"])
     from bertfast.data import load_texts, read_labeled
 
     data = args.export / "eval.jsonl" if args.data == "eval" else args.data
