@@ -188,7 +188,8 @@ def batch_stats(url: str) -> tuple[float, float]:
 
 def run_levels(kind: str, export: Path, texts: list[str], args, threads: int) -> list[dict]:
     infinity = (args.infinity_bin, args.model_dir) if kind == "infinity" else None
-    proc, url = start(kind, export, threads, ["--max-wait-ms", str(args.max_wait_ms)], infinity)
+    proc, url = start(kind, export, threads, ["--max-wait-ms", str(args.max_wait_ms), *args.serve_args.split()],
+                      infinity)
     rows: list[dict] = []
     try:
         for clients in args.levels:
@@ -222,7 +223,8 @@ def offline(export: Path, texts: list[str], threads: int, n: int) -> dict:
 
 
 def overload(export: Path, texts: list[str], args, threads: int) -> dict:
-    extra = ["--max-queue", str(args.overload_queue), "--max-inputs", "1", "--max-wait-ms", str(args.max_wait_ms)]
+    extra = ["--max-queue", str(args.overload_queue), "--max-inputs", "1", "--max-wait-ms", str(args.max_wait_ms),
+             *args.serve_args.split()]
     proc, url = start("batching", export, threads, extra)
     try:
         row = asyncio.run(load(url, texts, args.overload_clients, args.seconds, args.max_requests))
@@ -237,7 +239,7 @@ def overload(export: Path, texts: list[str], args, threads: int) -> dict:
 def soak(export: Path, texts: list[str], args, threads: int) -> dict:
     import psutil
 
-    proc, url = start("batching", export, threads, ["--max-wait-ms", str(args.max_wait_ms)])
+    proc, url = start("batching", export, threads, ["--max-wait-ms", str(args.max_wait_ms), *args.serve_args.split()])
     samples: list[tuple[float, float]] = []
 
     async def sample(stop_at):
@@ -323,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each level")
     p.add_argument("--max-requests", type=int, default=200_000, help="stop a level after this many requests")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="bertfast serve --max-wait-ms")
+    p.add_argument("--serve-args", default="", help="more `bertfast serve` flags, e.g. '--no-allow-spinning'")
     p.add_argument("--threads", type=int, default=None, help="server threads (default: usable CPUs)")
     p.add_argument("--servers", default="batching,plain", help="which servers to compare (batching, plain, infinity)")
     p.add_argument("--infinity-bin", default=None,
@@ -357,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     data = args.export / "eval.jsonl" if args.data == "eval" else args.data
     texts = read_labeled(data, "text", "label").texts if args.data == "eval" else load_texts(data)[0]
     report = {"name": args.name, "export": _rel(args.export), "data": _rel(data) if args.data == "eval" else data,
-              "texts": len(texts), "max_wait_ms": args.max_wait_ms, "env": environment(threads), "levels": []}
+              "texts": len(texts), "max_wait_ms": args.max_wait_ms, "serve_args": args.serve_args, "env": environment(threads), "levels": []}
     for kind in args.servers.split(","):
         report["levels"] += run_levels(kind, args.export, texts, args, threads)
     if args.overload_queue:

@@ -198,6 +198,7 @@ def train(cfg: TrainConfig) -> Path:
                 f"{ckpt_dir} holds checkpoints of an unfinished run: continue it with --resume, "
                 "or pass --force to start over."
             )
+        _check_checkpoints_dir(ckpt_dir)
         shutil.rmtree(ckpt_dir)
 
     src, config, tokenizer = load_config_and_tokenizer(cfg.model)
@@ -212,6 +213,17 @@ def train(cfg: TrainConfig) -> Path:
     log.info("data %s: %d train / %d validation / %d test, %d classes (%s)", cfg.data, len(splits.train),
              len(splits.validation), len(splits.test), len(splits.label_names), splits.split_note)
     return _train(cfg, src, config, tokenizer, splits, limit, out, ckpt_dir)
+
+
+def _check_checkpoints_dir(ckpt_dir: Path) -> None:
+    """--force removes `<out>.checkpoints/` only if it holds nothing but Trainer checkpoints."""
+    foreign = [] if ckpt_dir.is_symlink() else [
+        p.name for p in ckpt_dir.iterdir() if not (p.is_dir() and p.name.startswith("checkpoint-"))]
+    if ckpt_dir.is_symlink() or foreign:
+        raise BertfastError(
+            f"{ckpt_dir} holds files bertfast did not write ({', '.join(sorted(foreign)[:4]) or 'a symbolic link'}); "
+            "--force removes only Trainer checkpoints there. Move it away, or choose another --out."
+        )
 
 
 def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_dir: Path) -> Path:

@@ -140,3 +140,41 @@ def test_sigterm_mid_run_leaves_only_the_previous_output(tmp_path):
     assert p.wait(timeout=30) == 143
     assert (prev / "model.onnx").read_text() == "good" and (tmp_path / "preds.csv").read_text() == "good\n"
     assert _leftovers(tmp_path) == []
+
+
+def test_force_never_removes_a_foreign_checkpoints_folder(tiny_model, tiny_csv, tmp_path):
+    from bertfast.training import TrainConfig, train
+
+    ckpt = tmp_path / "out.checkpoints"
+    ckpt.mkdir()
+    (ckpt / "notes.txt").write_text("mine")
+    with pytest.raises(BertfastError, match="did not write.*notes.txt"):
+        train(TrainConfig(model=str(tiny_model), data=str(tiny_csv), out=str(tmp_path / "out"), force=True,
+                          epochs=1, max_length=32))
+    assert (ckpt / "notes.txt").read_text() == "mine"
+
+
+SIGTERM_PREDICT = """
+import json, sys
+from bertfast.cli import main
+sys.exit(main(["predict", sys.argv[1], "--input", sys.argv[2], "--output", sys.argv[3], "--force",
+               "--no-progress", "--chunk-size", "64", "--threads", "1"]))
+"""
+
+
+def test_sigterm_mid_predict_keeps_the_previous_output(tiny_export, tmp_path):
+    src = tmp_path / "in.jsonl"
+    with open(src, "w") as f:  # enough rows to still be running when the signal comes
+        for i in range(200_000):
+            f.write(json.dumps({"text": f"the match goal team number {i} and a vote"}) + "\n")
+    out = tmp_path / "preds.csv"
+    out.write_text("previous\n")
+    p = subprocess.Popen([sys.executable, "-c", SIGTERM_PREDICT, str(tiny_export), str(src), str(out)],
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not _leftovers(tmp_path):  # wait until the run writes its temp
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    rc = p.wait(timeout=60)
+    assert rc == 143, p.stderr.read()
+    assert out.read_text() == "previous\n" and _leftovers(tmp_path) == []
