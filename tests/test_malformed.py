@@ -476,10 +476,10 @@ def test_million_rows_bounded_memory_and_a_bad_row_in_the_middle(export_dir, tmp
         w.writerow(["id", "text"])
         for i in range(n):
             w.writerow([i, ("a goal for the team", "the vote in parliament", "a new phone chip")[i % 3]])
-    cmd = [sys.executable, "-m", "bertfast.cli", "predict", str(export_dir), "-i", str(src), "--no-progress"]
+    cmd = [sys.executable, "-m", "bertfast.cli", "predict", str(export_dir), "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    r = subprocess.run([*cmd, "-o", str(tmp_path / "out.csv")], capture_output=True, text=True, env=env)
+    r = subprocess.run([*cmd, "-i", str(src), "-o", str(tmp_path / "out.csv")], capture_output=True, text=True, env=env)
     peak_mib = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "out.csv", newline="") as f:
@@ -491,6 +491,7 @@ def test_million_rows_bounded_memory_and_a_bad_row_in_the_middle(export_dir, tmp
     with open(src, newline="") as fin, open(bad, "w", newline="") as fout:
         for lineno, line in enumerate(fin, 1):
             fout.write(line.replace(",", ',"', 1) if lineno == 500_002 else line)
-    r = subprocess.run([*cmd, "-o", str(tmp_path / "bad-out.csv")], capture_output=True, text=True, env=env)
+    r = subprocess.run([*cmd, "-i", str(bad), "-o", str(tmp_path / "bad-out.csv")], capture_output=True, text=True,
+                       env=env)
     assert r.returncode == 2 and "line 500002" in r.stderr and "Traceback" not in r.stderr, r.stderr
-    assert not (tmp_path / "bad-out.csv").exists() and not list(tmp_path.glob("*.partial"))
+    assert not (tmp_path / "bad-out.csv").exists() and not list(tmp_path.glob(".bertfast-tmp-*"))
