@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each level")
     p.add_argument("--max-requests", type=int, default=200_000, help="stop a level after this many requests")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="bertfast serve --max-wait-ms")
-    p.add_argument("--serve-args", default="", help="more `bertfast serve` flags, e.g. '--no-allow-spinning'")
+    p.add_argument("--serve-args", default="", help="more `bertfast serve` flags, e.g. --serve-args=--no-allow-spinning")
     p.add_argument("--threads", type=int, default=None, help="server threads (default: usable CPUs)")
     p.add_argument("--servers", default="batching,plain", help="which servers to compare (batching, plain, infinity)")
     p.add_argument("--infinity-bin", default=None,
