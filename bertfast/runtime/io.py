@@ -20,7 +20,7 @@ from ..formats import NAMES
 from ..metrics import top_k as top_k_indices
 from .options import RuntimeOptions
 from .readers import LINE_BREAKS, MAX_LINE_CHARS, Chunk, check_unique_columns, read_chunks
-from .writers import WRITERS, check_labels, json_default
+from .writers import WRITERS, check_labels, is_label_column, json_default
 
 __all__ = [
     "Chunk", "read_chunks", "WRITERS", "MAX_LINE_CHARS", "LINE_BREAKS", "check_labels", "check_unique_columns",
@@ -108,8 +108,3 @@ def prediction_values(proba: np.ndarray, labels: list[str], top_k: int, all_scor
     if all_scores:
         cols += [p64[:, j].tolist() for j in range(len(labels))]
     return cols
-
-
-def is_label_column(name: str) -> bool:
-    """True for the string prediction columns (label, label_2, pred_label, ...), False for scores."""
-    return name.startswith(("label", "pred_label"))

@@ -150,6 +150,11 @@ class _TxtWriter(_TextWriter):
         self.f.writelines(f"{lab}\t{s}\n" for lab, s in zip(values[0], values[1]))
 
 
+def is_label_column(name: str) -> bool:
+    """True for the string prediction columns (label, label_2, pred_label, ...), False for scores."""
+    return name.startswith(("label", "pred_label"))
+
+
 class _ParquetWriter:
     def __init__(self, path: Path, fmt: str):
         from ..errors import require
@@ -163,8 +168,6 @@ class _ParquetWriter:
     def write(self, chunk: Chunk, names: list[str], values: list[list]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
-
-        from .io import is_label_column
 
         if self.columns is None:
             self.columns = list(chunk.columns)
