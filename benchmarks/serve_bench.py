@@ -310,11 +310,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rel(p: Path) -> str:
-    p = Path(p).resolve()
-    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--export", type=Path, help="export folder to serve (required)")
@@ -339,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plain-server", default=None, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    from bertfast.bench.paths import display_path
     from bertfast.utils import usable_cpus, write_json
 
     threads = args.threads or usable_cpus()
@@ -359,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = args.export / "eval.jsonl" if args.data == "eval" else args.data
     texts = read_labeled(data, "text", "label").texts if args.data == "eval" else load_texts(data)[0]
-    report = {"name": args.name, "export": _rel(args.export), "data": _rel(data) if args.data == "eval" else data,
+    report = {"name": args.name, "export": display_path(args.export), "data": display_path(data) if args.data == "eval" else data,
               "texts": len(texts), "max_wait_ms": args.max_wait_ms, "serve_args": args.serve_args, "env": environment(threads), "levels": []}
     for kind in args.servers.split(","):
         report["levels"] += run_levels(kind, args.export, texts, args, threads)
@@ -373,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", report)
     (out / "results.md").write_text(markdown(report))
-    print(f"wrote {_rel(out / 'results.json')} and results.md")
+    print(f"wrote {display_path(out / 'results.json')} and results.md")
     return 0
 
 

@@ -23,6 +23,15 @@ class ExportError(BertfastError):
     """Export, optimization, quantization or validation failed."""
 
 
+class ManifestError(ModelError):
+    """`bertfast.json` is damaged or hand-edited: a field has the wrong type, names a file outside
+    the export folder, or disagrees with the graph. The message names the field."""
+
+
+class InferenceError(BertfastError):
+    """ONNX Runtime failed while running a batch (out of memory, a damaged variant, ...)."""
+
+
 class ProviderError(BertfastError):
     """The requested execution provider (device) is not usable."""
 

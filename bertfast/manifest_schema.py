@@ -11,15 +11,10 @@ import json
 import math
 from collections.abc import Callable
 
-from .errors import ModelError
+from .errors import ManifestError  # noqa: F401  (re-exported: declared with the other error types)
 
 FAILED = "failed"
 FIX = "re-run `bertfast export --force`"
-
-
-class ManifestError(ModelError):
-    """`bertfast.json` is damaged or hand-edited: a field has the wrong type, names a file outside
-    the export folder, or disagrees with the graph. The message names the field."""
 
 
 # -- schema -------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BertfastError
+from ..errors import BertfastError, InferenceError  # noqa: F401  (InferenceError re-exported for callers)
 from ..manifest import Manifest, ManifestError, load_manifest
 from ..metrics import softmax
 from ..metrics import top_k as best_k
@@ -38,10 +38,6 @@ log = logging.getLogger(__name__)
 # Runtime computes the current one (both release the GIL). Below it a thread costs more than it
 # saves. 2048 texts at 128 tokens is ~32 batches of 8192 tokens: long enough to sort well.
 PIPELINE_CHUNK = 2048
-
-
-class InferenceError(BertfastError):
-    """ONNX Runtime failed while running a batch (out of memory, a damaged variant, ...)."""
 
 
 @functools.cache
