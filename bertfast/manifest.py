@@ -15,6 +15,9 @@ Schema (format 1)::
       "model_max_length": 512,                     # hard limit (max_position_embeddings)
       "inputs": ["input_ids", "attention_mask", "token_type_ids"],  # exact graph input names
       "output": "logits",
+      "task": {"name": "single_label" | "multi_label" | "regression", "pair": false,   # null/absent: single_label
+               "activation": "softmax" | "sigmoid" | "identity", "thresholds": [0.5, ...] | null,
+               "pair_truncation": "longest_first", "primary_metric": "accuracy", "label_mapping": "..."},
       "opset": 17,
       "tokenizer": {"file": "tokenizer.json", "pad_token_id": 0, "lowercase": true},
       "quantization_preset": "avx512_vnni",
@@ -74,6 +77,7 @@ class Manifest:
     model_max_length: int | None = None
     inputs: list[str]
     output: str = "logits"
+    task: dict | None = None
     opset: int | None = None
     tokenizer: dict = field(default_factory=lambda: {"file": "tokenizer.json", "pad_token_id": 0})
     quantization_preset: str | None = None
@@ -105,6 +109,32 @@ class Manifest:
     def labels(self) -> list[str]:
         """Label names in class-id order."""
         return [self.id2label[i] for i in range(len(self.id2label))]
+
+    @property
+    def task_name(self) -> str:
+        """`single_label`, `multi_label` or `regression` (exports before tasks: single_label)."""
+        return (self.task or {}).get("name", "single_label")
+
+    @property
+    def pair(self) -> bool:
+        """Whether the model classifies text pairs (`[a, b]`) instead of single texts."""
+        return bool((self.task or {}).get("pair", False))
+
+    @property
+    def activation(self) -> str:
+        """Logits -> scores: the task's own unless the export recorded another."""
+        from .tasks import get
+
+        return (self.task or {}).get("activation") or get(self.task_name).activation
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """Per-label decision thresholds of a multi-label export (None: 0.5 each)."""
+        return (self.task or {}).get("thresholds")
+
+    @property
+    def pair_truncation(self) -> str:
+        return (self.task or {}).get("pair_truncation", "longest_first")
 
     @property
     def tokenizer_file(self) -> Path:
@@ -220,6 +250,7 @@ class Manifest:
         # Copies, so editing the manifest never edits the caller's dict.
         m.inputs, m.variants = list(m.inputs), {n: dict(v) for n, v in m.variants.items()}
         m.tokenizer, m.default = dict(m.tokenizer), dict(m.default or {})
+        m.task = dict(m.task) if m.task else None
         return m
 
 

@@ -84,6 +84,15 @@ FIELDS: Schema = {
     "versions": (False, "an object", _dict),
     "reference": (False, "an object or null", _opt(_dict)),
     "export_seconds": (False, "a finite number or null", _opt(_number)),
+    "task": (False, "an object or null", _opt(_dict)),
+}
+TASK: Schema = {
+    "name": (True, "single_label, multi_label or regression", lambda v: v in ("single_label", "multi_label", "regression")),
+    "pair": (False, "true or false", _bool),
+    "activation": (False, "softmax, sigmoid or identity", lambda v: v in ("softmax", "sigmoid", "identity")),
+    "thresholds": (False, "a list of numbers (one per label) or null", _opt(lambda v: isinstance(v, list) and all(map(_number, v)))),
+    "pair_truncation": (False, "longest_first, only_second or only_first",
+                        lambda v: v in ("longest_first", "only_second", "only_first")),
 }
 TOKENIZER: Schema = {
     "file": (True, FILE, _name),
@@ -160,6 +169,12 @@ def validate(raw, path=None) -> None:
     _check(raw.get("tokenizer", {"file": "tokenizer.json"}), TOKENIZER, "tokenizer.", path)
     if raw.get("eval_data"):
         _check(raw["eval_data"], EVAL_DATA, "eval_data.", path)
+    task = raw.get("task")
+    if task:
+        _check(task, TASK, "task.", path)
+        th = task.get("thresholds")
+        if th is not None and len(th) != len(ids):
+            raise _bad(path, "task.thresholds", f"one threshold per label ({len(ids)})", th)
     for name, spec in raw["variants"].items():
         if not isinstance(spec, dict):
             raise _bad(path, f"variants.{name}", "an object", spec)

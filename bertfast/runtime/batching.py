@@ -27,8 +27,9 @@ import numpy as np
 
 from ..errors import BertfastError, ModelError
 from .options import AGGREGATE, LONG_TEXT  # declared once, there; re-exported for old imports
+from .pairs import PairTemplate, check_pairs, truncate_pair
 
-__all__ = ["AGGREGATE", "LONG_TEXT", "Batcher", "Encoded", "aggregate_windows", "check_texts"]
+__all__ = ["AGGREGATE", "LONG_TEXT", "Batcher", "Encoded", "aggregate_windows", "check_pairs", "check_texts"]
 _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SHRINK = 0.8  # see Batcher.encode
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ MAX_SLICE_CHARS = 1_000_000
 # Sliding windows classified per text at most: 256 windows of 128 tokens is ~24k tokens, a
 # long book chapter; a 100 MB text would otherwise run ~200k windows.
 MAX_WINDOWS = 256
+PAIR_LENGTH_CAP, PAIR_LENGTH_MIN = 4, 2048  # see Batcher.pair_windows
 
 
 @dataclass
@@ -117,6 +119,7 @@ class Batcher:
         stride: int | None = None,
         batch_tokens: int = 8192,
         max_batch_size: int = 256,
+        pair_truncation: str = "longest_first",
     ):
         from tokenizers import Tokenizer
 
@@ -144,6 +147,8 @@ class Batcher:
         self.batch_tokens = batch_tokens
         self.max_batch_size = max_batch_size
         self.prefix, self.suffix = _special_affixes(tok)
+        self.pair_template = PairTemplate.probe(tok)
+        self.pair_truncation = pair_truncation
         self.budget = max_length - len(self.prefix) - len(self.suffix)  # content tokens per window
         if self.budget < 1:
             raise BertfastError(f"max_length={max_length} leaves no room for text after the special tokens.")
@@ -255,14 +260,72 @@ class Batcher:
 
     # -- batches -------------------------------------------------------------------------
 
+    def pair_windows(self, pairs: list[tuple[str, str]]) -> tuple[list[list[int]], list[list[int]], np.ndarray | None]:
+        """Token ids and segment (token type) ids per window of text pairs, encoded as the
+        tokenizer's pair template says ([CLS] a [SEP] b [SEP] with segments 0/1 for BERT,
+        <s> a </s></s> b </s> for RoBERTa), cut by `pair_truncation`; for sliding windows the
+        first text is kept (up to half the window) and the second is windowed."""
+        t = self.pair_template
+        budget = self.max_length - t.n_special
+        if budget < 2:
+            raise BertfastError(f"max_length={self.max_length} leaves no room for a text pair after the special tokens.")
+        if self.long_text == "head-tail":
+            raise BertfastError(
+                "long_text='head-tail' is for single texts; text pairs are cut by pair_truncation "
+                "(longest_first, only_second, only_first) or windowed with long_text='sliding-window'."
+            )
+        # Which text loses tokens first depends on their whole lengths; they are exact up to
+        # PAIR_LENGTH_CAP x the budget (at least PAIR_LENGTH_MIN tokens) (beyond, work stays bounded and the longer in characters
+        # counts as the longer).
+        cap = max(PAIR_LENGTH_CAP * budget, PAIR_LENGTH_MIN)
+        firsts = self._content([a for a, _ in pairs], cap, 0)
+        if self.long_text == "truncate":
+            seconds = self._content([b for _, b in pairs], cap, 0)
+            ids, types = [], []
+            for i, (a, b) in enumerate(zip(firsts, seconds)):
+                la, lb = len(a), len(b)
+                if min(la, lb) >= cap:  # both cut (or beyond): the longer in characters is the longer
+                    la, lb = (cap + 1, cap) if len(pairs[i][0]) > len(pairs[i][1]) else (cap, cap + 1)
+                na, nb = truncate_pair(la, lb, budget, self.pair_truncation, i)
+                ids.append(t.ids(a[:na], b[:nb]))
+                types.append(t.types(na, nb))
+            return ids, types, None
+        ids, types, starts = [], [], np.empty(len(pairs), dtype=np.int64)
+        step_cap = MAX_WINDOWS * budget
+        seconds = self._content([b for _, b in pairs], step_cap, 0)
+        for i, (a, b) in enumerate(zip(firsts, seconds)):
+            a = a[: budget // 2] if len(a) + len(b) > budget else a
+            size = budget - len(a)  # second-text tokens per window
+            step = size - min(self.stride, size - 1) if size > 1 else 1
+            starts[i] = len(ids)
+            s, n = 0, 0
+            while True:
+                part = b[s : s + size]
+                ids.append(t.ids(a, part))
+                types.append(t.types(len(a), len(part)))
+                n += 1
+                if s + size >= len(b) or n == MAX_WINDOWS:
+                    break
+                s += step
+        return ids, types, (starts if len(ids) != len(pairs) else None)
+
+    def encode_pairs(self, pairs: list[tuple[str, str]]) -> Encoded:
+        """`encode` for text pairs (see `pair_windows`)."""
+        wins, types, starts = self.pair_windows(pairs)
+        return self._batch(wins, starts, len(pairs), types)
+
     def encode(self, texts: list[str]) -> Encoded:
         """Tokenize, window, sort (longest first) and batch by token budget."""
         wins, starts = self.windows(texts)
+        return self._batch(wins, starts, len(texts))
+
+    def _batch(self, wins: list[list[int]], starts: np.ndarray | None, n_texts: int,
+               types: list[list[int]] | None = None) -> Encoded:
         n = len(wins)
         if n == 1:  # batch-1 latency path: no sorting, no masks to compute
             ids = np.array(wins, dtype=self.input_dtypes["input_ids"])
             L = ids.shape[1]
-            return Encoded(1, 1, L, L, [(np.zeros(1, dtype=np.int64), self._feeds(ids, None))], None)
+            return Encoded(1, 1, L, L, [(np.zeros(1, dtype=np.int64), self._feeds(ids, None, types))], None)
         lens = np.fromiter(map(len, wins), dtype=np.int64, count=n)
         order = np.argsort(-lens, kind="stable")
         batches = []
@@ -288,12 +351,17 @@ class Batcher:
             # Row-major boolean assignment fills row 0's real tokens, then row 1's...: exactly
             # the concatenated windows, so no per-text copy loop in Python.
             ids[mask] = np.fromiter(chain.from_iterable(wins[j] for j in idx), dtype=ids.dtype, count=int(blens.sum()))
-            batches.append((idx, self._feeds(ids, mask)))
+            btypes = None
+            if types is not None:
+                btypes = np.zeros((k, L), dtype=np.int64)
+                btypes[mask] = np.fromiter(chain.from_iterable(types[j] for j in idx), dtype=np.int64,
+                                           count=int(blens.sum()))
+            batches.append((idx, self._feeds(ids, mask, btypes)))
             padded += k * L
             s += k
-        return Encoded(len(texts), n, int(lens.sum()), padded, batches, starts)
+        return Encoded(n_texts, n, int(lens.sum()), padded, batches, starts)
 
-    def _feeds(self, ids: np.ndarray, mask: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _feeds(self, ids: np.ndarray, mask: np.ndarray | None, types=None) -> dict[str, np.ndarray]:
         feeds = {}
         for name in self.input_names:
             if name == "input_ids":
@@ -301,8 +369,10 @@ class Batcher:
             elif name == "attention_mask":
                 dt = self.input_dtypes[name]
                 feeds[name] = np.ones(ids.shape, dtype=dt) if mask is None else mask.astype(dt)
-            else:  # token_type_ids: a single segment
+            elif types is None:  # token_type_ids: a single segment
                 feeds[name] = np.zeros(ids.shape, dtype=self.input_dtypes[name])
+            else:  # token_type_ids of a pair: 0 for the first text, 1 for the second (BERT's template)
+                feeds[name] = np.asarray(types, dtype=self.input_dtypes[name]).reshape(ids.shape)
         return feeds
 
 

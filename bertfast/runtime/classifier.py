@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BertfastError, InferenceError  # noqa: F401  (InferenceError re-exported for callers)
+from .. import tasks as _tasks
 from ..manifest import Manifest, ManifestError, load_manifest
-from ..metrics import softmax
 from ..metrics import top_k as best_k
-from .batching import Batcher, Encoded, aggregate_windows, check_texts
+from .batching import Batcher, Encoded, aggregate_windows, check_pairs, check_texts
 from .options import RuntimeOptions
 from .providers import Provider
 from .session import check_labels, input_dtypes, label_mismatch, open_session
@@ -72,6 +72,10 @@ class Classifier:
         self.aggregate = options.aggregate
         self.streams = options.streams
         self.labels = manifest.labels
+        self.task = _tasks.get(manifest.task_name)  # single_label, multi_label or regression
+        self.pair = manifest.pair  # True: inputs are [text, text_pair]
+        self.activation = manifest.activation
+        self.thresholds = manifest.thresholds
         self.providers = list(session.get_providers())
         self.last_stats: dict = {}
         self._output = manifest.output
@@ -135,30 +139,43 @@ class Classifier:
         batcher = Batcher(
             m.tokenizer_file, m.inputs, input_dtypes(m, session), m.pad_token_id, max_length,
             long_text=opts.long_text, stride=opts.stride, batch_tokens=opts.batch_tokens,
-            max_batch_size=opts.max_batch_size,
+            max_batch_size=opts.max_batch_size, pair_truncation=opts.pair_truncation or m.pair_truncation,
         )
         opts = opts.replace(device=provider.name, variant=variant, threads=threads, streams=streams,
-                            max_length=max_length, stride=batcher.stride)
+                            max_length=max_length, stride=batcher.stride, pair_truncation=batcher.pair_truncation)
         log.info("loaded %s: variant %s on %s (%s), %d threads", m.folder, variant, provider.name,
                  session.get_providers()[0], threads)
         return cls(m, session, batcher, opts, provider)
 
     # -- public API ----------------------------------------------------------------------
 
-    def predict(self, texts: str | Iterable[str], top_k: int = 1):
-        """Labels with scores.
+    def predict(self, texts, top_k: int = 1):
+        """What the model says about each input, in the export's task's terms.
 
         Args:
-            texts: one string or an iterable of strings.
-            top_k: how many labels per text, best first.
+            texts: one string or an iterable of strings; for a pair export, one pair
+                `[text, text_pair]` or an iterable of pairs.
+            top_k: single-label exports: how many labels per input, best first.
 
         Returns:
-            For a string: {"label": str, "score": float} (top_k > 1: a list of such dicts).
-            For an iterable: a list of those, in the caller's order.
+            Per input (a list of them, in the caller's order, for an iterable):
+            single_label: {"label": str, "score": float} (top_k > 1: a list of such dicts);
+            multi_label: {"labels": [labels at or over their threshold], "scores": {label: float}};
+            regression: {"score": float}.
         """
+        if self.task.name != "single_label":
+            if top_k != 1:
+                raise BertfastError(
+                    f"top_k is for single-label exports; this {self.task.name} export returns "
+                    + ("every label over its threshold with all scores." if self.task.name == "multi_label"
+                       else "one score per input.")
+                )
+            items, single = self._inputs(texts)
+            out = self._task_outputs(self._proba(items))
+            return out[0] if single else out
         if not isinstance(top_k, int) or not 1 <= top_k <= len(self.labels):
             raise BertfastError(f"top_k must be an integer between 1 and {len(self.labels)} (the number of labels); got {top_k!r}.")
-        items, single = check_texts(texts)
+        items, single = self._inputs(texts)
         proba = self._proba(items)
         best = best_k(proba, top_k)
         scores = np.take_along_axis(proba, best, axis=1).tolist()
@@ -168,18 +185,57 @@ class Classifier:
             out = [o[0] for o in out]
         return out[0] if single else out
 
-    def predict_proba(self, texts: str | Iterable[str]) -> np.ndarray:
-        """Class probabilities, float32 array [n_texts, n_labels], in the caller's order.
-
-        A single string gives shape [1, n_labels].
+    def predict_proba(self, texts) -> np.ndarray:
+        """Scores, float32 array [n_inputs, n_outputs], in the caller's order: class
+        probabilities (softmax) for single-label, per-label probabilities (sigmoid) for
+        multi-label, the score for regression. A single input gives shape [1, n_outputs].
         """
-        items, _ = check_texts(texts)
+        items, _ = self._inputs(texts)
         return self._proba(items)
 
-    def encode(self, texts: str | Iterable[str]) -> Encoded:
-        """Tokenize, sort and batch `texts` without running the model (for timing model-only)."""
-        items, _ = check_texts(texts)
-        return self.batcher.encode(items)
+    scores = predict_proba
+
+    def rerank(self, query: str, documents: Sequence[str], top_k: int | None = None, return_documents: bool = True):
+        """Documents ordered by relevance to `query`, best first (cross-encoder reranking).
+
+        Needs a pair export with one score (regression / one-logit cross-encoder: the score, or
+        its sigmoid as trained) or two classes (score = P(last class), the "relevant" one).
+
+        Returns:
+            [{"index": position in `documents`, "score": float, "document": str}, ...]
+            (`document` only with return_documents), at most `top_k` of them.
+        """
+        if not self.pair:
+            raise BertfastError(
+                f"rerank needs an export of a text-pair model; {self.manifest.folder} classifies single texts "
+                "(export a cross-encoder trained with --text-pair-column)."
+            )
+        if self.task.name == "multi_label" or (self.task.name == "single_label" and len(self.labels) != 2):
+            raise BertfastError(
+                f"rerank needs a one-score or two-class pair model; this export is {self.task.name} with "
+                f"{len(self.labels)} labels ({', '.join(self.labels[:5])}); use predict for it."
+            )
+        if not isinstance(query, str):
+            raise BertfastError(f"query must be a string; got {type(query).__name__}.")
+        if isinstance(documents, str) or documents is None:
+            raise BertfastError("documents must be a list of strings (one per candidate), not a single string.")
+        docs = list(documents)
+        if not docs:
+            raise BertfastError("documents is empty; pass at least one candidate document to rerank.")
+        for i, d in enumerate(docs):
+            if not isinstance(d, str):
+                raise BertfastError(f"documents[{i}] is {type(d).__name__}, not a string; convert or drop it.")
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+            raise BertfastError(f"top_k must be a positive integer or None (all documents); got {top_k!r}.")
+        rel = _tasks.relevance(self._proba([(query, d) for d in docs]))
+        order = np.argsort(-rel, kind="stable")[: top_k or len(docs)]
+        return [{"index": int(i), "score": float(rel[i]), **({"document": docs[i]} if return_documents else {})}
+                for i in order]
+
+    def encode(self, texts) -> Encoded:
+        """Tokenize, sort and batch inputs without running the model (for timing model-only)."""
+        items, _ = self._inputs(texts)
+        return self._encode(items)
 
     def logits_from_encoded(self, enc: Encoded) -> np.ndarray:
         """Run the model on a prior `encode` result: logits [n_texts, n_labels] float32, caller order."""
@@ -213,8 +269,8 @@ class Classifier:
         def next_encoded():
             for texts in it:
                 t = time.perf_counter()
-                items, _ = check_texts(texts)
-                enc = self.batcher.encode(items)
+                items, _ = self._inputs(texts)
+                enc = self._encode(items)
                 stats.tokenize_s += time.perf_counter() - t
                 return enc
             return None
@@ -230,7 +286,7 @@ class Classifier:
                 fut = pool.submit(next_encoded)
                 logits = self.logits_from_encoded(enc)
                 stats.add(enc)
-                yield softmax(logits)
+                yield _tasks.activate(logits, self.activation)
         finally:
             fut.cancel()
             self.last_stats = stats.as_dict(time.perf_counter() - t0)
@@ -258,7 +314,34 @@ class Classifier:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _proba(self, items: list[str]) -> np.ndarray:
+    def _inputs(self, inputs) -> tuple[list, bool]:
+        """The caller's inputs checked for this export's kind: texts, or [text, text_pair] pairs."""
+        if self.pair:
+            if isinstance(inputs, str):
+                raise BertfastError(
+                    "this export classifies text pairs; pass [text, text_pair] (or a list of pairs), not one string."
+                )
+            return check_pairs(inputs, "texts")
+        if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], (list, tuple)):
+            raise BertfastError(
+                "texts[0] is a pair, but this export classifies single texts; pass strings (a pair model is "
+                "trained with --text-pair-column)."
+            )
+        return check_texts(inputs)
+
+    def _encode(self, items: list) -> Encoded:
+        return self.batcher.encode_pairs(items) if self.pair else self.batcher.encode(items)
+
+    def _task_outputs(self, scores: np.ndarray) -> list[dict]:
+        """predict's per-input dicts for multi_label and regression exports."""
+        if self.task.name == "regression":
+            return [{"score": s} for s in scores[:, 0].tolist()]
+        on = _tasks.decide(self.task, scores, self.thresholds)
+        labels = self.labels
+        return [{"labels": [labels[j] for j in np.flatnonzero(row)], "scores": dict(zip(labels, ss))}
+                for row, ss in zip(on, scores.tolist())]
+
+    def _proba(self, items: list) -> np.ndarray:
         if len(items) > PIPELINE_CHUNK:
             chunks = (items[i : i + PIPELINE_CHUNK] for i in range(0, len(items), PIPELINE_CHUNK))
             return np.concatenate(list(self.iter_proba(chunks)))
@@ -267,9 +350,9 @@ class Classifier:
         if not items:
             self.last_stats = _Stats().as_dict(0.0)
             return np.empty((0, len(self.labels)), dtype=np.float32)
-        enc = self.batcher.encode(items)
+        enc = self._encode(items)
         t1 = time.perf_counter()
-        proba = softmax(self.logits_from_encoded(enc))
+        proba = _tasks.activate(self.logits_from_encoded(enc), self.activation)
         stats = _Stats()
         stats.add(enc)
         stats.tokenize_s = t1 - t0

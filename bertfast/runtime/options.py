@@ -20,6 +20,8 @@ from typing import Any
 from ..errors import BertfastError
 
 LONG_TEXT = ("truncate", "head-tail", "sliding-window")
+# How a text pair over max_length is cut: the Rust tokenizer's strategies (and transformers').
+PAIR_TRUNCATION = ("longest_first", "only_second", "only_first")
 AGGREGATE = ("mean", "max")
 
 
@@ -62,6 +64,11 @@ class RuntimeOptions:
             instead of splitting every matrix multiply and meeting at a barrier after each op,
             which wins throughput when there are several batches and keeps working when another
             process steals a core. Batch-1 latency is unaffected (one batch = one stream).
+        pair_truncation: for pair exports, how a pair over `max_length` is cut:
+            "longest_first" (tokens come off the longer text first, as transformers trains
+            pairs), "only_second" or "only_first"; default: the export's. With
+            long_text="sliding-window" the first text is kept (up to half the window) and the
+            second is windowed.
     """
 
     device: str = field(default="auto", metadata=_opt(
@@ -87,6 +94,9 @@ class RuntimeOptions:
         "let ONNX Runtime threads spin between ops (lower latency, more CPU)", kind=bool))
     streams: int = field(default=1, metadata=_opt(
         "batches run concurrently on the CPU, each on threads // streams threads", minimum=1))
+    pair_truncation: str | None = field(default=None, metadata=_opt(
+        "text pairs over --max-length: cut the longer text first, only the second or only the first; "
+        "default: as the export was trained and validated", choices=PAIR_TRUNCATION, kind=str))
 
     def __post_init__(self) -> None:
         for f in fields(self):
