@@ -96,3 +96,56 @@ def shuffled_lengths(n: int, seed: int = 3) -> list[str]:
     """`n` texts whose lengths (2..120 words) are in random order, so sorting must be undone."""
     rng = random.Random(seed)
     return [long_text(rng.randint(2, 120), seed=i) for i in range(n)]
+
+
+# -- task exports: pair / multi-label / regression ---------------------------------------------
+MULTI_LABELS = ["sport", "tech", "politics", "economy"]
+
+
+def make_task_model(base_model: Path, out: Path, task: str) -> Path:
+    """A copy of the tiny BERT folder re-headed for `task` (multi_label: 4 labels with
+    problem_type multi_label_classification; regression: 1 output; single_label: 2 labels
+    "irrelevant"/"relevant" for pair classification and reranking), head sharpened."""
+    import torch
+    from transformers import AutoConfig, BertForSequenceClassification
+
+    cfg = AutoConfig.from_pretrained(base_model)
+    if task == "multi_label":
+        labels = MULTI_LABELS
+        cfg.problem_type = "multi_label_classification"
+    elif task == "regression":
+        labels = ["score"]
+        cfg.problem_type = "regression"
+    else:
+        labels = ["irrelevant", "relevant"]
+        cfg.problem_type = "single_label_classification"
+    cfg.num_labels = len(labels)
+    cfg.id2label = dict(enumerate(labels))
+    cfg.label2id = {n: i for i, n in enumerate(labels)}
+    torch.manual_seed(1)
+    model = BertForSequenceClassification(cfg).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(20.0)
+        for name, module in model.named_modules():
+            if name.endswith(("attention.self.value", "attention.output.dense")):
+                module.weight.mul_(10.0)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (base_model / f).exists():
+            shutil.copy(base_model / f, out / f)
+    return out
+
+
+def make_task_export(base_model: Path, out: Path, task: str, pair: bool, max_length: int = 64,
+                     thresholds: list[float] | None = None) -> Path:
+    """A hand-made export (see `make_export`) of `make_task_model(task)` with the manifest's
+    `task` block: {"name": task, "pair": pair, ...}."""
+    model_dir = make_task_model(base_model, out.parent / (out.name + "-model"), task)
+    make_export(model_dir, out, max_length)
+    m = json.loads((out / "bertfast.json").read_text())
+    m["task"] = {"name": task, "pair": pair}
+    if thresholds is not None:
+        m["task"]["thresholds"] = thresholds
+    (out / "bertfast.json").write_text(json.dumps(m, indent=2))
+    return out
