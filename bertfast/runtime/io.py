@@ -4,31 +4,27 @@
 `WRITERS` (`writers.py`); training data (`bertfast.data`) is read by the same readers, so a file
 means the same thing to training and to inference (quoting, BOM, extensions: `formats.format_of`,
 and the same refusals of malformed input: see `readers.py`). The Ray engine shares the prediction
-columns (`prediction_names`, `prediction_values`). Parquet needs pyarrow
+columns (`outputs.py`: `Predictions`, `prediction_names`, `prediction_values`) and the pair
+flags (`PredictionRun.pair_column`). Parquet needs pyarrow
 (`pip install 'bertfast[io]'`); the other formats only the standard library.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from ..errors import BertfastError, DataError
+from ..errors import BertfastError
 from ..formats import NAMES
-from ..metrics import top_k as top_k_indices
 from .options import RuntimeOptions
+from .outputs import SEPARATOR, Predictions, check_separator, is_label_column, prediction_names, prediction_values
 from .readers import LINE_BREAKS, MAX_LINE_CHARS, Chunk, check_unique_columns, read_chunks
-from .writers import WRITERS, check_labels, is_label_column, json_default
+from .writers import WRITERS, check_labels, json_default
 
 __all__ = [
     "Chunk", "read_chunks", "WRITERS", "MAX_LINE_CHARS", "LINE_BREAKS", "check_labels", "check_unique_columns",
     "json_default", "check_io_flags", "PredictionRun", "require_int", "prediction_names", "prediction_values",
-    "is_label_column",
+    "is_label_column", "Predictions", "model_inputs",
 ]
-
-log = logging.getLogger(__name__)
 
 
 def check_io_flags(input_format: str | None, output_format: str | None, chunk_size: int, top_k: int,
@@ -46,65 +42,66 @@ def check_io_flags(input_format: str | None, output_format: str | None, chunk_si
 
 @dataclass(kw_only=True)
 class PredictionRun:
-    """The fields both predict engines share (keyword-only): the inference settings and what
-    goes into the output. See `PredictConfig` and `runtime.ray.ClassifyConfig`."""
+    """The fields both predict engines share (keyword-only): the inference settings, the pair
+    columns and what goes into the output. See `PredictConfig` and `runtime.ray.ClassifyConfig`.
+
+    Attributes (besides `options`, `chunk_size`, `top_k`, `all_scores`, `force`, `progress`):
+        text_pair_column: the column holding the second text of each pair (pair exports):
+            inputs are (text_column, text_pair_column).
+        query_column: the reranking spelling: inputs are (query_column, text_column), the query
+            first. At most one of the two; required (one of them) iff the export is a pair export.
+        label_separator: what joins a multi-label row's `labels` in CSV/TSV/TXT output
+            (default `|`); JSONL and Parquet hold a list. Ignored by other tasks.
+    """
 
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     chunk_size: int = 4096
     top_k: int = 1
     all_scores: bool = False
+    text_pair_column: str | None = None
+    query_column: str | None = None
+    label_separator: str | None = None
     force: bool = False
     progress: bool = True
+
+    def check_pair_flags(self, text_column: str) -> None:
+        """The pair and separator flags on their own (the export's task is checked once loaded)."""
+        for flag, value in (("--text-pair-column", self.text_pair_column), ("--query-column", self.query_column)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise BertfastError(f"{flag} must be a column name; got {value!r}.")
+            if value is not None and value == text_column:
+                raise BertfastError(
+                    f"{flag} {value!r} is the --text-column too; a pair needs two different columns."
+                )
+        if self.text_pair_column is not None and self.query_column is not None:
+            raise BertfastError(
+                "pass one of --text-pair-column and --query-column, not both: each names the other text of a pair "
+                "(--query-column Q --text-column D is the same as --text-column Q --text-pair-column D)."
+            )
+        check_separator(self.label_separator)
+
+    def pair_column(self) -> tuple[str | None, str | None, bool]:
+        """(column, its flag, query_first) for the other text of each pair; (None, None, False)
+        for single texts. query_first: that column's text goes first (`--query-column`)."""
+        if self.query_column is not None:
+            return self.query_column, "--query-column", True
+        if self.text_pair_column is not None:
+            return self.text_pair_column, "--text-pair-column", False
+        return None, None, False
+
+    def separator(self, output_format: str) -> str | None:
+        """What joins multi-label `labels` in `output_format` (None: a list, for JSONL/Parquet)."""
+        return (self.label_separator or SEPARATOR) if output_format in ("csv", "tsv", "txt") else None
+
+
+def model_inputs(texts: list[str], others: list[str] | None, query_first: bool) -> list:
+    """What the Classifier takes: the texts, or pairs of the texts and the pair column's texts."""
+    if others is None:
+        return texts
+    return list(zip(others, texts)) if query_first else list(zip(texts, others))
 
 
 def require_int(flag: str, value, low: int) -> None:
     """Raise a BertfastError naming `flag` unless `value` is None or an integer >= `low`."""
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
         raise BertfastError(f"{flag} must be an integer >= {low}; got {value!r}.")
-
-
-# -- predictions ---------------------------------------------------------------------------
-
-
-def prediction_names(columns: list[str], labels: list[str], top_k: int, all_scores: bool,
-                     src: str = "the input") -> list[str]:
-    """The prediction columns appended to `columns`: label, score (label_2, score_2, ...; prob_<label>).
-
-    If the input already has one of them (e.g. a labeled test set), all get a `pred_` prefix; if
-    it has one of those too, DataError naming the column to rename (an input column is never
-    overwritten, and the names never depend on more than one fallback).
-    """
-    names = ["label", "score"]
-    for k in range(2, top_k + 1):
-        names += [f"label_{k}", f"score_{k}"]
-    if all_scores:
-        names += [f"prob_{lab}" for lab in labels]
-    taken = set(columns)
-    if taken.isdisjoint(names):
-        return names
-    prefixed = [f"pred_{n}" for n in names]
-    clash = [n for n in prefixed if n in taken]
-    if clash:
-        first = next(n for n in names if n in taken)
-        raise DataError(
-            f"{src} has the columns {first!r} and {clash[0]!r}: the prediction column {first!r} and its "
-            f"fallback {clash[0]!r} would both overwrite input columns; rename {clash[0]!r} in the input."
-        )
-    # e.g. a labeled test set: never overwrite the gold `label` column.
-    log.warning("the input already has a column among %s; prediction columns get a `pred_` prefix", names)
-    return prefixed
-
-
-def prediction_values(proba: np.ndarray, labels: list[str], top_k: int, all_scores: bool) -> list[list]:
-    """Columns (lists) in the order of `prediction_names`, from class probabilities."""
-    # float32 -> rounded float64, so text outputs show 0.912345, not 0.9123454689979553.
-    p64 = np.round(proba.astype(np.float64), 6)
-    top = top_k_indices(proba, top_k)
-    scores = np.take_along_axis(p64, top, axis=1)
-    lab = np.array(labels, dtype=object)
-    cols: list[list] = []
-    for k in range(top.shape[1]):
-        cols += [lab[top[:, k]].tolist(), scores[:, k].tolist()]
-    if all_scores:
-        cols += [p64[:, j].tolist() for j in range(len(labels))]
-    return cols

@@ -12,8 +12,10 @@ Rules (each refusal is a DataError naming the input file, line or row, and colum
 - JSON (JSONL output, and nested values in CSV/TSV cells) cannot hold every value Parquet can:
   datetimes/dates/times become ISO 8601 strings, durations `PT<seconds>S`, decimals their exact
   str, bytes base64, NaN and infinities null; any other type its `str`.
-- TXT output is `label<TAB>score` per line: labels holding a tab or a line break are refused
-  (`check_labels`, before the model runs).
+- TXT output is one line per row, the task's TXT columns joined by tabs (`outputs.py`:
+  `label<TAB>score`, the joined multi-label `labels`, or the regression `score`): labels holding
+  a tab or a line break are refused (`check_labels`, before the model runs).
+- Prediction column types (Parquet): `outputs.arrow_type` (a multi-label `labels` is list<string>).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from ..errors import BertfastError, DataError
+from .outputs import arrow_type, is_label_column  # noqa: F401  (is_label_column re-exported)
 from .readers import LINE_BREAKS, Chunk
 
 
@@ -147,12 +150,7 @@ class _JsonlWriter(_TextWriter):
 
 class _TxtWriter(_TextWriter):
     def write(self, chunk: Chunk, names: list[str], values: list[list]) -> None:
-        self.f.writelines(f"{lab}\t{s}\n" for lab, s in zip(values[0], values[1]))
-
-
-def is_label_column(name: str) -> bool:
-    """True for the string prediction columns (label, label_2, pred_label, ...), False for scores."""
-    return name.startswith(("label", "pred_label"))
+        self.f.writelines("\t".join(map(str, row)) + "\n" for row in zip(*values))
 
 
 class _ParquetWriter:
@@ -184,7 +182,7 @@ class _ParquetWriter:
         except (pa.ArrowException, OverflowError, TypeError, ValueError) as e:
             raise _type_error(chunk, self.schema, e) from None
         for name, col in zip(names, values):
-            table = table.append_column(name, pa.array(col, pa.string() if is_label_column(name) else pa.float32()))
+            table = table.append_column(name, pa.array(col, arrow_type(name, pa.float32())))
         if self.writer is None:
             self.schema = table.schema
             self.writer = pq.ParquetWriter(str(self.path), self.schema)

@@ -1,7 +1,10 @@
 """The FastAPI app: TEI- and HF-compatible routes over one `DynamicBatcher`.
 
-Every POST route reads a size-capped body, checks it (`schemas.py`), queues its texts and awaits
-their logits; nothing on the event loop waits for the model. Errors are TEI's error body
+Every POST route reads a size-capped body, checks it (`schemas.py`), queues its inputs (texts, or
+`(text, text_pair)` pairs for a pair export; `/rerank` queues one (query, text) pair per text)
+and awaits their logits; nothing on the event loop waits for the model. Scores follow the
+export's task: softmax (single-label), sigmoid per label (multi-label), the raw or sigmoid score
+(regression), exactly as `Classifier.predict` makes them. Errors are TEI's error body
 `{"error", "error_type"}` with TEI's status codes (422 bad input, 413 over a limit, 429
 overloaded, 424 wrong model type), plus 503 for a timeout or a server shutting down.
 FastAPI is imported at the top: this module is only imported through `bertfast.serve.serve` /
@@ -22,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from .. import __version__
-from ..metrics import softmax
+from .. import tasks as _tasks
 from . import ServeConfig
 from .batcher import DynamicBatcher, QueueFull, ShuttingDown
 from .metrics import ServeMetrics
@@ -31,6 +34,10 @@ from .schemas import ApiError, Limits, parse_classify, parse_json, parse_predict
 log = logging.getLogger(__name__)
 
 _JSON_IN_THREAD = 1 << 20  # bodies above 1 MiB are parsed off the event loop
+ROUTES = ("/predict", "/invocations", "/", "/classify", "/rerank")
+# parameters.function_to_apply's names for the task activations (`tasks.ACTIVATIONS`).
+_FUNCTION_OF = {"softmax": "softmax", "sigmoid": "sigmoid", "identity": "none"}
+_ACTIVATION_OF = {v: k for k, v in _FUNCTION_OF.items()}
 
 
 def load_classifier(cfg: ServeConfig):
@@ -59,7 +66,9 @@ def build_app(cfg: ServeConfig, classifier=None):
     owned = classifier is None
     clf = load_classifier(cfg) if owned else classifier
     labels = list(clf.labels)
-    metrics = ServeMetrics()
+    kind = _kind(clf)
+    task, pair, activation = kind["task"], kind["pair"], kind["activation"]
+    metrics = ServeMetrics(ROUTES)
     batcher = DynamicBatcher(clf, cfg.max_batch_texts, cfg.max_wait_ms / 1000, cfg.max_queue, metrics)
     limits = Limits(cfg.max_inputs, cfg.max_chars)
     info = _info(cfg, clf)
@@ -96,11 +105,12 @@ def build_app(cfg: ServeConfig, classifier=None):
         metrics.latency.labels(route).observe(time.perf_counter() - t0)
         return resp
 
-    async def logits_for(texts: list[str]) -> np.ndarray:
+    async def logits_for(texts: list) -> np.ndarray:
+        """Logits [len(texts), n_labels] of texts (or pairs), via the dynamic batcher."""
         try:
             work = batcher.submit(texts)
         except QueueFull:
-            raise ApiError(429, f"model is overloaded: {batcher.queued} texts are queued (--max-queue "
+            raise ApiError(429, f"model is overloaded: {batcher.queued} inputs are queued (--max-queue "
                                 f"{cfg.max_queue}); retry later", "overloaded", {"Retry-After": "1"}) from None
         except ShuttingDown:
             raise ApiError(503, "server is shutting down; retry on another replica", "unhealthy") from None
@@ -116,12 +126,12 @@ def build_app(cfg: ServeConfig, classifier=None):
             raise ApiError(500, f"inference failed: {type(e).__name__}: {e}", "backend") from None
 
     async def predict(obj, nested: bool):
-        req = parse_predict(obj, limits)
+        req = parse_predict(obj, limits, pair=pair, default_function=_FUNCTION_OF.get(activation, "softmax"))
         rows = _scores(await logits_for(req.texts), req.function)
         out = [_ranked(r, labels, req.top_k) for r in rows]
         return out[0] if req.single and not nested else out
 
-    @app.post("/predict", summary="TEI: classify a text or a batch [[text], ...]")
+    @app.post("/predict", summary="TEI: classify a text (or pair [a, b]) or a batch [[text], ...] / [[a, b], ...]")
     async def tei_predict(request: Request):
         return await handle("/predict", request, lambda obj: predict(obj, nested=False))
 
@@ -133,30 +143,47 @@ def build_app(cfg: ServeConfig, classifier=None):
     async def hf_predict(request: Request):
         return await handle("/", request, lambda obj: predict(obj, nested=True))
 
-    @app.post("/classify", summary="bertfast: label, score, top-k and all scores per text")
+    @app.post("/classify", summary="bertfast: Classifier.predict per input (label/score, labels, or score by task)")
     async def classify(request: Request):
         async def answer(obj):
-            req = parse_classify(obj, limits, len(labels))
-            proba = softmax(await logits_for(req.texts))
-            preds = []
-            for row in proba:
-                ranked = _ranked(row, labels, req.top_k)
-                p = dict(ranked[0])
-                if req.top_k > 1:
-                    p["top_k"] = ranked
-                if req.all_scores:
-                    p["scores"] = {lab: float(s) for lab, s in zip(labels, row.tolist())}
-                preds.append(p)
-            return {"model": info["model_id"], "variant": clf.variant, "predictions": preds}
+            req = parse_classify(obj, limits, len(labels), pair=pair, task=task)
+            scores = _tasks.activate(await logits_for(req.texts), activation)
+            if task == "regression":
+                preds = [{"score": s} for s in scores[:, 0].tolist()]
+            elif task == "multi_label":
+                on = _tasks.decide(clf.task, scores, kind["thresholds"])
+                preds = [{"labels": [labels[j] for j in np.flatnonzero(row).tolist()], "scores": dict(zip(labels, ss))}
+                         for row, ss in zip(on, scores.tolist())]
+            else:
+                preds = []
+                for row in scores:
+                    ranked = _ranked(row, labels, req.top_k)
+                    p = dict(ranked[0])
+                    if req.top_k > 1:
+                        p["top_k"] = ranked
+                    if req.all_scores:
+                        p["scores"] = {lab: float(s) for lab, s in zip(labels, row.tolist())}
+                    preds.append(p)
+            return {"model": info["model_id"], "variant": clf.variant, "task": task, "predictions": preds}
 
         return await handle("/classify", request, answer)
 
-    @app.post("/rerank", summary="TEI: rerank (needs a cross-encoder export; answers 424 here)")
+    @app.post("/rerank", summary="TEI: texts ordered by relevance to a query (pair exports: cross-encoders)")
     async def rerank(request: Request):
         async def answer(obj):
-            parse_rerank(obj, limits)  # a malformed body is a 422 first, as in TEI
-            raise ApiError(424, f"model is not a re-ranker model: export {info['model_id']!r} is a single-text "
-                                f"classifier ({len(labels)} labels), not a cross-encoder; use /predict.", "backend")
+            req = parse_rerank(obj, limits)  # a malformed body is a 422 first, as in TEI
+            if not kind["reranker"]:
+                raise ApiError(424, _not_reranker(info["model_id"], task, pair, labels), "backend")
+            logits = await logits_for([(req.query, t) for t in req.texts])
+            if req.raw_scores:  # the one logit, or the log-odds of the last class (sigmoid of it: P(last))
+                rel = logits[:, 0] if logits.shape[1] == 1 else logits[:, -1] - logits[:, 0]
+            else:
+                rel = _tasks.relevance(_tasks.activate(logits, activation))
+            order = np.argsort(-rel, kind="stable")  # ties: request order, as Classifier.rerank
+            scores = rel.tolist()
+            if req.return_text:
+                return [{"index": i, "score": scores[i], "text": req.texts[i]} for i in order.tolist()]
+            return [{"index": i, "score": scores[i]} for i in order.tolist()]
 
         return await handle("/rerank", request, answer)
 
@@ -208,11 +235,33 @@ async def _read_body(request, limit: int) -> bytes:
 
 
 def _scores(logits: np.ndarray, function: str) -> np.ndarray:
-    if function == "softmax":
-        return softmax(logits)
-    if function == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-logits))
-    return logits
+    """softmax / sigmoid / none of logits, computed as the Classifier computes them."""
+    return _tasks.activate(logits, _ACTIVATION_OF[function])
+
+
+def _kind(clf) -> dict:
+    """What the export is: task name, pair inputs, activation, thresholds, and whether it can
+    rerank (the rule of `Classifier.rerank`: a pair model with one score or two classes)."""
+    task_obj = getattr(clf, "task", None)
+    task = getattr(task_obj, "name", None) or "single_label"
+    pair = bool(getattr(clf, "pair", False))
+    n = len(clf.labels)
+    activation = getattr(clf, "activation", None) or _tasks.get(task).activation
+    thresholds = None
+    if task == "multi_label":
+        th = getattr(clf, "thresholds", None)
+        thresholds = [float(t) for t in th] if th is not None else [0.5] * n
+    reranker = pair and (task == "regression" or (task == "single_label" and n == 2))
+    return {"task": task, "pair": pair, "activation": activation, "thresholds": thresholds, "reranker": reranker}
+
+
+def _not_reranker(model_id: str, task: str, pair: bool, labels: list[str]) -> str:
+    if not pair:
+        return (f"model is not a re-ranker model: export {model_id!r} classifies single texts ({task}, "
+                f"{len(labels)} labels); it is not a pair / cross-encoder model. Use /predict.")
+    return (f"model is not a re-ranker model: export {model_id!r} is a pair model but {task} with {len(labels)} "
+            "labels; reranking needs one score (regression) or two classes (P(last class) is the relevance). "
+            "Use /predict with pairs.")
 
 
 def _ranked(row: np.ndarray, labels: list[str], top_k: int | None = None) -> list[dict]:
@@ -229,12 +278,15 @@ def _info(cfg: ServeConfig, clf) -> dict:
     opts = getattr(clf, "options", cfg.options)
     max_length = getattr(clf.batcher, "max_length", m.max_length)
     name = cfg.model_id or m.folder.name
+    kind = _kind(clf)
+    mapping = {"id2label": {str(i): lab for i, lab in enumerate(labels)},
+               "label2id": {lab: i for i, lab in enumerate(labels)}}
     return {
         "model_id": name,
         "model_sha": (m.source or {}).get("sha256"),
         "model_dtype": clf.variant,
-        "model_type": {"classifier": {"id2label": {str(i): lab for i, lab in enumerate(labels)},
-                                      "label2id": {lab: i for i, lab in enumerate(labels)}}},
+        # TEI: a cross-encoder (pair model, one score or two classes) is a reranker.
+        "model_type": {"reranker" if kind["reranker"] else "classifier": mapping},
         "max_concurrent_requests": cfg.max_queue,
         "max_input_length": max_length,
         "max_batch_tokens": clf.batcher.batch_tokens,
@@ -246,7 +298,11 @@ def _info(cfg: ServeConfig, clf) -> dict:
         "sha": None,
         "docker_label": None,
         "bertfast": {
-            "task": "text-classification",
+            "task": kind["task"],
+            "pair": kind["pair"],
+            "activation": kind["activation"],
+            "thresholds": kind["thresholds"],
+            "reranker": kind["reranker"],
             "labels": labels,
             "variant": clf.variant,
             "device": clf.device,
