@@ -116,6 +116,7 @@ def test_health_info_metrics(client, clf):
     info = client.get("/info").json()
     assert info["model_type"]["classifier"]["id2label"] == {str(i): lab for i, lab in enumerate(clf.labels)}
     assert info["bertfast"]["labels"] == list(clf.labels) and info["bertfast"]["variant"] == clf.variant
+    assert (info["bertfast"]["task"], info["bertfast"]["pair"], info["bertfast"]["thresholds"]) == ("single_label", False, None)
     assert info["max_client_batch_size"] == 8 and "max_wait_ms" in info["bertfast"]["batching"]
     client.post("/predict", json={"inputs": "x"})
     text = client.get("/metrics").text
@@ -123,6 +124,7 @@ def test_health_info_metrics(client, clf):
                  "bertfast_batch_tokens_bucket", "bertfast_request_seconds_bucket"):
         assert name in text
     assert 'route="/predict",status="200"' in text
+    assert 'bertfast_request_seconds_count{route="/rerank"}' in text
     assert client.get("/nope").json()["error_type"] == "not_found"
 
 

@@ -3,8 +3,10 @@
 `bertfast serve EXPORT` answers text-embeddings-inference routes (`POST /predict`, `/rerank`,
 `GET /health`, `/info`, `/metrics`), the HF Inference API route that
 `huggingface_hub.InferenceClient.text_classification` calls (`POST /`), and bertfast's own
-`POST /classify`. Requests are queued and one batcher thread per model session classifies
-everything queued in one model call (see `batcher.py`); the queue is bounded (429 when full).
+`POST /classify`, for every task of an export: single-label, multi-label or regression, of
+single texts or of text pairs (a pair export with one score or two classes is a TEI reranker).
+Requests are queued and one batcher thread per model session classifies everything queued in
+one model call (see `batcher.py`); the queue is bounded (429 when full).
 Needs `pip install 'bertfast[serve]'` (FastAPI, uvicorn, prometheus-client). See docs/serve.md.
 """
 

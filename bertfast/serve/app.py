@@ -26,8 +26,9 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from .. import tasks as _tasks
+from ..errors import BertfastError
 from . import ServeConfig
-from .batcher import DynamicBatcher, QueueFull, ShuttingDown
+from .batcher import DynamicBatcher, InputRejected, QueueFull, ShuttingDown
 from .metrics import ServeMetrics
 from .schemas import ApiError, Limits, parse_classify, parse_json, parse_predict, parse_rerank
 
@@ -66,8 +67,13 @@ def build_app(cfg: ServeConfig, classifier=None):
     owned = classifier is None
     clf = load_classifier(cfg) if owned else classifier
     labels = list(clf.labels)
-    kind = _kind(clf)
-    task, pair, activation = kind["task"], kind["pair"], kind["activation"]
+    spec = _export_kind(clf)
+    task, pair, activation = spec["task"], spec["pair"], spec["activation"]
+    if pair and getattr(clf.batcher, "long_text", None) == "head-tail":
+        if owned:
+            clf.close()
+        raise BertfastError("--long-text head-tail is for single texts; this export classifies text pairs, which are "
+                            "cut by --pair-truncation or windowed with --long-text sliding-window.")
     metrics = ServeMetrics(ROUTES)
     batcher = DynamicBatcher(clf, cfg.max_batch_texts, cfg.max_wait_ms / 1000, cfg.max_queue, metrics)
     limits = Limits(cfg.max_inputs, cfg.max_chars)
@@ -122,6 +128,8 @@ def build_app(cfg: ServeConfig, classifier=None):
                            "timeout", {"Retry-After": "1"}) from None
         except ShuttingDown:
             raise ApiError(503, "server is shutting down; retry on another replica", "unhealthy") from None
+        except InputRejected as e:
+            raise ApiError(422, f"the inputs cannot be encoded: {e}") from None
         except Exception as e:
             raise ApiError(500, f"inference failed: {type(e).__name__}: {e}", "backend") from None
 
@@ -151,7 +159,7 @@ def build_app(cfg: ServeConfig, classifier=None):
             if task == "regression":
                 preds = [{"score": s} for s in scores[:, 0].tolist()]
             elif task == "multi_label":
-                on = _tasks.decide(clf.task, scores, kind["thresholds"])
+                on = _tasks.decide(_tasks.get(task), scores, spec["thresholds"])
                 preds = [{"labels": [labels[j] for j in np.flatnonzero(row).tolist()], "scores": dict(zip(labels, ss))}
                          for row, ss in zip(on, scores.tolist())]
             else:
@@ -172,7 +180,7 @@ def build_app(cfg: ServeConfig, classifier=None):
     async def rerank(request: Request):
         async def answer(obj):
             req = parse_rerank(obj, limits)  # a malformed body is a 422 first, as in TEI
-            if not kind["reranker"]:
+            if not spec["reranker"]:
                 raise ApiError(424, _not_reranker(info["model_id"], task, pair, labels), "backend")
             logits = await logits_for([(req.query, t) for t in req.texts])
             if req.raw_scores:  # the one logit, or the log-odds of the last class (sigmoid of it: P(last))
@@ -239,7 +247,7 @@ def _scores(logits: np.ndarray, function: str) -> np.ndarray:
     return _tasks.activate(logits, _ACTIVATION_OF[function])
 
 
-def _kind(clf) -> dict:
+def _export_kind(clf) -> dict:
     """What the export is: task name, pair inputs, activation, thresholds, and whether it can
     rerank (the rule of `Classifier.rerank`: a pair model with one score or two classes)."""
     task_obj = getattr(clf, "task", None)
@@ -278,7 +286,7 @@ def _info(cfg: ServeConfig, clf) -> dict:
     opts = getattr(clf, "options", cfg.options)
     max_length = getattr(clf.batcher, "max_length", m.max_length)
     name = cfg.model_id or m.folder.name
-    kind = _kind(clf)
+    spec = _export_kind(clf)
     mapping = {"id2label": {str(i): lab for i, lab in enumerate(labels)},
                "label2id": {lab: i for i, lab in enumerate(labels)}}
     return {
@@ -286,7 +294,7 @@ def _info(cfg: ServeConfig, clf) -> dict:
         "model_sha": (m.source or {}).get("sha256"),
         "model_dtype": clf.variant,
         # TEI: a cross-encoder (pair model, one score or two classes) is a reranker.
-        "model_type": {"reranker" if kind["reranker"] else "classifier": mapping},
+        "model_type": {"reranker" if spec["reranker"] else "classifier": mapping},
         "max_concurrent_requests": cfg.max_queue,
         "max_input_length": max_length,
         "max_batch_tokens": clf.batcher.batch_tokens,
@@ -298,11 +306,11 @@ def _info(cfg: ServeConfig, clf) -> dict:
         "sha": None,
         "docker_label": None,
         "bertfast": {
-            "task": kind["task"],
-            "pair": kind["pair"],
-            "activation": kind["activation"],
-            "thresholds": kind["thresholds"],
-            "reranker": kind["reranker"],
+            "task": spec["task"],
+            "pair": spec["pair"],
+            "activation": spec["activation"],
+            "thresholds": spec["thresholds"],
+            "reranker": spec["reranker"],
             "labels": labels,
             "variant": clf.variant,
             "device": clf.device,

@@ -1,11 +1,17 @@
 """Dynamic batching across requests: one thread feeds the model from a bounded queue.
 
-Requests append their texts to a queue (from the event loop, never waiting on the model); one
+Requests append their inputs to a queue (from the event loop, never waiting on the model); one
 batcher thread per model session takes everything queued, up to `max_batch_texts`, waiting at
 most `max_wait_s` after the oldest request arrived for more to come, and makes ONE model call.
 The Classifier then sorts those texts by length and cuts token-budget batches itself, so a
 server full of one-text requests computes like an offline run over large batches. Results go
 back to each request's asyncio future with `loop.call_soon_threadsafe`, in its own order.
+
+Inputs are what the export classifies: strings, or `(text, text_pair)` tuples for a pair export
+(`clf.pair`). One export takes one kind, so every queued request holds the same kind and any of
+them can share a call: `/predict` pairs and `/rerank`'s (query, document) pairs batch together.
+"Texts" below counts inputs (a pair is one). The batcher returns logits; each route turns them
+into its task's scores.
 
 Why one thread: ONNX Runtime already spreads one call over every intra-op thread; two callers
 would only split those threads and make smaller batches. Under load the queue fills while a
@@ -23,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import BertfastError
+
 log = logging.getLogger(__name__)
 
 
@@ -34,11 +42,17 @@ class ShuttingDown(Exception):
     """The server is draining its queue before exiting (answered 503)."""
 
 
+class InputRejected(Exception):
+    """One request's inputs cannot be encoded (answered 422 with the reason): e.g. a pair whose
+    first text leaves no room for the second under `pair_truncation="only_second"`. Only that
+    request fails; the others queued with it are classified as usual."""
+
+
 @dataclass(eq=False)
 class Work:
-    """One request's texts waiting for the model; `future` gets logits [n, n_labels]."""
+    """One request's inputs (texts or pairs) waiting for the model; `future` gets logits [n, n_labels]."""
 
-    texts: list[str]
+    texts: list
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.perf_counter)
@@ -80,8 +94,9 @@ class DynamicBatcher:
         """True while the thread runs and the server accepts work."""
         return self._thread.is_alive() and not self._closing
 
-    def submit(self, texts: list[str]) -> Work:
-        """Queue `texts` (call from the event loop); await `work.future` for their logits.
+    def submit(self, texts: list) -> Work:
+        """Queue `texts` (strings, or `(text, text_pair)` tuples for a pair export; call from the
+        event loop); await `work.future` for their logits.
 
         Raises:
             QueueFull: the queue cannot take `len(texts)` more texts.
@@ -151,10 +166,17 @@ class DynamicBatcher:
         texts = [t for w in batch for t in w.texts]
         t0 = time.perf_counter()
         try:
-            enc = self.clf.encode(texts)
+            try:
+                enc = self.clf.encode(texts)
+            except Exception as e:  # an input no request's check could see: fail only its request
+                batch = self._without_bad_inputs(batch, e)
+                if not batch:
+                    return
+                texts = [t for w in batch for t in w.texts]
+                enc = self.clf.encode(texts)
             logits = np.asarray(self.clf.logits_from_encoded(enc), dtype=np.float32)
         except Exception as e:  # a failed call fails its requests, never the thread
-            log.exception("model call on %d texts failed", len(texts))
+            log.exception("model call on %d inputs failed", len(texts))
             for w in batch:
                 _resolve(w, error=e)
             return
@@ -166,6 +188,25 @@ class DynamicBatcher:
         if self.metrics is not None:
             self.metrics.observe_batch(len(texts), len(batch), int(enc.padded_tokens), seconds,
                                        [t0 - w.enqueued for w in batch])
+
+    def _without_bad_inputs(self, batch: list[Work], error: Exception) -> list[Work]:
+        """After encoding a whole call failed with `error`: encode each request alone, fail those
+        that fail (a `BertfastError` there is the input's fault: `InputRejected`, 422), and return
+        the others. When none fails alone, all fail with `error`."""
+        if len(batch) == 1:
+            bad = {batch[0]: error}
+        else:
+            bad = {}
+            for w in batch:
+                try:
+                    self.clf.encode(w.texts)
+                except Exception as e:
+                    bad[w] = e
+            if not bad:
+                bad = dict.fromkeys(batch, error)
+        for w, e in bad.items():
+            _resolve(w, error=InputRejected(str(e)) if isinstance(e, BertfastError) else e)
+        return [w for w in batch if w not in bad]
 
     def _gauge(self) -> None:
         if self.metrics is not None:

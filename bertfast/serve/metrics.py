@@ -20,12 +20,16 @@ _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 class ServeMetrics:
     """The server's counters, gauges and histograms, plus plain counters tests can read.
 
+    Args:
+        routes: the POST routes (`/predict`, `/rerank`, ...) whose `bertfast_request_seconds`
+            series are created up front, so dashboards see them before the first request.
+
     Attributes:
         batches: model calls made.
         max_batch_texts: the most texts one model call has held (proof of cross-request batching).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, routes: tuple[str, ...] = ()) -> None:
         pc = require("prometheus_client", "serve", "prometheus-client")
         self._pc = pc
         r = self.registry = pc.CollectorRegistry()
@@ -46,9 +50,12 @@ class ServeMetrics:
                                           buckets=_SECONDS, registry=r)
         self.latency = pc.Histogram("bertfast_request_seconds", "Request latency (body read to response)",
                                     ["route"], buckets=_SECONDS, registry=r)
-        self.texts = pc.Counter("bertfast_texts", "Texts classified", registry=r)
+        self.texts = pc.Counter("bertfast_texts", "Inputs classified (texts, or text pairs of a pair export; "
+                                "/rerank: one per document)", registry=r)
         self.batches = 0
         self.max_batch_texts = 0
+        for route in routes:  # every route's latency series exists (at 0) before its first request
+            self.latency.labels(route)
 
     def observe_batch(self, texts: int, requests: int, padded_tokens: int, seconds: float, waits: list[float]) -> None:
         """Record one model call (called by the batcher thread only)."""

