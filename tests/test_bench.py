@@ -343,7 +343,8 @@ def test_a_backend_failing_mid_run_is_reported_and_others_go_on(tiny_model, tmp_
     data.write_text("".join(json.dumps({"text": t, "label": lb}) + "\n" for t, lb in make_texts(12)))
     monkeypatch.setattr(
         "bertfast.bench.harness.load_data",
-        lambda cfg, target: ([json.loads(x)["text"] for x in data.read_text().splitlines()], None, str(data)),
+        lambda cfg, target, warnings=None: ([json.loads(x)["text"] for x in data.read_text().splitlines()], None,
+                                            str(data)),
     )
     report = run_benchmark(_quick(tiny_model, None, backends="torch,flaky", latency_texts=0))
     flaky = report.backend("flaky")

@@ -35,7 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="texts to replay: a CSV/TSV/JSONL/Parquet/TXT file or a built-in dataset "
                              "(bbc-news, bbc-news-headlines); default: the export's eval.jsonl, else bbc-news")
     parser.add_argument("--text-column", default="text", help="text column of --data")
-    parser.add_argument("--label-column", default="label", help="label column of --data (for accuracy)")
+    parser.add_argument("--label-column", default="label",
+                        help="label column of --data (for the task's quality metric: accuracy, micro-F1, Pearson)")
+    parser.add_argument("--text-pair-column", metavar="COL", default=None,
+                        help="text-pair exports: the column of --data holding the second text of each pair "
+                             "(not needed for the export's own eval.jsonl, whose column is text_pair)")
+    parser.add_argument("--label-separator", metavar="SEP", default=None,
+                        help="multi-label --data in CSV/TSV: the string joining a row's labels (e.g. '|')")
     parser.add_argument("--model-dir", default=None,
                         help="PyTorch model folder for the torch/optimum backends (default: from the export manifest)")
     parser.add_argument("--max-length", type=int, default=None,
@@ -79,7 +85,8 @@ def main(args: argparse.Namespace) -> int:
     """`bertfast bench`: build the config from the flags, run, print the Markdown report."""
     cfg = BenchConfig(
         target=args.target, model_dir=args.model_dir, data=args.data, text_column=args.text_column,
-        label_column=args.label_column, max_length=args.max_length, batch_sizes=args.batch_sizes,
+        label_column=args.label_column, text_pair_column=args.text_pair_column,
+        label_separator=args.label_separator, max_length=args.max_length, batch_sizes=args.batch_sizes,
         backends=args.backends, threads=args.threads, device=args.device,
         out=args.out or default_out(args.target, args.max_length), force=args.force,
         preset="quick" if args.quick else "default", min_runs=args.min_runs, min_seconds=args.min_seconds,

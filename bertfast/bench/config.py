@@ -57,7 +57,12 @@ class BenchConfig:
         data: texts to replay: anything `bertfast predict` accepts or a built-in dataset name.
             Default: the export's `eval.jsonl` (its held-out split), else `bbc-news`.
         text_column: text column of `data`.
-        label_column: label column of `data` (for accuracy; optional in the data).
+        label_column: label column of `data` (for the task's quality metric; optional in the data).
+        text_pair_column: column of `data` holding the second text of each pair; required for an
+            export of a text-pair model benchmarked on other data than its own `eval.jsonl`
+            (which holds `text_pair`), refused for a single-text export.
+        label_separator: multi-label data in CSV/TSV: the string joining a row's labels
+            ("sport|politics"); JSONL/Parquet rows hold lists and need none.
         max_length: tokens per text (default: the export's max length, else 128).
         batch_sizes: batch sizes for the throughput measurements ("1,8,32").
         backends: comma list or "all": torch-seed, torch, torch-int8, optimum, optimum-int8,
@@ -87,6 +92,8 @@ class BenchConfig:
     data: str | None = None
     text_column: str = "text"
     label_column: str = "label"
+    text_pair_column: str | None = None
+    label_separator: str | None = None
     max_length: int | None = None
     batch_sizes: tuple[int, ...] | str = (1, 8, 32)
     backends: tuple[str, ...] | str = "all"
@@ -136,6 +143,9 @@ class BenchConfig:
                     f"--backends: unknown backend {n!r}; valid: all, {', '.join(valid)}, bertfast:<variant>."
                 )
         self.backends = tuple(dict.fromkeys(names))
+        for flag, value in (("--text-pair-column", self.text_pair_column), ("--label-separator", self.label_separator)):
+            if value is not None and (not isinstance(value, str) or not value or any(c in value for c in "\r\n")):
+                raise BertfastError(f"{flag} must be a non-empty string without line breaks; got {value!r}.")
         # Every number checked, naming its flag: NaN or inf seconds would time forever (or
         # never), and `int("abc")` would be a traceback.
         check_int("--max-length", self.max_length, 8, optional=True)

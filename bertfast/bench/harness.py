@@ -1,13 +1,15 @@
 """`run_benchmark(cfg) -> Report`: every backend on the same texts, same threads, interleaved.
 
 Order of work:
-1. resolve TARGET (export folder or model folder), the data, the max length, the device (`target`);
+1. resolve TARGET (export folder or model folder, its task and whether it takes text pairs), the
+   data (texts or `(text, text_pair)` tuples), the max length, the device (`target`);
 2. record the environment and measure the peak matmul rates (roofline);
 3. load each backend (load time and RSS delta recorded; a failure is recorded, not fatal);
 4. per batch size: warm-up (with an RSS sampler), end-to-end throughput rounds, then
    model-only rounds, every round rotating the backend order;
 5. batch-1 latency, text by text, rotating the backend order per text;
-6. quality vs `torch` (label agreement, probability difference) and accuracy vs labels (`quality`);
+6. quality vs `torch` in the task's terms (agreement, score difference) and the task's metric
+   vs labels (`quality`: accuracy, micro-F1 or Pearson);
 7. write results.json / results.md / plot.png (`report`), every path as `paths.display_path` shows it.
 """
 
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import tasks as _tasks
 from ..errors import BertfastError
 from ..hardware import cpu_flags
 from ..runtime.providers import PROVIDERS
@@ -67,12 +70,14 @@ def run_benchmark(cfg: BenchConfig) -> Report:
     L = int(target.max_length)
     if L > target.model_max_length:
         raise BertfastError(f"--max-length {L} exceeds the model's limit of {target.model_max_length} tokens.")
-    texts, labels, source = load_data(cfg, target)
+    warnings: list[str] = []
+    texts, labels, source = load_data(cfg, target, warnings)  # texts: str, or (text, text_pair) tuples
     rng = random.Random(cfg.seed)
     sample_idx = _sample(len(texts), int(cfg.max_texts), rng)
     lat_idx = _sample(len(texts), int(cfg.latency_texts), rng)
     sample = [texts[i] for i in sample_idx]
     lat_texts = [texts[i] for i in lat_idx]
+    pair = bool(texts) and isinstance(texts[0], (tuple, list))
 
     from ..errors import require
 
@@ -88,7 +93,6 @@ def run_benchmark(cfg: BenchConfig) -> Report:
 
     env = environment(cfg.threads)
     env["device"] = device
-    warnings: list[str] = []
     load1 = (env.get("loadavg_start") or [0])[0]
     if load1 >= 0.5 * env["usable_cpus"]:
         warnings.append(
@@ -119,6 +123,11 @@ def run_benchmark(cfg: BenchConfig) -> Report:
         "model": shape.__dict__ if shape else None,
         "flops_per_text_mean": sample_flops / len(sample) if sample_flops else None,
         "flops_per_text_at_max_length": None,
+        "task": target.task,
+        "pair": pair,
+        "metric": _tasks.get(target.task).primary,
+        "activation": target.activation,
+        "thresholds": target.thresholds,
         "labels_known": labels is not None,
         "default_variant": None,
         "note": cfg.note,
@@ -143,6 +152,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
         cache_dir=Path(cfg.cache_dir or Path.home() / ".cache" / "bertfast" / "bench"),
         optimum_per_channel=cfg.optimum_per_channel, cpu_flags=cpu_flags(),
         variants=target.manifest.variants if target.manifest is not None else {},
+        pair=pair,
     )
     names = expand_names(cfg.backends, ctx.variants, device,
                          target.manifest.default if target.manifest is not None else None)
@@ -190,7 +200,8 @@ def run_benchmark(cfg: BenchConfig) -> Report:
         except Exception:  # pragma: no cover
             pass
 
-    quality(results, outputs, sample_idx, labels, target.id2label, warnings)
+    quality(results, outputs, sample_idx, labels, target.id2label, warnings, task=target.task,
+            activation=target.activation, thresholds=target.thresholds)
     noisy = [
         f"{name}@{B} ({100 * t['time']['cv']:.0f}%)"
         for name, r in results.items() for B, t in r["throughput"].items()
@@ -312,7 +323,7 @@ def _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, flops, p
 
 
 def _measure_latency(cfg, live, results, lat_texts, fail) -> None:
-    """Batch-1 latency: one text per call, in blocks, rotating the backend order per block.
+    """Batch-1 latency: one input (text or pair) per call, in blocks, rotating the backend order per block.
 
     The sample is cut into `min_runs` blocks; in each round every backend times one block,
     after one untimed call that absorbs the switch from the previous backend (thread pools

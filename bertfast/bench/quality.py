@@ -1,48 +1,89 @@
-"""How closely each backend's answers follow the reference (`torch`), and accuracy against labels.
+"""How closely each backend's answers follow the reference (`torch`), and the task's quality metric.
 
-Computed on the throughput sample at the largest batch size, outside every timing.
+Computed on the throughput sample at the largest batch size, outside every timing, in the
+terms of the target's task (`bertfast.tasks`):
+
+- scores: a backend reporting logits gets the target's activation (softmax, sigmoid per label,
+  identity for a score), the one the export's runtime applies, so every backend is compared on
+  the same scale; a backend reporting "probs" (bertfast's `Classifier`) already applied it.
+- the metric against the data's labels: `tasks.evaluate` (single_label accuracy + macro-F1;
+  multi_label micro/macro-F1 and exact match at the export's thresholds, 0.5 each by default;
+  regression Pearson, Spearman, MAE); the task's primary metric is the report's column.
+- agreement with the reference: `tasks.agreement` (same top label; same label set; score within
+  5% of the reference's range) and the largest / mean score difference.
+
+Ranking metrics (MRR, NDCG@10 over queries) are not computed here: the throughput sample is a
+random subset of the rows, which would cut queries' candidate lists.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import agreement, softmax
+from .. import tasks as _tasks
 
 REFERENCES = ("torch", "torch-seed")  # first one measured is the reference
 
 
+def truth(task: str, labels: list, id2label: dict[int, str]) -> tuple[np.ndarray | None, str | None]:
+    """The data's labels as `tasks.evaluate` takes them, the way the export's validation does:
+    class ids (single_label), a 0/1 matrix over the model's labels (multi_label), floats
+    (regression). Returns (y, None), or (None, why) when the labels are not the model's.
+    """
+    if task == "regression":
+        return np.asarray(labels, dtype=np.float64), None
+    label2id = {v: k for k, v in id2label.items()}
+    seen = [lb for ys in labels for lb in ys] if task == "multi_label" else list(labels)
+    missing = sorted({str(lb) for lb in seen if lb not in label2id})
+    if missing:
+        return None, f"data labels {missing[:5]} are not the model's labels ({', '.join(map(str, label2id))})"
+    if task == "multi_label":
+        y = np.zeros((len(labels), len(id2label)), dtype=np.int8)
+        for i, ys in enumerate(labels):
+            y[i, [label2id[lb] for lb in ys]] = 1
+        return y, None
+    return np.array([label2id[lb] for lb in labels]), None
+
+
 def quality(results: dict[str, dict], outputs: dict[str, np.ndarray], sample_idx: list[int],
-            labels: list[str] | None, id2label: dict[int, str], warnings: list[str]) -> None:
+            labels: list | None, id2label: dict[int, str], warnings: list[str], task: str = "single_label",
+            activation: str | None = None, thresholds: list[float] | None = None) -> None:
     """Add a `quality` entry to each backend in `results` that produced `outputs`.
 
     Args:
         results: backend name -> result entry (its `outputs` says "logits" or "probs").
-        outputs: backend name -> [n, labels] scores on the sample.
+        outputs: backend name -> [n, outputs] logits or scores on the sample.
         sample_idx: the sample's indices into `labels`.
-        labels: the data's labels (strings), or None.
-        id2label: the model's labels; accuracy is reported only when the data's labels are among them.
+        labels: the data's labels as `bertfast.labels.coerce` reads them for `task` (class names,
+            label lists, floats), or None.
+        id2label: the model's labels; the metric is reported only when the data's labels are among them.
         warnings: the report's warnings, appended to.
+        task: the target's task name.
+        activation: logits -> scores (default: the task's own).
+        thresholds: multi_label decision thresholds (None: 0.5 each).
+
+    Each entry: `n`, `reference`, `metric` (the task's primary metric's name), the task's
+    metrics (e.g. `accuracy` and `macro_f1`), `<metric>_delta_points` (100 x difference from
+    the reference) and the agreement figures.
     """
+    t = _tasks.get(task)
+    activation = activation or t.activation
     ref_name = next((n for n in REFERENCES if n in outputs), None)
-    probs = {name: out if results[name].get("outputs") == "probs" else softmax(out)
-             for name, out in outputs.items()}
+    scores = {name: out if results[name].get("outputs") == "probs" else _tasks.activate(out, activation)
+              for name, out in outputs.items()}
     y = None
-    if labels is not None and id2label:
-        label2id = {v: k for k, v in id2label.items()}
-        sample_labels = [labels[i] for i in sample_idx]
-        missing = sorted({lb for lb in sample_labels if lb not in label2id})
-        if missing:
-            warnings.append(f"data labels {missing[:5]} are not the model's labels; accuracy not reported.")
-        else:
-            y = np.array([label2id[lb] for lb in sample_labels])
-    for name, p in probs.items():
-        q: dict = {"n": int(p.shape[0]), "reference": ref_name}
+    if labels is not None and (id2label or task == "regression"):
+        y, why = truth(task, [labels[i] for i in sample_idx], id2label)
+        if why:
+            warnings.append(f"{why}; {t.primary} not reported.")
+    metric = t.primary
+    ref_metrics = _tasks.evaluate(t, scores[ref_name], y, thresholds) if ref_name is not None and y is not None else {}
+    for name, p in scores.items():
+        q: dict = {"n": int(p.shape[0]), "reference": ref_name, "metric": metric}
         if y is not None:
-            q["accuracy"] = float((p.argmax(axis=1) == y).mean())
+            q.update(_tasks.evaluate(t, p, y, thresholds))
         if ref_name is not None:
-            ref = probs[ref_name]
-            q.update(agreement(p, ref))
-            if y is not None:
-                q["accuracy_delta_points"] = 100 * (q["accuracy"] - float((ref.argmax(axis=1) == y).mean()))
+            q.update(_tasks.agreement(t, p, scores[ref_name], thresholds))
+            if metric in ref_metrics and metric in q:
+                q[f"{metric}_delta_points"] = 100 * (q[metric] - ref_metrics[metric])
         results[name]["quality"] = q

@@ -50,6 +50,13 @@ def default_bertfast(d: dict) -> dict | None:
     return max(ok, key=lambda b: _seq(b, bs) or 0, default=None)
 
 
+def _agreement(task: str) -> str:
+    """What "label agreement" counts for `task` (`bertfast.tasks.agreement`)."""
+    from ..tasks import TASKS
+
+    return (TASKS.get(task) or TASKS["single_label"]).agreement
+
+
 def render_markdown(d: dict) -> str:
     """The Markdown report: throughput table with ratios, latency/quality table, peaks, warnings."""
     w, env, bs_list = d["workload"], d["environment"], [int(x) for x in d["config"]["batch_sizes"]]
@@ -61,12 +68,17 @@ def render_markdown(d: dict) -> str:
         "",
         f"- model: `{w.get('model_dir') or w.get('export_dir')}` ({model.get('layers', '?')} layers, hidden "
         f"{model.get('hidden', '?')}); export: `{w.get('export_dir')}`",
-        f"- data: `{w['data']}`: {w['n_texts']} texts replayed in their order (mean {w['tokens']['mean']:.0f}, "
+        f"- data: `{w['data']}`: {w['n_texts']} {'pairs' if w.get('pair') else 'texts'} replayed in their order (mean {w['tokens']['mean']:.0f}, "
         f"median {w['tokens']['median']:.0f}, max {w['tokens']['max']} tokens; "
         f"{100 * w['tokens']['truncated_share']:.0f}% truncated at max length {w['max_length']})",
         f"- machine: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['usable_cpus']} usable CPUs, "
         f"device {w['device']}, threads: {d['config']['threads']} for every backend; {d['created']}",
     ]
+    task = w.get("task") or "single_label"  # results written before tasks: single-label classifiers
+    metric = w.get("metric") or "accuracy"
+    if "task" in w:
+        lines.append(f"- task: {task}{' on text pairs' if w.get('pair') else ''} (scores: "
+                     f"{w.get('activation') or 'softmax'}; quality metric: {metric})")
     if w.get("flops_per_text_mean"):
         lines.append(
             f"- work: {w['flops_per_text_mean'] / 1e9:.2f} GFLOP per text on average "
@@ -97,18 +109,22 @@ def render_markdown(d: dict) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
-        "Batch-1 latency (one text per call, tokenization included) and agreement with `torch` on the same texts.",
+        f"Batch-1 latency (one {'pair' if w.get('pair') else 'text'} per call, tokenization included) and agreement "
+        f"with `torch` on the same {'inputs (label agreement: ' + _agreement(task) + ')' if 'task' in w else 'texts'}.",
         "",
-        "| backend | p50 ms | p90 ms | p99 ms | label agreement | accuracy | max prob diff | load s | load RSS MiB | run peak +MiB |",
+        f"| backend | p50 ms | p90 ms | p99 ms | label agreement | {metric} | max {'score' if task == 'regression' else 'prob'} "
+        "diff | load s | load RSS MiB | run peak +MiB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for b in _ok(d):
         lat, q, m = b.get("latency_ms") or {}, b.get("quality") or {}, b.get("memory") or {}
         agree = q.get("label_agreement")
-        acc = q.get("accuracy")
+        value = q.get(metric)
+        # correlations are shown as such (0.912); accuracy and F1 as percentages
+        shown = "–" if value is None else _fmt(value, 3) if metric in ("pearson", "spearman") else _fmt(100 * value, 2, "%")
         lines.append(
             f"| `{b['name']}` | {_fmt(lat.get('p50'), 2)} | {_fmt(lat.get('p90'), 2)} | {_fmt(lat.get('p99'), 2)} | "
-            f"{_fmt(100 * agree, 2, '%') if agree is not None else '–'} | {_fmt(100 * acc, 2, '%') if acc is not None else '–'} | "
+            f"{_fmt(100 * agree, 2, '%') if agree is not None else '–'} | {shown} | "
             f"{_fmt(q.get('max_abs_prob_diff'), 4)} | {_fmt(b.get('load_s'), 1)} | {_fmt(m.get('load_rss_mb'), 0)} | "
             f"{_fmt(m.get('run_peak_extra_mb'), 0)} |"
         )

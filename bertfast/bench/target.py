@@ -1,14 +1,21 @@
-"""What a benchmark runs on: TARGET (export or model folder), the texts to replay, the device."""
+"""What a benchmark runs on: TARGET (export or model folder), the inputs to replay, the device.
+
+Inputs are texts, or `(text, text_pair)` tuples for a text-pair model: an export says which in
+its manifest (`task.pair`); a model folder is benchmarked on pairs when `--text-pair-column`
+is given (or the data is a built-in pair set).
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from ..errors import BertfastError, DataError, ProviderError
+from .backends.base import split_inputs
 from .config import BenchConfig
 from .paths import display_path
 from .roofline import ModelShape
@@ -25,6 +32,11 @@ class Target:
     max_length: int
     model_max_length: int
     shape: ModelShape | None
+    task: str = "single_label"  # bertfast.tasks name
+    pair: bool | None = False  # None: a model folder, which does not say (the data decides)
+    activation: str = "softmax"  # logits -> scores, as the export (or the model's config) says
+    thresholds: list[float] | None = None  # multi_label decision thresholds (None: 0.5 each)
+    task_declared: bool = True  # False: a model folder whose config names no task
 
 
 def resolve_target(cfg: BenchConfig, model_dir: str | Path | None = None) -> Target:
@@ -42,35 +54,123 @@ def resolve_target(cfg: BenchConfig, model_dir: str | Path | None = None) -> Tar
                 mdir = t / mdir  # a relative path may be relative to the export
         cfg_path = next((p / "config.json" for p in (mdir, t) if p is not None and (p / "config.json").is_file()), None)
         shape = ModelShape.from_config(cfg_path) if cfg_path else None
-        return Target(t, mdir, m, m.id2label, cfg.max_length or m.max_length, m.model_max_length, shape)
+        return Target(t, mdir, m, m.id2label, cfg.max_length or m.max_length, m.model_max_length, shape,
+                      task=m.task_name, pair=m.pair, activation=m.activation, thresholds=m.thresholds)
     if (t / "config.json").is_file():
+        from .. import tasks
         from ..families import family_of
 
         conf = json.loads((t / "config.json").read_text())
         id2label = {int(k): str(v) for k, v in (conf.get("id2label") or {}).items()}
         mml = family_of(conf).position_limit(conf)  # RoBERTa-style families reserve positions
-        return Target(None, t, None, id2label, cfg.max_length or min(128, mml), mml, ModelShape.from_config(conf))
+        view = SimpleNamespace(**conf)
+        declared = tasks.task_of_config(view)
+        task = declared or tasks.TASKS["single_label"]
+        return Target(None, t, None, id2label, cfg.max_length or min(128, mml), mml, ModelShape.from_config(conf),
+                      task=task.name, pair=None, activation=tasks.score_activation(view, task),
+                      task_declared=declared is not None)
     raise BertfastError(
         f"TARGET {display_path(t)} is neither an export folder (bertfast.json) nor a model folder (config.json)."
     )
 
 
-def load_data(cfg: BenchConfig, target: Target) -> tuple[list[str], list[str] | None, str]:
-    """The texts (and labels, when known) to replay, and the source as reports show it.
+def load_data(cfg: BenchConfig, target: Target, warnings: list[str] | None = None) -> tuple[list, list | None, str]:
+    """The inputs (texts, or `(text, text_pair)` tuples) and labels to replay, and the source as
+    reports show it.
 
-    Default: the export's held-out `eval.jsonl`, else the `bbc-news` test split.
+    Default: the export's held-out `eval.jsonl` (pairs in its `text_pair` column), else the
+    `bbc-news` test split; built-in datasets give their held-out test split. Labels are read
+    as the target's task (`bertfast.labels.coerce`: class names, label lists, floats); labels
+    that do not fit it are dropped with a warning (the speed numbers stand without them), and
+    a file without the label column gives labels None.
+
+    A model-folder TARGET learns here what its config does not say: `target.pair` (whether the
+    data holds pairs) and, for label lists, `target.task` = multi_label (sigmoid).
+
+    Raises:
+        BertfastError: a pair model on data without a pair column, single-text data for a pair
+            model or pairs for a single-text one (one line, naming --text-pair-column).
     """
-    from ..data import load_texts
+    from .. import tasks
+    from ..builtin_data import BUILTIN
+    from ..data import _MissingColumn, load_splits, read_labeled
+    from ..formats import format_of
+    from ..labels import coerce
 
+    warnings = [] if warnings is None else warnings
+    where = f"TARGET {display_path(target.export_dir or target.model_dir)}"
+    if target.pair is False and cfg.text_pair_column is not None:
+        raise BertfastError(
+            f"--text-pair-column is for exports of text-pair models, but {where} classifies single texts; "
+            "drop --text-pair-column."
+        )
+    if cfg.label_separator is not None and target.task_declared and target.task != "multi_label":
+        raise BertfastError(f"--label-separator splits labels into multi-label lists, but {where} is {target.task}; "
+                            "drop --label-separator.")
     eval_split = target.export_dir / "eval.jsonl" if target.export_dir is not None else None
     if cfg.data is None and eval_split is not None and eval_split.is_file():
         source, text_column, label_column = eval_split, "text", "label"
+        pair_column = "text_pair" if target.pair else None
     else:
         source, text_column, label_column = cfg.data or "bbc-news", cfg.text_column, cfg.label_column
-    texts, labels = load_texts(source, text_column=text_column, label_column=label_column)
-    if not texts:
-        raise DataError(f"--data {display_path(source)} holds no texts.")
-    return list(texts), (list(labels) if labels is not None else None), display_path(source)
+        pair_column = cfg.text_pair_column
+    shown, s = display_path(source), str(source)
+    task = target.task if target.task_declared else None  # None: the labels decide (model folder)
+    labels, why = None, None
+    if s in BUILTIN:
+        if pair_column is not None:
+            raise BertfastError(f"--text-pair-column does not apply to the built-in dataset {s}; drop it.")
+        d = load_splits(s).test  # its held-out rows, never the training ones
+        labels = d.labels
+        if task is not None and d.task != task:  # e.g. 0/1 pair labels for a regression model: 0.0/1.0
+            try:
+                labels = coerce(d.labels, s, task)[1]
+            except DataError as e:
+                labels, why = None, str(e)
+    else:
+        if format_of(s) == "txt" and pair_column is not None:
+            raise BertfastError(f"--data {shown}: a .txt file holds single texts (one per line); text pairs "
+                                "need a CSV/TSV/JSONL/Parquet file with --text-pair-column.")
+
+        def read(with_labels: bool):
+            return read_labeled(source, text_column, label_column if with_labels else None, split="test",
+                                text_pair_column=pair_column, label_separator=cfg.label_separator,
+                                task=task if with_labels else None)
+
+        d = None
+        if format_of(s) != "txt":  # a .txt file is one text per line, never labeled
+            try:
+                d = read(True)
+                labels = d.labels
+            except _MissingColumn as e:  # no label column: speed without quality
+                if not label_column or e.column != label_column:
+                    raise
+            except DataError as e:  # labels of another kind than the task's; a text error recurs below
+                why = str(e)
+        if d is None:
+            d = read(False)
+    pairs = d.pairs is not None
+    if target.pair and not pairs:
+        raise BertfastError(
+            f"{where} classifies text pairs, but --data {shown} holds single texts; pass --text-pair-column COLUMN "
+            "(the column holding the second text of each pair)."
+        )
+    if target.pair is False and pairs:
+        raise BertfastError(f"--data {shown} holds text pairs, but {where} classifies single texts; "
+                            "use single-text data.")
+    if not len(d):
+        raise DataError(f"--data {shown} holds no texts.")
+    if target.pair is None:
+        target.pair = pairs
+    if labels is not None and task is None and d.task != target.task:
+        if d.task == "multi_label":  # label lists for a model whose config names no task: sigmoid per label
+            target.task, target.activation = "multi_label", "sigmoid"
+        else:
+            labels, why = None, f"the labels are {d.task} scores, the model a {target.task} classifier"
+    if why is not None:
+        metric = tasks.get(target.task).primary
+        warnings.append(f"labels of --data {shown} do not fit the {target.task} task ({why}); {metric} not reported.")
+    return list(d.inputs()), labels, shown
 
 
 def resolve_device(device: str) -> str:
@@ -100,17 +200,20 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def token_counts(target: Target, texts: list[str], max_length: int) -> np.ndarray:
-    """Real tokens per text after truncation, [CLS]/[SEP] included."""
+def token_counts(target: Target, inputs: list, max_length: int) -> np.ndarray:
+    """Real tokens per input after truncation, [CLS]/[SEP] included (both texts of a pair,
+    truncated longest-first as `tokenizer(a, b, truncation=True)` and the runtime do)."""
     if target.model_dir is not None and (target.model_dir / "config.json").is_file():
         from ..errors import require
 
         tok = require("transformers", "train").AutoTokenizer.from_pretrained(target.model_dir, use_fast=True)
-        ids = tok(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        a, b = split_inputs(inputs)
+        ids = tok(a, b, truncation=True, max_length=max_length)["input_ids"]
         return np.array([len(x) for x in ids])
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(target.manifest.tokenizer_file))
     tok.enable_truncation(max_length)
     tok.no_padding()
-    return np.array([len(e.ids) for e in tok.encode_batch(list(texts))])
+    return np.array([len(e.ids) for e in tok.encode_batch([tuple(x) if isinstance(x, (tuple, list)) else x
+                                                           for x in inputs])])

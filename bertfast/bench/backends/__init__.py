@@ -6,8 +6,10 @@ Every backend has `name`, `precision` ("fp32" | "int8" | "fp16"), `outputs` ("lo
 - `load()`: build/load the model (not timed as inference; its time and RSS are reported);
 - `prepare(batch_size)`: set the batch size for the next runs (bertfast reloads its
   `Classifier`, because its batch size is a load-time setting);
-- `run(texts) -> np.ndarray [n, labels]`: end to end, tokenization included, rows in the
-  order of `texts`;
+- `run(texts) -> np.ndarray [n, outputs]`: end to end, tokenization included, rows in the
+  order of `texts`; `texts` are strings, or `(text, text_pair)` tuples when `ctx.pair` (the
+  transformers peers tokenize them as `tokenizer(texts, text_pairs, ...)` via `ctx.tokenize`).
+  "logits" outputs get the task's activation in `bench.quality`;
 - `encode(texts)` + `run_encoded(enc)` (optional): tokenization done up front, so that
   `run_encoded` times the model alone (plus batching/padding bookkeeping);
 - `padding() -> float | None`: padded share of the positions the last `run` computed;

@@ -28,6 +28,13 @@ class BackendContext:
     optimum_per_channel: bool = False
     cpu_flags: frozenset[str] = field(default_factory=frozenset)
     variants: dict = field(default_factory=dict)  # manifest variants (bertfast backends)
+    pair: bool = False  # inputs are (text, text_pair) tuples
+
+    def tokenize(self, tok, inputs, **kwargs):
+        """`tok(texts, ...)`, or `tok(first texts, second texts, ...)` for pairs: the call a
+        transformers user writes, truncating to `max_length` (longest first for pairs)."""
+        a, b = split_inputs(inputs)
+        return tok(a, b, truncation=True, max_length=self.max_length, **kwargs)
 
     @property
     def provider(self) -> Provider:
@@ -47,6 +54,14 @@ class BackendContext:
                 f"{backend} needs the PyTorch model folder the export came from{where}; pass it with --model-dir."
             )
         return self.model_dir
+
+
+def split_inputs(inputs) -> tuple[list[str], list[str] | None]:
+    """(first texts, second texts or None) of a list of texts or of `(text, text_pair)` tuples."""
+    inputs = list(inputs)
+    if inputs and isinstance(inputs[0], (tuple, list)):
+        return [a for a, _ in inputs], [b for _, b in inputs]
+    return inputs, None
 
 
 def pad_rows(rows: list[list[int]], value: int) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""bertfast itself: each export variant through the public `Classifier`, as users load it."""
+"""bertfast itself: each export variant through the public `Classifier`, as users load it.
+
+Inputs go to the Classifier as they are: texts, or `(text, text_pair)` tuples for a pair export.
+Outputs are the Classifier's scores, with the export's activation already applied ("probs").
+"""
 
 from __future__ import annotations
 
@@ -47,10 +51,10 @@ class BertfastBackend:
         if batch_size != self.batch_size:
             self._load(batch_size)
 
-    def run(self, texts: list[str]) -> np.ndarray:
+    def run(self, texts: list) -> np.ndarray:
         return np.asarray(self.clf.predict_proba(list(texts)), dtype=np.float32)
 
-    def encode(self, texts: list[str]):
+    def encode(self, texts: list):
         return self.clf.encode(list(texts))
 
     def run_encoded(self, enc) -> np.ndarray:

@@ -14,6 +14,9 @@ class TorchBackend:
     its longest text by the tokenizer call, `torch.no_grad`.
     best: SDPA attention, texts tokenized once, sorted by length so each batch holds similar
     lengths (little padding), `torch.inference_mode`; `int8` adds `quantize_dynamic` on Linear.
+
+    Inputs are texts, or `(text, text_pair)` tuples tokenized as `tok(texts, text_pairs, ...)`.
+    Outputs are logits; the benchmark applies the task's activation (`bench.quality`).
     """
 
     outputs = "logits"
@@ -49,19 +52,19 @@ class TorchBackend:
     def prepare(self, batch_size: int) -> None:
         self.batch_size = batch_size
 
-    def encode(self, texts: list[str]) -> list[tuple[np.ndarray, dict]]:
+    def encode(self, texts: list) -> list[tuple[np.ndarray, dict]]:
         """Tokenize and batch per this backend's policy; returns (row indices, tensors) pairs."""
-        L, B, torch = self.ctx.max_length, self.batch_size, self.torch
+        B, torch = self.batch_size, self.torch
         batches = []
         real = padded = 0
         if self.style == "seed":
             for idx in chunks(np.arange(len(texts)), B):
-                enc = self.tok([texts[i] for i in idx], padding=True, truncation=True, max_length=L, return_tensors="pt")
+                enc = self.ctx.tokenize(self.tok, [texts[i] for i in idx], padding=True, return_tensors="pt")
                 real += int(enc["attention_mask"].sum())
                 padded += enc["input_ids"].numel()
                 batches.append((idx, {k: v.to(self.ctx.torch_device) for k, v in enc.items()}))
         else:
-            enc = self.tok(list(texts), truncation=True, max_length=L)
+            enc = self.ctx.tokenize(self.tok, texts)
             lengths = np.array([len(ids) for ids in enc["input_ids"]])
             order = np.argsort(-lengths, kind="stable")  # longest first: peak memory up front
             keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
@@ -87,7 +90,7 @@ class TorchBackend:
                 out[idx] = logits
         return out
 
-    def run(self, texts: list[str]) -> np.ndarray:
+    def run(self, texts: list) -> np.ndarray:
         return self.run_encoded(self.encode(texts))
 
     def padding(self) -> float | None:
