@@ -263,7 +263,8 @@ def test_options_object_or_old_keywords(export_dir, tmp_path):
     P.add_arguments(parser)
     flags = parser.format_help()
     for flag in ("--device", "--variant", "--threads", "--long-text", "--stride", "--aggregate", "--max-length",
-                 "--batch-tokens", "--max-batch-size", "--streams", "--no-allow-spinning"):
+                 "--batch-tokens", "--max-batch-size", "--streams", "--no-allow-spinning", "--text-pair-column",
+                 "--query-column", "--label-separator"):
         assert flag in flags
 
 

@@ -11,19 +11,28 @@ flags (`PredictionRun.pair_column`). Parquet needs pyarrow
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..errors import BertfastError
+from ..errors import BertfastError, DataError
 from ..formats import NAMES
 from .options import RuntimeOptions
-from .outputs import SEPARATOR, Predictions, check_separator, is_label_column, prediction_names, prediction_values
-from .readers import LINE_BREAKS, MAX_LINE_CHARS, Chunk, check_unique_columns, read_chunks
+from .outputs import (
+    SEPARATOR,
+    Predictions,
+    check_separator,
+    is_label_column,
+    prediction_names,
+    prediction_values,
+)
+from .readers import LINE_BREAKS, MAX_LINE_CHARS, Chunk, check_unique_columns, missing_column, read_chunks
 from .writers import WRITERS, check_labels, json_default
 
 __all__ = [
     "Chunk", "read_chunks", "WRITERS", "MAX_LINE_CHARS", "LINE_BREAKS", "check_labels", "check_unique_columns",
     "json_default", "check_io_flags", "PredictionRun", "require_int", "prediction_names", "prediction_values",
-    "is_label_column", "Predictions", "model_inputs",
+    "is_label_column", "Predictions", "model_inputs", "pair_spec", "read_inputs",
 ]
 
 
@@ -81,17 +90,61 @@ class PredictionRun:
         check_separator(self.label_separator)
 
     def pair_column(self) -> tuple[str | None, str | None, bool]:
-        """(column, its flag, query_first) for the other text of each pair; (None, None, False)
-        for single texts. query_first: that column's text goes first (`--query-column`)."""
-        if self.query_column is not None:
-            return self.query_column, "--query-column", True
-        if self.text_pair_column is not None:
-            return self.text_pair_column, "--text-pair-column", False
-        return None, None, False
+        """`pair_spec` of this run's flags."""
+        return pair_spec(self.text_pair_column, self.query_column)
 
     def separator(self, output_format: str) -> str | None:
         """What joins multi-label `labels` in `output_format` (None: a list, for JSONL/Parquet)."""
         return (self.label_separator or SEPARATOR) if output_format in ("csv", "tsv", "txt") else None
+
+
+def pair_spec(text_pair_column: str | None, query_column: str | None) -> tuple[str | None, str | None, bool]:
+    """(column, its flag, query_first) for the other text of each pair; (None, None, False) for
+    single texts. query_first: that column's text goes first (`--query-column`)."""
+    if query_column is not None:
+        return query_column, "--query-column", True
+    if text_pair_column is not None:
+        return text_pair_column, "--text-pair-column", False
+    return None, None, False
+
+
+def read_inputs(path: Path, fmt: str, text_column: str, chunk_size: int, pair_column: str | None = None,
+                pair_flag: str = "--text-pair-column") -> Iterator[Chunk]:
+    """`read_chunks`, plus for text pairs the other text of each row (`Chunk.pair_texts`).
+
+    Both columns of a pair must hold a string in every row; an error names the data row (1-based,
+    the header and blank lines not counted), its line (text formats), the column and its flag
+    (`--text-column`, or `pair_flag`). CSV/TSV cells are never null: an empty cell is an empty
+    text, as for single texts. TXT input (one text per line) has no second column.
+    """
+    if pair_column is None:
+        yield from read_chunks(path, fmt, text_column, chunk_size)
+        return
+    columns = ((text_column, "--text-column"), (pair_column, pair_flag))
+    done = 0
+    for chunk in read_chunks(path, fmt, None, chunk_size):  # the readers check no column: checked here
+        if fmt == "txt":
+            raise DataError(f"{chunk.src} is TXT, one text per line, so it has no {pair_column!r} column for "
+                            f"{pair_flag}; write the pairs as CSV, TSV, JSONL or Parquet with one column per text.")
+        found = []
+        for col, flag in columns:
+            if col not in chunk.columns:
+                raise missing_column(chunk.src, col, chunk.columns, flag)
+            values = chunk.column(col)
+            if set(map(type, values)) - {str}:  # one C-level pass; the scan only when something is wrong
+                i, v = next((i, v) for i, v in enumerate(values) if not isinstance(v, str))
+                kind = "null" if v is None else type(v).__name__
+                if chunk.kind == "dicts" and col not in chunk.rows[i]:
+                    kind = "missing"
+                at = f" ({chunk.where(i)})" if chunk.lines is not None else ""
+                raise DataError(
+                    f"{chunk.src} data row {done + i + 1}{at}: {col!r} ({flag}) is {kind}, not a string; every "
+                    "text pair needs both texts: fill it ('' for an empty text) or drop that row."
+                )
+            found.append(values)
+        chunk.texts, chunk.pair_texts = found
+        done += len(chunk)
+        yield chunk
 
 
 def model_inputs(texts: list[str], others: list[str] | None, query_first: bool) -> list:

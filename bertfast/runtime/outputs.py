@@ -51,6 +51,11 @@ def arrow_type(name: str, score_type, lists: bool = True):
     return pa.string() if is_label_column(name) else score_type
 
 
+def _task(model) -> str:
+    """The task name of a `Manifest` (`task_name`) or `Classifier` (`task.name`)."""
+    return getattr(model, "task_name", None) or model.task.name
+
+
 def _names(task: str, labels: list[str], top_k: int, all_scores: bool, txt: bool) -> list[str]:
     if task == "multi_label":
         return ["labels"] if txt else ["labels", *(f"score_{lab}" for lab in labels)]
@@ -137,7 +142,7 @@ class Predictions:
     def plan(cls, columns: list[str], model, *, top_k: int = 1, all_scores: bool = False,
              separator: str | None = None, txt: bool = False, src: str = "the input") -> Predictions:
         """For a `Classifier` or `Manifest` `model` (its task name, labels, thresholds)."""
-        task = model.task.name if hasattr(model.task, "name") else model.task_name
+        task = _task(model)
         labels = list(model.labels)
         names = prediction_names(columns, labels, top_k, all_scores, src=src, task=task, txt=txt)
         th = tuple(model.thresholds) if model.thresholds is not None else None
@@ -160,7 +165,7 @@ def check_task_flags(model, *, top_k: int = 1, pair_flag: str | None = None, sep
         separator: what multi-label `labels` are joined with in this output (None: lists); a
             label holding it is refused (the joined string could not be split again).
     """
-    task = model.task.name if hasattr(model.task, "name") else model.task_name
+    task = _task(model)
     if model.pair and pair_flag is None:
         raise BertfastError(
             f"{where} classifies text pairs; pass --text-pair-column COLUMN (the second text of each pair), "

@@ -2,10 +2,18 @@
 
 The input is streamed in chunks (`--chunk-size` rows), so memory stays bounded on millions of
 rows, and the next chunk is read and tokenized while the model runs on the current one. The
-output keeps every input column and adds `label` and `score` (plus `label_2`, `score_2`, ... with
-`--top-k`, and `prob_<label>` per class with `--all-scores`; if the input already has a column of
-that name, ours get a `pred_` prefix, and if it has that too, the run is refused). TXT input has
-one text per line (column `text`); TXT output has one `label<TAB>score` line per input row. The
+output keeps every input column and adds the export's task's prediction columns (`outputs.py`):
+single-label `label` and `score` (plus `label_2`, `score_2`, ... with `--top-k`, and
+`prob_<label>` per class with `--all-scores`), multi-label `labels` and `score_<label>` per label,
+regression `score`; if the input already has a column of that name, ours get a `pred_` prefix,
+and if it has that too, the run is refused. TXT input has one text per line (column `text`); TXT
+output has one line per input row (`label<TAB>score`, the joined labels, or the score).
+
+A pair export (cross-encoder, `task.pair` in its manifest) classifies two texts per row:
+`--text-pair-column COL` names the second (pairs are (--text-column, COL)), or, for reranking,
+`--query-column Q` names the first (pairs are (Q, --text-column)). One of the two is required
+for a pair export and refused for a single-text one; a row missing either text is an error
+naming its data row and column. The
 output is written to a temporary file and renamed at the end: an interrupted or failed run (a
 malformed row found mid-file included) never leaves a file under the final name. Reading and
 writing live in `runtime/readers.py` and `runtime/writers.py` (what each refuses is listed
@@ -30,14 +38,15 @@ from .io import (
     WRITERS,
     Chunk,
     PredictionRun,
+    Predictions,
     check_io_flags,
     check_labels,
-    prediction_names,
-    prediction_values,
-    read_chunks,
+    model_inputs,
+    read_inputs,
 )
 from .options import RuntimeOptions, option_keywords
 from .options import add_arguments as add_option_arguments
+from .outputs import check_task_flags
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +70,11 @@ class PredictConfig(PredictionRun):
             `--long-text`, ...). Their keywords are accepted here too:
             `PredictConfig(export, input, output, device="cpu", threads=2)`.
         chunk_size: rows read, classified and written at a time (bounds memory).
-        top_k: labels per row, best first.
-        all_scores: also write one `prob_<label>` column per class.
+        top_k: labels per row, best first (single-label exports).
+        all_scores: also write one `prob_<label>` column per class (single-label exports).
+        text_pair_column, query_column: the other text of each row's pair (pair exports; see
+            `PredictionRun`).
+        label_separator: joins multi-label `labels` in CSV/TSV/TXT output (default `|`).
         force: replace an existing output file.
         progress: show a progress bar with rows/s on stderr.
     """
@@ -77,6 +89,7 @@ class PredictConfig(PredictionRun):
     def __post_init__(self):
         self.export, self.input, self.output = Path(self.export), Path(self.input), Path(self.output)
         check_io_flags(self.input_format, self.output_format, self.chunk_size, self.top_k)
+        self.check_pair_flags(self.text_column)
         if not isinstance(self.options, RuntimeOptions):
             raise BertfastError(f"options must be a RuntimeOptions; got {type(self.options).__name__}.")
         if not self.input.is_file():
@@ -108,32 +121,31 @@ def predict(cfg: PredictConfig) -> Path:
             a column the predictions would overwrite: the message names the line or row and
             field), unusable export or device. Nothing is left under `cfg.output`.
     """
+    from tqdm import tqdm
+
+    from ..manifest import load_manifest
+    from ..utils import atomic_file
     from .classifier import Classifier
 
-    chunks = read_chunks(cfg.input, cfg.input_format, cfg.text_column, cfg.chunk_size)
+    # The export's task decides which flags and columns apply: checked before any row is read.
+    manifest = load_manifest(cfg.export)
+    pair_column, pair_flag, query_first = cfg.pair_column()
+    separator = cfg.separator(cfg.output_format)
+    check_task_flags(manifest, top_k=cfg.top_k, pair_flag=pair_flag, separator=separator, where=f"export {cfg.export}")
+    check_labels(cfg.output_format, manifest.labels)
+    chunks = read_inputs(cfg.input, cfg.input_format, cfg.text_column, cfg.chunk_size, pair_column,
+                         pair_flag or "--text-pair-column")
     first = next(chunks)  # fail on an empty file or a missing column before loading the model
+    preds = Predictions.plan(first.columns, manifest, top_k=cfg.top_k, all_scores=cfg.all_scores,
+                             separator=separator, txt=cfg.output_format == "txt", src=first.src)
     clf = Classifier.load(cfg.export, options=cfg.options)
-    try:
-        if cfg.top_k > len(clf.labels):
-            raise BertfastError(
-                f"--top-k {cfg.top_k} is more than the model's {len(clf.labels)} labels ({', '.join(clf.labels)})."
-            )
-        check_labels(cfg.output_format, clf.labels)
-        names = prediction_names(first.columns, clf.labels, cfg.top_k, cfg.all_scores, src=first.src)
-    except BaseException:
-        clf.close()
-        raise
     pending: deque[Chunk] = deque()
 
-    def texts() -> Iterator[list[str]]:
+    def inputs() -> Iterator[list]:
         # Consumed by the classifier's tokenizer thread, one chunk ahead of the model.
         for chunk in chain([first], chunks):
             pending.append(chunk)
-            yield chunk.texts
-
-    from tqdm import tqdm
-
-    from ..utils import atomic_file
+            yield model_inputs(chunk.texts, chunk.pair_texts, query_first)
 
     t0 = time.perf_counter()
     rows = 0
@@ -143,9 +155,9 @@ def predict(cfg: PredictConfig) -> Path:
     ) as bar:
         writer = WRITERS[cfg.output_format](tmp, cfg.output_format)
         try:
-            for proba in clf.iter_proba(texts()):
+            for proba in clf.iter_proba(inputs()):
                 chunk = pending.popleft()
-                writer.write(chunk, names, prediction_values(proba, clf.labels, cfg.top_k, cfg.all_scores))
+                writer.write(chunk, list(preds.names), preds.values(proba))
                 rows += len(chunk.texts)
                 bar.update(len(chunk.texts))
         finally:
@@ -175,10 +187,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-format", choices=FORMATS, help="override the format guessed from --input's extension")
     p.add_argument("--output-format", choices=FORMATS, help="default: from --output's extension, else the input format")
     p.add_argument("--text-column", default="text", help="column (CSV/TSV/Parquet) or field (JSONL) holding the text")
+    p.add_argument("--text-pair-column", metavar="COL",
+                   help="pair exports: the column holding the second text of each pair (pairs: --text-column, COL)")
+    p.add_argument("--query-column", metavar="COL",
+                   help="pair exports, reranking: the column holding the query, the first text of each pair "
+                        "(pairs: COL, --text-column); instead of --text-pair-column")
     add_option_arguments(p.add_argument_group("inference settings (passed to Classifier.load)"))
     p.add_argument("--chunk-size", type=int, default=4096, help="rows read, classified and written at a time")
-    p.add_argument("--top-k", type=int, default=1, help="labels per row (adds label_2, score_2, ...)")
-    p.add_argument("--all-scores", action="store_true", help="add a prob_<label> column per class")
+    p.add_argument("--top-k", type=int, default=1, help="single-label exports: labels per row (adds label_2, score_2, ...)")
+    p.add_argument("--all-scores", action="store_true",
+                   help="single-label exports: add a prob_<label> column per class (multi-label exports always "
+                        "write score_<label>)")
+    p.add_argument("--label-separator", metavar="SEP",
+                   help="multi-label exports: joins each row's labels in CSV/TSV/TXT output (default |); "
+                        "JSONL/Parquet hold a list")
     p.add_argument("--force", action="store_true", help="replace an existing --output")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g = p.add_argument_group("scale out (--engine ray; see bertfast.runtime.ray, needs pip install 'bertfast[ray]')")

@@ -41,17 +41,18 @@ class Chunk:
 
     kind "lists": rows are lists aligned with `columns` (CSV/TSV/TXT); "dicts": JSON objects
     (`columns`: the first object's keys); "arrow": one pyarrow RecordBatch. `texts` is None when
-    no text column was asked for. `lines` holds the 1-based line where each row starts (text
+    no text column was asked for; `pair_texts` holds the other text of each pair (set by
+    `io.read_inputs`), else None. `lines` holds the 1-based line where each row starts (text
     formats), else rows are numbered from `first_row` (0-based offset in the file); `src` names
     the file in error messages.
     """
 
-    __slots__ = ("kind", "columns", "rows", "texts", "total_rows", "lines", "first_row", "src")
+    __slots__ = ("kind", "columns", "rows", "texts", "total_rows", "lines", "first_row", "src", "pair_texts")
 
     def __init__(self, kind: str, columns: list[str], rows, texts: list[str] | None, total_rows: int | None = None,
                  lines: list[int] | None = None, first_row: int = 0, src: str = "the input"):
         self.kind, self.columns, self.rows, self.texts, self.total_rows = kind, columns, rows, texts, total_rows
-        self.lines, self.first_row, self.src = lines, first_row, src
+        self.lines, self.first_row, self.src, self.pair_texts = lines, first_row, src, None
 
     def __len__(self) -> int:
         return self.rows.num_rows if self.kind == "arrow" else len(self.rows)
@@ -152,10 +153,10 @@ def text_lines(f, src: str, first_line: int = 1) -> Iterator[str]:
         yield line
 
 
-def _missing_column(src: str, col: str, found: list[str]) -> DataError:
+def missing_column(src: str, col: str, found: list[str], flag: str = "--text-column") -> DataError:
     return DataError(
         f"{src} has no column {col!r}; columns found: {', '.join(map(repr, found)) or 'none'}. "
-        "Pass --text-column NAME."
+        f"Pass {flag} NAME."
     )
 
 
@@ -206,7 +207,7 @@ def _read_delimited(path: Path, delim: str, col: str | None, n: int, src: str) -
             return
         check_unique_columns(src, header)
         if col is not None and col not in header:
-            raise _missing_column(src, col, header)
+            raise missing_column(src, col, header)
         ti = None if col is None else header.index(col)
         width = len(header)
         rows: list[list[str]] = []
@@ -314,7 +315,7 @@ def _read_jsonl(path: Path, col: str | None, n: int, src: str) -> Iterator[Chunk
 def _check_json_text(obj: dict, col: str, lineno: int, src: str, columns: list[str] | None) -> None:
     if col not in obj:
         if columns is None:
-            raise _missing_column(src, col, list(obj))
+            raise missing_column(src, col, list(obj))
         raise DataError(f"{src} line {lineno} has no {col!r} field; fields found: {', '.join(obj)}.")
     if not isinstance(obj[col], str):
         kind = type(obj[col]).__name__ if obj[col] is not None else "null"
@@ -356,7 +357,7 @@ def _read_parquet(path: Path, col: str | None, n: int, src: str) -> Iterator[Chu
     total, offset = pf.metadata.num_rows, 0
     if col is not None:
         if col not in names:
-            raise _missing_column(src, col, names)
+            raise missing_column(src, col, names)
         ctype = pf.schema_arrow.field(col).type
         if not (pa.types.is_string(ctype) or pa.types.is_large_string(ctype)):
             raise DataError(f"{src}: column {col!r} has type {ctype}, not string; pass the text column with --text-column.")

@@ -48,8 +48,12 @@ class ClassifyConfig(PredictionRun):
             `gpus_per_worker`: auto means a GPU provider when `gpus_per_worker` > 0, else cpu.
             Actors never spin (`allow_spinning=False`): they share cores with Ray's tasks.
         chunk_size: rows per `map_batches` call (the unit Ray Data hands an actor).
-        top_k: labels per row, best first.
-        all_scores: also write one `prob_<label>` column per class.
+        top_k: labels per row, best first (single-label exports).
+        all_scores: also write one `prob_<label>` column per class (single-label exports).
+        text_pair_column, query_column: the other text of each row's pair, a column of its own
+            (pair exports; see `runtime.io.PredictionRun`).
+        label_separator: joins multi-label `labels` in CSV/TSV output (default `|`; Parquet and
+            JSONL hold a list).
         force: replace an existing output folder.
         progress: Ray Data's progress bars on stderr.
     """
@@ -68,6 +72,7 @@ class ClassifyConfig(PredictionRun):
         self.export, self.input, self.output = str(self.export), str(self.input), str(self.output)
         check_io_flags(self.input_format, self.output_format, self.chunk_size, self.top_k,
                        output_formats=OUTPUT_FORMATS, context=" with --engine ray")
+        self.check_pair_flags(self.text_column)
         require_int("--workers", self.workers, 1)
         if not isinstance(self.options, RuntimeOptions):
             raise BertfastError(f"options must be a RuntimeOptions; got {type(self.options).__name__}.")

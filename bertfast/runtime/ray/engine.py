@@ -4,7 +4,9 @@ Ray Data reads the input files (Parquet, CSV, TSV, JSONL, TXT) in parallel, a po
 actors each loads the export once as a `bertfast.Classifier` (ONNX Runtime threads = the CPUs the
 actor reserved; `gpus_per_worker` puts it on a GPU, fractions share one), and the predictions are
 written as a folder of part files with every input column plus the prediction columns of
-`runtime/io.py` (the same columns and values as single-process `bertfast predict`).
+`runtime/outputs.py` (the same columns and values as single-process `bertfast predict`, for every
+task). A pair export's two texts travel as two columns of the same row (`--text-pair-column`, or
+`--query-column` for reranking), so a pair is never split across batches.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ...errors import BertfastError, DataError, MissingDependencyError
-from ..io import is_label_column, prediction_names, prediction_values
+from ..io import Predictions, model_inputs, pair_spec
 from ..options import RuntimeOptions
+from ..outputs import arrow_type, check_task_flags
 from .config import AUTO_CPU, AUTO_GPU, ClassifyConfig
 from .fs import SUCCESS, _count_rows, _csv_header, _is_uri, _local_export, _output_dir, resolve_input
 from .plan import WorkerPlan, plan_workers
@@ -49,7 +52,9 @@ def classify(cfg: ClassifyConfig) -> Path | str:
     if not _is_uri(cfg.export):
         from ...manifest import load_manifest
 
-        load_manifest(cfg.export)  # a bad export fails here, not in every actor
+        # A bad export, or flags its task cannot honour, fail here, not in every actor.
+        check_task_flags(load_manifest(cfg.export), top_k=cfg.top_k, pair_flag=cfg.pair_column()[1],
+                         separator=cfg.separator(cfg.output_format), where=f"export {cfg.export}")
     started = _connect(ray, cfg.address)
     try:
         plan = plan_workers(_alive_nodes(ray), cfg.workers, cfg.options.threads, cfg.gpus_per_worker)
@@ -65,10 +70,13 @@ def classify(cfg: ClassifyConfig) -> Path | str:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = cfg.progress
         t0 = time.perf_counter()
-        ds = _read(ray, files, fs, fmt, cfg.text_column)
+        pair_column, pair_flag, _ = cfg.pair_column()
+        ds = _read(ray, files, fs, fmt, [(cfg.text_column, "--text-column"), (pair_column, pair_flag)])
         ds = classify_dataset(
             ds, cfg.export, options=cfg.options, text_column=cfg.text_column, plan=plan, top_k=cfg.top_k,
             all_scores=cfg.all_scores, batch_size=cfg.chunk_size, text_output=cfg.output_format != "parquet",
+            text_pair_column=cfg.text_pair_column, query_column=cfg.query_column,
+            label_separator=cfg.separator(cfg.output_format),
         )
         with _output_dir(cfg.output, cfg.force) as out:
             target, out_fs = out.path, out.fs
@@ -113,6 +121,9 @@ def classify_dataset(
     all_scores: bool = False,
     batch_size: int = 4096,
     text_output: bool = False,
+    text_pair_column: str | None = None,
+    query_column: str | None = None,
+    label_separator: str | None = None,
     **option_keywords,
 ):
     """Add prediction columns to a Ray Dataset with a pool of `Classifier` actors.
@@ -131,23 +142,33 @@ def classify_dataset(
         top_k, all_scores: prediction columns, as in `bertfast predict`.
         batch_size: rows per call of an actor.
         text_output: scores as rounded float64 (for CSV/JSON) instead of float32 (Parquet).
+        text_pair_column, query_column: pair exports: the column of the other text of each
+            pair (pairs: (text_column, text_pair_column), or (query_column, text_column)).
+        label_separator: multi-label exports: join each row's `labels` into one string with it
+            (for CSV); None: a list<string> column.
 
     Returns:
-        The lazy Dataset with `label`, `score` (...) appended; `pred_` prefixed if the input
-        already has such columns.
+        The lazy Dataset with the task's prediction columns (`runtime/outputs.py`: `label`,
+        `score`, ...) appended; `pred_` prefixed if the input already has such columns.
     """
     ray = _require_ray()
     opts = (options or RuntimeOptions()).replace(**{k: v for k, v in option_keywords.items() if v is not None})
     if plan is None:
         plan = plan_workers(_alive_nodes(ray), workers, opts.threads, gpus_per_worker)
+    pair = pair_spec(text_pair_column, query_column)
     columns = list(ds.schema().names)
-    if text_column not in columns:
-        raise DataError(
-            f"the input has no column {text_column!r}; columns found: {', '.join(map(repr, columns)) or 'none'}. "
-            "Pass --text-column NAME."
-        )
-    labels = _labels(export)
-    names = prediction_names(columns, labels, top_k, all_scores) if labels else None
+    for col, flag in ((text_column, "--text-column"), pair[:2]):
+        if col is not None and col not in columns:
+            raise DataError(
+                f"the input has no column {col!r}; columns found: {', '.join(map(repr, columns)) or 'none'}. "
+                f"Pass {flag} NAME."
+            )
+    manifest = _manifest(export)
+    plan_kw = dict(top_k=top_k, all_scores=all_scores, separator=label_separator)
+    preds = None
+    if manifest is not None:  # else each actor checks, once it has downloaded the export
+        check_task_flags(manifest, top_k=top_k, pair_flag=pair[1], separator=label_separator, where=f"export {export}")
+        preds = Predictions.plan(columns, manifest, **plan_kw)
     device = opts.device if opts.device != "auto" else (AUTO_GPU if plan.gpus else AUTO_CPU)
     # Actors share their node's cores with Ray's tasks and each other: spinning threads would
     # burn CPU the neighbours need.
@@ -155,8 +176,8 @@ def classify_dataset(
     return ds.map_batches(
         _Predictor,
         fn_constructor_kwargs=dict(
-            export=str(export), options=load_options, text_column=text_column, names=names,
-            top_k=top_k, all_scores=all_scores, text_output=text_output,
+            export=str(export), options=load_options, text_column=text_column, pair=pair, preds=preds,
+            plan_kw=plan_kw, text_output=text_output,
         ),
         batch_format="pyarrow",
         batch_size=batch_size,
@@ -170,33 +191,45 @@ def classify_dataset(
 class _Predictor:
     """The `map_batches` callable: one Classifier per actor, loaded once, reused for every batch."""
 
-    def __init__(self, export: str, options: RuntimeOptions, text_column: str, names: list[str] | None,
-                 top_k: int, all_scores: bool, text_output: bool):
+    def __init__(self, export: str, options: RuntimeOptions, text_column: str, pair: tuple, preds: Predictions | None,
+                 plan_kw: dict, text_output: bool):
         from ..classifier import Classifier
 
         self.clf = Classifier.load(_local_export(export), options=options)
-        self.text_column, self.top_k, self.all_scores, self.text_output = text_column, top_k, all_scores, text_output
-        self.names = names
+        self.text_column, self.pair, self.preds, self.text_output = text_column, pair, preds, text_output
+        self.plan_kw = plan_kw
+        if preds is None:  # export given as a URI: its task known only once loaded
+            check_task_flags(self.clf, top_k=plan_kw["top_k"], pair_flag=pair[1], separator=plan_kw["separator"],
+                             where=f"export {export}")
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        if self.names is None:  # export given as a URI: labels known only once loaded
-            self.names = prediction_names(batch.column_names, self.clf.labels, self.top_k, self.all_scores)
-        col = batch.column(self.text_column)
-        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-            raise DataError(f"column {self.text_column!r} has type {col.type}, not string; pass the text column with --text-column.")
-        if col.null_count:
-            raise DataError(f"a row has no text (null in {self.text_column!r}); fill or drop it.")
-        texts = col.to_pylist()
+        if self.preds is None:
+            self.preds = Predictions.plan(batch.column_names, self.clf, **self.plan_kw)
+        pair_column, pair_flag, query_first = self.pair
+        texts = self._texts(batch, self.text_column, "--text-column")
+        others = None if pair_column is None else self._texts(batch, pair_column, pair_flag)
         if texts:
-            values = prediction_values(self.clf.predict_proba(texts), self.clf.labels, self.top_k, self.all_scores)
+            values = self.preds.values(self.clf.predict_proba(model_inputs(texts, others, query_first)))
         else:
-            values = [[] for _ in self.names]
+            values = [[] for _ in self.preds.names]
         score_type = pa.float64() if self.text_output else pa.float32()
-        for name, v in zip(self.names, values):
-            batch = batch.append_column(name, pa.array(v, pa.string() if is_label_column(name) else score_type))
+        lists = self.preds.separator is None
+        for name, v in zip(self.preds.names, values):
+            batch = batch.append_column(name, pa.array(v, arrow_type(name, score_type, lists)))
         return batch
+
+    def _texts(self, batch, column: str, flag: str) -> list[str]:
+        import pyarrow as pa
+
+        col = batch.column(column)
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            raise DataError(f"column {column!r} has type {col.type}, not string; pass a text column with {flag}.")
+        if col.null_count:
+            what = "text" if self.pair[0] is None else "text of its pair"
+            raise DataError(f"a row has no {what} (null in {column!r}, {flag}); fill or drop it.")
+        return col.to_pylist()
 
 
 # -- Ray, inputs, outputs ------------------------------------------------------------------
@@ -235,7 +268,7 @@ def _alive_nodes(ray) -> list[dict[str, float]]:
     return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
 
 
-def _read(ray, files: list[str], fs, fmt: str, text_column: str):
+def _read(ray, files: list[str], fs, fmt: str, needed: list[tuple[str | None, str | None]]):
     import pyarrow.csv as pacsv
     import pyarrow.fs as pafs
 
@@ -246,11 +279,12 @@ def _read(ray, files: list[str], fs, fmt: str, text_column: str):
         delim = "," if fmt == "csv" else "\t"
         # Every column as text, like single-process predict: no ids turned into ints, no "NA" into null.
         header = _csv_header(files[0], fs, delim)
-        if text_column not in header:
-            raise DataError(
-                f"--input {files[0]} has no column {text_column!r}; columns found: {', '.join(map(repr, header))}. "
-                "Pass --text-column NAME."
-            )
+        for col, flag in needed:
+            if col is not None and col not in header:
+                raise DataError(
+                    f"--input {files[0]} has no column {col!r}; columns found: {', '.join(map(repr, header))}. "
+                    f"Pass {flag} NAME."
+                )
         return ray.data.read_csv(
             files, **kw, parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types={c: "string" for c in header}, quoted_strings_can_be_null=False),
@@ -262,12 +296,13 @@ def _read(ray, files: list[str], fs, fmt: str, text_column: str):
     return read_lines(ray, files, **kw)
 
 
-def _labels(export: str | Path) -> list[str] | None:
+def _manifest(export: str | Path):
+    """The export's manifest when it is local (None for a URI: the actors download it)."""
     if _is_uri(str(export)):
         return None
     from ...manifest import load_manifest
 
-    return load_manifest(export).labels
+    return load_manifest(export)
 
 
 def _write(ds, target: str, fs, fmt: str) -> None:
