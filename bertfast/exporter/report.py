@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from ..runtime.providers import PROVIDERS
 
+RANKING_PRIMARY = "ndcg@10"
+
+
+def _drop(val: dict) -> float:
+    """Points of the primary metric lost (exports before tasks wrote only accuracy_drop_points)."""
+    return val.get("metric_drop_points", val.get("accuracy_drop_points", 0.0))
+
 
 def choose_defaults(variants: dict) -> dict:
     """Fastest eligible variant per provider (near-ties go to the most faithful one).
@@ -22,7 +29,7 @@ def choose_defaults(variants: dict) -> dict:
             top = max(v["speed"]["seq_per_s"] for _, v in ok)
             tied = [(n, v) for n, v in ok if v["speed"]["seq_per_s"] >= 0.97 * top]
             out[device] = max(tied, key=lambda nv: (nv[1]["validation"]["label_agreement"],
-                                                    -nv[1]["validation"]["accuracy_drop_points"],
+                                                    -_drop(nv[1]["validation"]),
                                                     nv[1]["speed"]["seq_per_s"]))[0]
         elif "fp32" in dict(cands):
             out[device] = "fp32"
@@ -31,27 +38,92 @@ def choose_defaults(variants: dict) -> dict:
     return out
 
 
+# -- the table: columns per task ------------------------------------------------------------
+# (header, width, value key, format): "pct" shows a share as a percentage, "num" a value as is.
+_METRIC_COLUMNS = {
+    "single_label": [("accuracy", 9, "accuracy", "pct")],
+    "multi_label": [("micro-F1", 9, "micro_f1", "pct"), ("exact", 8, "exact_match", "pct")],
+    "regression": [("pearson", 8, "pearson", "num"), ("spearman", 8, "spearman", "num"), ("mae", 7, "mae", "num")],
+    "ranking": [("ndcg@10", 8, "ndcg@10", "num"), ("mrr", 7, "mrr", "num"), ("top1", 8, "top1_agreement", "pct")],
+}
+_REFERENCE = {  # what the reference line names, per task
+    "single_label": [("accuracy", "accuracy", "pct"), ("macro-F1", "macro_f1", "pct")],
+    "multi_label": [("micro-F1", "micro_f1", "pct"), ("macro-F1", "macro_f1", "pct"),
+                    ("exact-match", "exact_match", "pct")],
+    "regression": [("pearson", "pearson", "num"), ("spearman", "spearman", "num"), ("MAE", "mae", "num")],
+    "ranking": [("NDCG@10", "ndcg@10", "num"), ("MRR", "mrr", "num")],
+}
+
+
 def format_table(m: dict) -> str:
-    """The validation table printed after export, from a manifest dict (`Manifest.raw`)."""
+    """The validation table printed after export, from a manifest dict (`Manifest.raw`).
+
+    Columns per task: single_label accuracy; multi_label micro-F1 and exact-match; regression
+    Pearson, Spearman and MAE; reranking NDCG@10, MRR and top-1 agreement. Then the drop (points
+    of the primary metric), label agreement, max |score difference|, seq/s, size and verdict.
+    Exports written before tasks existed show the single-label table they always showed.
+    """
+    task = m.get("task") or {}
+    name = task.get("name", "single_label")
+    ranking = task.get("primary_metric") == RANKING_PRIMARY
+    kind = "ranking" if ranking else name
     ref = m.get("reference") or {}
+    unit = "pairs" if task.get("pair") else "texts"
     rows = [f"export {m['source']['architecture']} -> {len(m['variants'])} variant(s); validated on "
-            f"{m['eval_data']['rows']} held-out texts ({m['eval_data']['source']})",
-            f"reference PyTorch fp32: accuracy {_pct(ref.get('accuracy'))}, macro-F1 {_pct(ref.get('macro_f1'))}, "
-            f"{ref.get('seq_per_s', '?')} seq/s",
-            f"{'variant':<19} {'accuracy':>9} {'drop':>6} {'agree':>8} {'max|dp|':>8} {'seq/s':>8} {'MB':>6}  verdict"]
-    nan = float("nan")
+            f"{m['eval_data']['rows']} held-out {unit} ({m['eval_data']['source']})"]
+    if task:
+        rows.append(_gate_line(m, task, name, ranking))
+    shown = [f"{label} {_fmt(ref.get(key), how)}" for label, key, how in _REFERENCE[kind]]
+    if ranking:
+        shown.append(f"{ref.get('queries', '?')} queries")
+        shown += [f"{label} {_fmt(ref.get(key), how)}" for label, key, how in _REFERENCE[name] if key in ref]
+    rows.append(f"reference PyTorch fp32: {', '.join(shown)}, {ref.get('seq_per_s', '?')} seq/s")
+    diff = "max|ds|" if name == "regression" else "max|dp|"  # raw scores vs probabilities
+    cols = [*_METRIC_COLUMNS[kind], ("drop", 6, None, "drop"), ("agree", 8, "label_agreement", "pct"),
+            (diff, 8, "max_abs_prob_diff", "diff"), ("seq/s", 8, None, "speed"), ("MB", 6, None, "size")]
+    rows.append(f"{'variant':<19} " + " ".join(f"{h:>{w}}" for h, w, _, _ in cols) + "  verdict")
     for n, v in m["variants"].items():
         if v.get("status") == "failed":
-            rows.append(f"{n:<19} {'-':>9} {'-':>6} {'-':>8} {'-':>8} {'-':>8} {'-':>6}  failed: {v.get('reason', '?')}")
+            rows.append(f"{n:<19} " + " ".join(f"{'-':>{w}}" for _, w, _, _ in cols) + f"  failed: {v.get('reason', '?')}")
             continue
         val, sp = v.get("validation") or {}, v.get("speed") or {}
         chosen = [d for d, x in m["default"].items() if x == n]
         mark = " <- default " + "/".join(chosen) if chosen else ""
-        rows.append(f"{n:<19} {_pct(val.get('accuracy')):>9} {val.get('accuracy_drop_points', nan):>6.2f} "
-                    f"{_pct(val.get('label_agreement')):>8} {val.get('max_abs_prob_diff', nan):>8.4f} "
-                    f"{sp.get('seq_per_s', nan):>8.1f} {v['size_mb']:>6.1f}  {v.get('reason', '')}{mark}")
+        cells = [_cell(val, sp, v, key, how, w) for _, w, key, how in cols]
+        rows.append(f"{n:<19} " + " ".join(cells) + f"  {v.get('reason', '')}{mark}")
     return "\n".join(rows)
 
 
+def _gate_line(m: dict, task: dict, name: str, ranking: bool) -> str:
+    pair = "text pairs" if task.get("pair") else "single texts"
+    primary = task.get("primary_metric", "accuracy")
+    budget = m.get("max_accuracy_drop")
+    agree = "top-1 agreement per query" if ranking else "agreement"
+    line = f"task {name}, {pair}{', reranking' if ranking else ''}: primary metric {primary}"
+    line += f"; gate: drop <= {budget} points" if budget is not None else ""
+    if task.get("min_agreement") is not None:
+        line += f", {agree} with PyTorch >= {task['min_agreement']:g}%"
+    return line
+
+
+def _cell(val: dict, sp: dict, v: dict, key: str | None, how: str, width: int) -> str:
+    nan = float("nan")
+    if how == "drop":  # + 0.0: a drop of -0.0001 shows as 0.00, not -0.00
+        return f"{(round(_drop(val), 2) + 0.0 if val else nan):>{width}.2f}"
+    if how == "speed":
+        return f"{sp.get('seq_per_s', nan):>{width}.1f}"
+    if how == "size":
+        return f"{v.get('size_mb', nan):>{width}.1f}"
+    if how == "diff":
+        return f"{val.get(key, nan):>{width}.4f}"
+    return f"{_fmt(val.get(key), how):>{width}}"
+
+
+def _fmt(x, how: str) -> str:
+    if x is None:
+        return "n/a"
+    return f"{100 * x:.2f}%" if how == "pct" else f"{x:.4f}"
+
+
 def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
+    return _fmt(x, "pct")

@@ -9,54 +9,133 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
+from .. import tasks as _tasks
 from ..errors import require
-from ..metrics import accuracy_f1, agreement
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_DROP = 0.5  # points (metric x 100) of the task's primary metric
+DEFAULT_MIN_AGREEMENT = 99.5  # percent of inputs (queries, for ranking) deciding as PyTorch fp32 does
 
-def metrics(probs: np.ndarray, y: np.ndarray | None) -> dict:
-    """Accuracy and macro-F1 (None without labels)."""
+
+@dataclass(frozen=True)
+class Gate:
+    """What a variant must keep to be eligible as a default, and how its task is scored.
+
+    Attributes:
+        task: the export's task.
+        budget: points of the primary metric a variant may lose vs PyTorch fp32.
+        min_agreement: percent of inputs on which it must decide as PyTorch fp32 does (same top
+            label, same label set, a close score; for ranking: the same top document per query).
+        thresholds: multi-label decision thresholds (tuned on PyTorch's scores, shared by all).
+        groups: a query id per row (reranking), else None.
+    """
+
+    task: _tasks.Task = _tasks.TASKS["single_label"]
+    budget: float = DEFAULT_MAX_DROP
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    thresholds: list[float] | None = None
+    groups: np.ndarray | None = None
+
+    @property
+    def ranking(self) -> bool:
+        return self.groups is not None
+
+    @property
+    def primary(self) -> str:
+        return _tasks.primary_metric(self.task, self.ranking)
+
+    @property
+    def agreement_key(self) -> str:
+        return "top1_agreement" if self.ranking else "label_agreement"
+
+    def judge(self, val: dict) -> tuple[bool, str]:
+        """(eligible, reason) of one variant's validation figures (`compare`'s dict)."""
+        drop = val.get("metric_drop_points", val.get("accuracy_drop_points"))
+        shown = f"{round(drop, 2) + 0.0:.2f}"  # + 0.0: never "-0.00"
+        name = self.primary
+        agree = 100 * val[self.agreement_key]
+        what = "top-1 agreement" if self.ranking else "agreement"
+        failed = []
+        if drop > self.budget:
+            failed.append(f"{name} drop {shown} > {self.budget} points budget")
+        # Rounded: 0.995 * 100 is 99.49999999999999 in floating point.
+        if round(agree, 6) < self.min_agreement:
+            failed.append(f"{what} {_below(agree, self.min_agreement)}% < {self.min_agreement:g}%")
+        if failed:
+            return False, "; ".join(failed)
+        return True, f"{name} drop {shown} <= {self.budget} points"
+
+
+def _below(x: float, limit: float) -> str:
+    """x (under limit) with enough decimals not to print as the limit itself."""
+    for d in (2, 4, 6):
+        s = f"{x:.{d}f}"
+        if float(s) < limit:
+            return s
+    return f"{x!r}"
+
+
+def metrics(scores: np.ndarray, y: np.ndarray | None, gate: Gate | None = None) -> dict:
+    """The task's metrics of `scores` against `y` (primary metric None without labels)."""
+    gate = gate or Gate()
     if y is None:
-        return {"accuracy": None, "macro_f1": None}
-    return accuracy_f1(probs.argmax(-1), y, probs.shape[1])
+        return {"accuracy": None, "macro_f1": None} if gate.task.name == "single_label" else {gate.primary: None}
+    return _tasks.evaluate(gate.task, scores, y, gate.thresholds, gate.groups)
 
 
 def torch_reference(model, tokenizer, texts: list[str], max_length: int, inputs: list[str],
-                    batch_size: int = 32) -> tuple[np.ndarray, float]:
-    """PyTorch fp32 probabilities (caller order) and its seq/s on these texts.
+                    batch_size: int = 32, *, pairs: list[str] | None = None,
+                    activation: str = "softmax") -> tuple[np.ndarray, float]:
+    """PyTorch fp32 scores (caller order) and its seq/s on these texts (or text pairs).
 
+    Pairs are tokenized as training tokenizes them, `tokenizer(texts, pairs, truncation=True)`
+    (longest_first). Scores are the logits through `activation` (softmax, sigmoid or identity).
     Only the tensors the ONNX graph takes (`inputs`) are passed: a BERT tokenizer paired with a
     model that has no `token_type_ids` (DistilBERT) must not feed them to either side.
     """
     torch = require("torch", "train")
-    order = np.argsort([len(t) for t in texts])  # length-sorted: less padding, same results
+    lengths = [len(t) + (len(pairs[i]) if pairs is not None else 0) for i, t in enumerate(texts)]
+    order = np.argsort(lengths)  # length-sorted: less padding, same results
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             idx = order[i:i + batch_size]
-            enc = tokenizer([texts[j] for j in idx], truncation=True, max_length=max_length,
+            second = None if pairs is None else [pairs[j] for j in idx]
+            enc = tokenizer([texts[j] for j in idx], second, truncation=True, max_length=max_length,
                             padding=True, return_tensors="pt")
             feeds = {k: enc[k] for k in inputs if k in enc}
-            out[idx] = torch.softmax(model(**feeds).logits.float(), -1).numpy()
-    return out, len(texts) / (time.perf_counter() - t0)
+            out[idx] = model(**feeds).logits.float().numpy()
+    seconds = time.perf_counter() - t0
+    return _tasks.activate(out, activation), len(texts) / seconds if seconds > 0 else 0.0
 
 
-def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metrics: dict) -> dict:
-    """Validation figures of one variant vs the PyTorch reference."""
-    m = metrics(probs, y)
-    close = agreement(probs, ref)
-    agree = close["label_agreement"]
+def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metrics: dict,
+            gate: Gate | None = None) -> dict:
+    """Validation figures of one variant vs the PyTorch reference, in the task's terms.
+
+    `metric_drop_points`: (reference - variant) x 100 of the primary metric (for single_label
+    also as `accuracy_drop_points`, the name older readers know).
+    """
+    gate = gate or Gate()
+    m = metrics(probs, y, gate)
+    close = _tasks.agreement(gate.task, probs, ref, gate.thresholds, gate.groups)
     if y is not None:
-        drop = (ref_metrics["accuracy"] - m["accuracy"]) * 100
+        sign = 1 if gate.ranking or gate.task.higher_is_better else -1
+        drop = sign * (ref_metrics[gate.primary] - m[gate.primary]) * 100
     else:
         # Without labels the worst case is that every disagreement is a new error.
-        drop = (1 - agree) * 100
-    return {**m, **close, "accuracy_drop_points": round(drop, 4), "n": int(len(probs))}
+        drop = (1 - close[gate.agreement_key]) * 100
+    out = {**m, **close, "metric_drop_points": round(drop, 4), "n": int(len(probs))}
+    if gate.task.name == "single_label":
+        acc_drop = (ref_metrics["accuracy"] - m["accuracy"]) * 100 if gate.ranking and y is not None else drop
+        out["accuracy_drop_points"] = round(acc_drop, 4)
+    return out
 
 
 def interleaved_speed(classifiers: dict, texts: list[str], rounds: int = 3, round_seconds: float = 0.3,
@@ -99,20 +178,23 @@ def _validation_provider(devices: list[str], available: list[str]) -> str | None
     return None
 
 
-def validate_variants(manifest, texts: list[str], ref: np.ndarray, y: np.ndarray | None,
-                      ref_metrics: dict, threads: int) -> None:
-    """Validate every built variant of `manifest` (in its folder) on the eval texts, then time them.
+def validate_variants(manifest, texts: list, ref: np.ndarray, y: np.ndarray | None,
+                      ref_metrics: dict, threads: int, gate: Gate | None = None) -> None:
+    """Validate every built variant of `manifest` (in its folder) on the eval inputs, then time them.
 
-    Fills each variant's `validation`, `speed`, `eligible` and `reason`; variants that failed to
-    build are skipped. Speed decides the default, so it is measured fairly: all variants stay
-    loaded and are timed in interleaved rounds (median of rounds), so a burst of load on a
-    shared machine hits every variant alike instead of deciding the ranking.
+    `texts`: the inputs as a Classifier takes them (texts, or (text, text_pair) tuples). Fills
+    each variant's `validation`, `speed`, `eligible` and `reason` (`gate.judge`; default gate:
+    single-label, the manifest's budget); variants that failed to build are skipped. Speed
+    decides the default, so it is measured fairly: all variants stay loaded and are timed in
+    interleaved rounds (median of rounds), so a burst of load on a shared machine hits every
+    variant alike instead of deciding the ranking.
     """
     from ..runtime.classifier import Classifier
     from ..runtime.providers import available_providers
 
+    if gate is None:
+        gate = Gate(budget=DEFAULT_MAX_DROP if manifest.max_accuracy_drop is None else manifest.max_accuracy_drop)
     avail = available_providers()
-    budget = manifest.max_accuracy_drop
     loaded = {}
     try:
         for name, v in manifest.variants.items():
@@ -125,11 +207,8 @@ def validate_variants(manifest, texts: list[str], ref: np.ndarray, y: np.ndarray
                                 "re-export on a GPU machine")
                 continue
             clf = loaded[name] = Classifier.load(manifest.folder, device=device, variant=name, threads=threads)
-            v["validation"] = compare(clf.predict_proba(texts), ref, y, ref_metrics)
-            drop = v["validation"]["accuracy_drop_points"]
-            v["eligible"] = drop <= budget
-            v["reason"] = (f"accuracy drop {drop:.2f} <= {budget} points" if v["eligible"]
-                           else f"accuracy drop {drop:.2f} > {budget} points budget")
+            v["validation"] = compare(clf.predict_proba(texts), ref, y, ref_metrics, gate)
+            v["eligible"], v["reason"] = gate.judge(v["validation"])
         for name, sp in interleaved_speed(loaded, texts).items():
             manifest.variants[name]["speed"] = sp
     finally:
@@ -137,6 +216,7 @@ def validate_variants(manifest, texts: list[str], ref: np.ndarray, y: np.ndarray
             clf.close()
     for name in loaded:
         v, val = manifest.variants[name], manifest.variants[name]["validation"]
-        log.info("  %-19s acc %s  agree %.4f  max|dp| %.4f  %.1f seq/s  %s", name,
-                 "n/a" if val["accuracy"] is None else f"{val['accuracy']:.4f}", val["label_agreement"],
+        score = val.get(gate.primary)
+        log.info("  %-19s %s %s  agree %.4f  max|dp| %.4f  %.1f seq/s  %s", name, gate.primary,
+                 "n/a" if score is None else f"{score:.4f}", val[gate.agreement_key],
                  val["max_abs_prob_diff"], v["speed"]["seq_per_s"], "ok" if v["eligible"] else "REJECTED")

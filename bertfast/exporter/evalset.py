@@ -1,0 +1,295 @@
+"""The held-out data `bertfast export` validates every variant on, read as the model's task.
+
+Where it comes from: `--eval-data FILE` (with `--text-pair-column` for pair models), else the
+validation split `bertfast train` saved (`splits/validation.jsonl`, whose `text_pair` column,
+when present, makes it pair data).
+
+What it is read as:
+- the task: `--task`, else the checkpoint's (`config.problem_type`, or one output ->
+  regression), else inferred from the labels; data of another kind than the checkpoint
+  declares is an error, not a guess;
+- pair or not: the data has a second text <=> the export is a pair export; a model whose
+  training.json records `pair` must be validated on pairs (and a single-text one on texts);
+- ranking: pair data whose first texts repeat, with >= `RANKING_MIN_GROUP` candidates per
+  query on average, is validated per query too (MRR, NDCG@10; NDCG@10 becomes the primary);
+- labels: class names of id2label (single- and multi-label), numbers (regression). Integer
+  labels are class ids only when that cannot be wrong: every id2label name is transformers'
+  default `LABEL_<k>` (a checkpoint trained elsewhere on IMDB's 0/1), or `--label-names`
+  names the classes in id order. The mapping used is logged and recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import tasks as _tasks
+from ..errors import BertfastError, DataError
+
+if TYPE_CHECKING:
+    from ..data import LabeledTexts
+
+log = logging.getLogger(__name__)
+
+# Reranking: first texts repeat, with at least this many candidates per query on average
+# (fewer is pair classification with the odd repeated text, not a ranking).
+RANKING_MIN_GROUP = 3
+_DEFAULT_NAME = re.compile(r"LABEL_(\d+)")
+SAVED_SPLIT = Path("splits") / "validation.jsonl"
+SAVED_PAIR_COLUMN = "text_pair"  # what `LabeledTexts.to_jsonl` writes
+
+
+@dataclass
+class EvalSet:
+    """Validation inputs and their truth in the task's terms.
+
+    Attributes:
+        source: where the rows came from (as given).
+        data: the rows (texts, pairs, labels as read).
+        task: the task the export validates and gates.
+        y: class ids [n] (single_label), a 0/1 matrix [n, n_labels] (multi_label), floats [n]
+            (regression).
+        id2label: the export's class names (renamed by --label-names when given).
+        groups: a query id per row for reranking data, else None.
+        label_mapping: how data labels were matched to class ids, when not by name (None).
+    """
+
+    source: str
+    data: LabeledTexts
+    task: _tasks.Task
+    y: np.ndarray
+    id2label: dict[int, str]
+    groups: np.ndarray | None = None
+    label_mapping: str | None = None
+
+    @property
+    def pair(self) -> bool:
+        return self.data.pairs is not None
+
+    @property
+    def ranking(self) -> bool:
+        return self.groups is not None
+
+    @property
+    def primary(self) -> str:
+        return _tasks.primary_metric(self.task, self.ranking)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def inputs(self) -> list:
+        """What a Classifier takes: texts, or (text, text_pair) tuples."""
+        return self.data.inputs()
+
+    def rows(self) -> list[dict]:
+        """eval.jsonl rows: text (+ text_pair) and the label as the export names it."""
+        d, out = self.data, []
+        for i, t in enumerate(d.texts):
+            row = {"text": t, "text_pair": d.pairs[i]} if d.pairs is not None else {"text": t}
+            if self.task.name == "single_label":
+                label = self.id2label[int(self.y[i])]
+            elif self.task.name == "multi_label":
+                label = [self.id2label[int(j)] for j in np.flatnonzero(self.y[i])]
+            else:
+                label = float(self.y[i])
+            out.append({**row, "label": label})
+        return out
+
+
+def parse_label_names(spec: str | None) -> list[str] | None:
+    """`--label-names neg,pos` -> ["neg", "pos"]; empty or repeated names are an error."""
+    if spec is None:
+        return None
+    if not isinstance(spec, str):
+        raise BertfastError(f"--label-names must be a comma list of class names (e.g. neg,pos); got {spec!r}.")
+    names = [n.strip() for n in spec.split(",")]
+    if not all(names):
+        raise BertfastError(f"--label-names {spec!r} has an empty name; give one non-empty name per class, e.g. neg,pos.")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise BertfastError(f"--label-names {spec!r} repeats {', '.join(map(repr, dup))}; class names must be distinct.")
+    return names
+
+
+def load(cfg, model_dir: Path, config, training: dict) -> EvalSet:
+    """The eval set of an export (see the module docstring); every refusal is one line.
+
+    Args:
+        cfg: the ExportConfig (eval_data, text/label/pair columns, label_separator, task,
+            label_names, max_eval_samples).
+        model_dir: the model folder (for the saved split).
+        config: the model's transformers config (id2label, problem_type, num_labels).
+        training: its training.json ({} for checkpoints not trained by bertfast).
+    """
+    from ..data import read_labeled, subsample
+
+    src, pair_column = _source(cfg, model_dir, training)
+    task = _tasks.get(cfg.task) if cfg.task else None
+    if task is not None:
+        _tasks.check_config_task(task, config)
+
+    def read(task_name):
+        return read_labeled(src, cfg.text_column, cfg.label_column, "validation", pair_column,
+                            cfg.label_separator, task_name)
+
+    data = read(task.name if task else None)
+    declared = _tasks.task_of_config(config)
+    if task is None and declared is not None and data.task != declared.name:
+        if declared.name == "regression" and data.task == "single_label":
+            data = read("regression")  # integer scores (0..5 similarity, 0/1 relevance) of a score model
+        else:
+            _tasks.check_config_task(_tasks.get(data.task), config)
+            raise DataError(
+                f"eval data {src} is a {data.task} task but the model has {config.num_labels} output "
+                f"({declared.name}); use data of that kind, or pass --task."
+            )
+    task = _tasks.get(data.task)
+    _check_outputs(task, config)
+
+    id2label = {int(k): v for k, v in config.id2label.items()}
+    names = parse_label_names(cfg.label_names)
+    if names is not None and len(names) != len(id2label):
+        raise BertfastError(
+            f"--label-names gives {len(names)} name(s) ({', '.join(names)}) but the model has {len(id2label)} "
+            f"class(es) ({', '.join(id2label[i] for i in range(len(id2label)))}); give one name per class, in id order."
+        )
+    lookup, mapping = ({}, None) if task.name == "regression" else _lookup(data, src, id2label, names)
+    if names is not None:
+        renamed = f"class names from --label-names (was {_short([id2label[i] for i in range(len(names))])})"
+        mapping = f"{mapping}; {renamed}" if mapping else renamed
+        id2label = dict(enumerate(names))
+    if mapping:
+        log.info("eval labels: %s", mapping)
+
+    data = subsample(data, cfg.max_eval_samples, 0)
+    n = len(id2label)
+    if task.name == "regression":
+        y = np.asarray(data.labels, dtype=np.float64)
+    elif task.name == "multi_label":
+        y = np.zeros((len(data), n), dtype=np.int8)
+        for i, ys in enumerate(data.labels):
+            y[i, [lookup[x] for x in ys]] = 1
+    else:
+        y = np.array([lookup[x] for x in data.labels], dtype=np.int64)
+    groups = _groups(data, task)
+    if groups is not None:
+        log.info("eval data is reranking data (%d queries, %.1f candidates each): primary metric %s",
+                 len(set(groups.tolist())), len(groups) / len(set(groups.tolist())), _tasks.RANKING_PRIMARY)
+    return EvalSet(src, data, task, y, id2label, groups, mapping)
+
+
+def _source(cfg, model_dir: Path, training: dict) -> tuple[str, str | None]:
+    """(eval file, pair column or None), checked against what the model was trained on."""
+    if cfg.eval_data:
+        src, pair_column = str(cfg.eval_data), cfg.text_pair_column
+    elif (model_dir / SAVED_SPLIT).exists():
+        src = str(model_dir / SAVED_SPLIT)
+        pair_column = SAVED_PAIR_COLUMN if SAVED_PAIR_COLUMN in first_row(model_dir / SAVED_SPLIT) else None
+        if cfg.text_pair_column and pair_column is None:
+            raise DataError(
+                f"--text-pair-column {cfg.text_pair_column!r} is for --eval-data; the saved split {src} holds single "
+                "texts (no text_pair column). Pass the pair data with --eval-data FILE."
+            )
+    else:
+        raise DataError(
+            f"{model_dir} has no saved validation split ({SAVED_SPLIT}, written by `bertfast train`); "
+            "pass labeled held-out data with --eval-data FILE: every variant is validated on real data."
+        )
+    trained_pair = training.get("pair")
+    if trained_pair is None and isinstance(training.get("task"), dict):
+        trained_pair = training["task"].get("pair")
+    if trained_pair is True and pair_column is None:
+        raise DataError(
+            f"{model_dir} was trained on text pairs (training.json: pair) but the eval data {src} has no second "
+            "text; pass --eval-data FILE with --text-pair-column COLUMN."
+        )
+    if trained_pair is False and pair_column is not None:
+        raise DataError(
+            f"{model_dir} was trained on single texts (training.json), but the eval data has text pairs "
+            f"(column {pair_column!r}); drop --text-pair-column or export a pair model."
+        )
+    return src, pair_column
+
+
+def first_row(path: Path) -> dict:
+    """The first JSON object of a JSONL file ({} if there is none or it is unreadable: the
+    reader then reports the problem properly)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    return row if isinstance(row, dict) else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    return {}
+
+
+def _check_outputs(task: _tasks.Task, config) -> None:
+    """A task the model's head can express: softmax needs two classes or more, a score one output."""
+    n = int(getattr(config, "num_labels", 0) or len(config.id2label))
+    if task.name == "single_label" and n < 2:
+        raise BertfastError(
+            "the model has one output (a score), but single_label needs two classes or more; use --task "
+            "regression, or data with numeric scores."
+        )
+    if task.name == "regression" and n != 1:
+        raise BertfastError(
+            f"a regression task needs a one-output (score) model; this one has {n} outputs "
+            f"({_short([str(v) for v in config.id2label.values()])}): use data with class labels, or --task "
+            "single_label / multi_label."
+        )
+
+
+def _lookup(data: LabeledTexts, src: str, id2label: dict[int, str], names: list[str] | None) -> tuple[dict[str, int], str | None]:
+    """Data label -> class id, and how it was matched when not by name; unknown labels are an error."""
+    n = len(id2label)
+    current = names if names is not None else [id2label[i] for i in range(n)]
+    lookup = {name: i for i, name in enumerate(current)}
+    seen = {y for ys in data.labels for y in ys} if data.task == "multi_label" else set(data.labels)
+    unknown = seen - set(lookup)
+    defaults = all((m := _DEFAULT_NAME.fullmatch(id2label[i])) and int(m.group(1)) == i for i in range(n))
+    ids = {x for x in unknown if x.isdigit() and x.isascii() and str(int(x)) == x and int(x) < n}
+    mapping = None
+    if unknown and ids == unknown and (defaults or names is not None):
+        lookup.update({x: int(x) for x in ids})
+        mapping = "integer labels are class ids" + (" (id2label LABEL_k)" if defaults else "")
+        unknown = set()
+    if unknown and (defaults or names is not None) and all(x.isdigit() for x in unknown):
+        out = sorted(unknown - ids, key=lambda s: (len(s), s))
+        raise DataError(
+            f"eval data {src} has integer label(s) {', '.join(map(repr, out[:5]))} outside the model's class ids "
+            f"0..{n - 1} ({', '.join(current[:5])}{', ...' if n > 5 else ''}); use data labeled with those classes."
+        )
+    if unknown:
+        # No other guessing: a wrong mapping would silently corrupt every figure in the manifest.
+        shown = sorted(unknown, key=lambda s: (len(s), s))
+        ints = all(x.isdigit() for x in unknown)
+        hint = (" (integer labels are read as class ids only when id2label is LABEL_0..LABEL_n, or with --label-names)"
+                if ints and not defaults and names is None else "")
+        raise DataError(
+            f"eval data {src} has label(s) {', '.join(map(repr, shown[:5]))} that the model does not know; "
+            f"its labels (id2label) are: {', '.join(current)}{hint}. Use data labeled with the same classes"
+            + (", or name the classes in id order with --label-names." if names is None else ".")
+        )
+    return lookup, mapping
+
+
+def _groups(data: LabeledTexts, task: _tasks.Task) -> np.ndarray | None:
+    """Query ids for reranking data (pairs, repeated first texts, >= RANKING_MIN_GROUP per query)."""
+    if task.name == "multi_label":
+        return None
+    g = data.groups()
+    if g is None or len(g) < RANKING_MIN_GROUP * len(set(g)):
+        return None
+    return np.asarray(g)
+
+
+def _short(names: list[str], k: int = 5) -> str:
+    return ", ".join(names[:k]) + (", ..." if len(names) > k else "")
