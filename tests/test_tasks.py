@@ -86,10 +86,10 @@ def test_task_of_config():
 
 @pytest.mark.parametrize("strategy", ["longest_first", "only_second", "only_first"])
 def test_pair_truncation_matches_the_rust_tokenizer(_tiny_model_session, strategy):
+    from conftest import COMMON, TOPIC_WORDS
     from tokenizers import Tokenizer
 
     from bertfast.runtime.batching import Batcher
-    from conftest import COMMON, TOPIC_WORDS
 
     path = _tiny_model_session / "tokenizer.json"
     tok = Tokenizer.from_file(str(path))
@@ -123,7 +123,7 @@ def test_pair_batches_carry_segment_ids(_tiny_model_session):
     bt = Batcher(_tiny_model_session / "tokenizer.json", list(dt), dt, 0, 64)
     enc = bt.encode_pairs([("match goal", "vote tax law party"), ("the phone", "chip")])
     (idx, feeds), = enc.batches
-    for row, i in enumerate(idx):
+    for row in range(len(idx)):
         ids, types = feeds["input_ids"][row], feeds["token_type_ids"][row]
         n = int(feeds["attention_mask"][row].sum())
         sep = [k for k in range(n) if ids[k] == 3]  # [SEP] id in the tiny vocab
@@ -132,8 +132,9 @@ def test_pair_batches_carry_segment_ids(_tiny_model_session):
 
 
 def test_pair_sliding_windows_keep_the_first_text(_tiny_model_session):
-    from bertfast.runtime.batching import Batcher
     from _export_helpers import long_text
+
+    from bertfast.runtime.batching import Batcher
 
     dt = {"input_ids": np.int64, "attention_mask": np.int64, "token_type_ids": np.int64}
     bt = Batcher(_tiny_model_session / "tokenizer.json", list(dt), dt, 0, 24, long_text="sliding-window", stride=4)
@@ -180,8 +181,9 @@ PAIRS = [("match goal team", "the phone software chip"), ("vote election party",
 @pytest.mark.parametrize("task,pair", [("multi_label", False), ("regression", True), ("single_label", True),
                                        ("multi_label", True)])
 def test_classifier_task_outputs_match_pytorch(_tiny_model_session, tmp_path, task, pair):
-    from bertfast import Classifier
     from _export_helpers import make_task_export
+
+    from bertfast import Classifier
 
     out = make_task_export(_tiny_model_session, tmp_path / "export", task, pair)
     inputs = PAIRS if pair else [a + " " + b for a, b in PAIRS]
@@ -204,8 +206,9 @@ def test_classifier_task_outputs_match_pytorch(_tiny_model_session, tmp_path, ta
 
 
 def test_multilabel_thresholds_from_the_manifest(_tiny_model_session, tmp_path):
-    from bertfast import Classifier
     from _export_helpers import make_task_export
+
+    from bertfast import Classifier
 
     out = make_task_export(_tiny_model_session, tmp_path / "export", "multi_label", False, thresholds=[0.0, 1.01, 0.0, 1.01])
     with Classifier.load(out, device="cpu") as clf:
@@ -215,8 +218,9 @@ def test_multilabel_thresholds_from_the_manifest(_tiny_model_session, tmp_path):
 
 
 def test_rerank_orders_by_relevance_and_checks_input(_tiny_model_session, tmp_path):
-    from bertfast import Classifier
     from _export_helpers import make_task_export
+
+    from bertfast import Classifier
 
     docs = [b for _, b in PAIRS]
     for task in ("single_label", "regression"):
