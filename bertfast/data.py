@@ -167,6 +167,16 @@ def _check_rows(texts: list, labels: list, where: str, need_labels: bool = True,
     return LabeledTexts(list(texts), out, None if pairs is None else list(pairs), task)
 
 
+def _recode(d: LabeledTexts, where: str, need_labels: bool, separator: str | None, task: str | None) -> LabeledTexts:
+    """Labels of a source that comes typed (built-ins, class folders) read as the task asked for
+    (`--task regression` on 0/1 pair labels gives 0.0/1.0 scores)."""
+    if not need_labels or (task in (None, d.task) and separator is None):
+        _labels.check_separator(separator, task)
+        return d
+    task, labels = _labels.coerce(d.labels, where, task, separator)
+    return LabeledTexts(d.texts, labels, d.pairs, task)
+
+
 def _folder(path: Path) -> LabeledTexts:
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
@@ -230,7 +240,11 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
     cols = (text_pair_column, label_separator, task)
     if s in BUILTIN:
         log.info("reading built-in dataset %r", s)
-        return read_builtin(s)
+        d = read_builtin(s)
+        if text_pair_column and d.pairs is None:
+            raise DataError(f"the built-in dataset {s!r} holds single texts; --text-pair-column needs a pair dataset "
+                            "(bbc-news-pairs, bbc-news-rerank) or a file with that column.")
+        return _recode(d, s, label_column is not None, label_separator, task)
     if s.startswith(HUB_PREFIX):
         return _hub(s[len(HUB_PREFIX):], split, text_column, label_column, *cols)[0]
     path = Path(s).expanduser()
@@ -238,7 +252,7 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
         if text_pair_column:
             raise DataError(f"{path}: class folders hold single texts; text pairs need a CSV/TSV/JSONL/Parquet file.")
         log.info("reading class folders under %s", path)
-        return _folder(path)
+        return _recode(_folder(path), str(path), label_column is not None, label_separator, task)
     if path.is_file():
         fmt = format_of(path)
         if fmt is None:
@@ -333,11 +347,30 @@ def subsample(data: LabeledTexts, n: int | None, seed: int) -> LabeledTexts:
     """A stratified subsample of at most `n` rows (None: everything)."""
     if n is None or n >= len(data):
         return data
-    return stratified_split(data, (n / len(data),), seed)[1]
+    part = stratified_split(data, (n / len(data),), seed)[1]
+    if len(part) <= n:
+        return part
+    # Every class (label set, query) keeps at least one row, so many small strata overshoot n:
+    # trim at random, keeping a query's rows together.
+    groups = part.groups() or list(range(len(part)))
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    order = sorted(members)
+    random.Random(seed).shuffle(order)
+    keep: list[int] = []
+    for g in order:
+        if len(keep) + len(members[g]) <= n:
+            keep += members[g]
+    return part.take(sorted(keep))
 
 
-def check_eval_split(name: str, data: LabeledTexts, train_labels: set[str]) -> None:
-    """Refuse evaluation data that cannot measure anything; warn on heavy imbalance."""
+def check_eval_split(name: str, data: LabeledTexts, train_labels: set[str], where: str | None = None) -> None:
+    """Refuse evaluation data that cannot measure anything; warn on heavy imbalance.
+
+    `where`: the file (or hub split) the rows came from in their order, so an unseen label is
+    reported by its data row there; None for splits carved out of the training data.
+    """
     if len(data) == 0:
         raise DataError(f"the {name} split is empty; provide more data or a {name} file.")
     if data.task == "regression":
@@ -348,11 +381,17 @@ def check_eval_split(name: str, data: LabeledTexts, train_labels: set[str]) -> N
     counts = Counter(data.counts() if data.task == "multi_label" else data.labels)
     unseen = sorted(set(counts) - train_labels)
     if unseen:
+        at = ""
+        if where is not None:
+            row = next(i for i, y in enumerate(data.labels) if set(y if data.task == "multi_label" else [y]) & set(unseen))
+            at = f" (first in data row {row + 1} of {where})"
         raise DataError(
             f"the {name} split has label(s) {', '.join(map(repr, unseen[:5]))} that never occur in the "
-            f"training data (training labels: {', '.join(sorted(train_labels))}); fix the labels or the split."
+            f"training data{at} (training labels: {', '.join(sorted(train_labels))}); fix the labels or the split."
         )
     if data.task == "multi_label":
+        if not counts:
+            raise DataError(f"no row of the {name} split has any label: F1 on it measures nothing; provide labeled rows.")
         return
     if len(counts) < 2:
         raise DataError(
@@ -403,6 +442,9 @@ def load_splits(source: str | Path, text_column: str = "text", label_column: str
         )
     if task == "regression" and len(set(train.labels)) < 2:
         raise DataError(f"{s}: every training score is {train.labels[0]}; a regression model needs varied scores.")
+    if task == "multi_label" and not labels:
+        raise DataError(f"{s}: no training row has any label (all lists are empty); a multi-label model needs labels.")
+    given = {"validation": (val, str(validation)), "test": (tst, str(test) if test else f"hub split {test_split or 'test'!r}")}
     fr = []
     if val is None:
         fr.append(val_fraction)
@@ -424,5 +466,6 @@ def load_splits(source: str | Path, text_column: str = "text", label_column: str
         raise DataError(f"{s}: no training rows left after splitting; provide more data.")
     labels = _labels.label_set(task, train.labels)
     for name, d in (("validation", val), ("test", tst)):
-        check_eval_split(name, d, set(labels))
+        src, where = given[name]
+        check_eval_split(name, d, set(labels), where if d is src else None)  # rows as read: name the row
     return Splits(train, val, tst, labels, s, "; ".join(notes) or "all splits given", task, train.pairs is not None)

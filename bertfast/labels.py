@@ -6,8 +6,9 @@
 - regression: a finite number per row (numeric strings from CSV too) -> float.
 
 The task is the caller's (`--task`), else inferred from the values: lists (or a separator) ->
-multi_label; numbers with any non-integer value -> regression; else single_label. Every
-refusal is one line naming the data row (1-based, header not counted) and what to do.
+multi_label; numbers with any non-integer value -> regression; else single_label (fractional
+numbers next to words, "0.73" and "n/a", are refused rather than read as class names). Every
+refusal is one line naming the data row (1-based, header not counted) or the flag, and what to do.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ def coerce(raw: list, where: str, task: str | None = None, separator: str | None
     """(task, labels): the raw label values of a file checked and converted for the task."""
     if task is not None and task not in TASK_NAMES:
         raise DataError(f"--task must be one of {', '.join(TASK_NAMES)}; got {task!r}.")
-    task = task or infer(raw, separator)
+    check_separator(separator, task)
+    if task is None:
+        task = infer(raw, separator)
+        if task == "single_label":
+            _refuse_scores_with_names(raw, where)
     _refuse_mixed(raw, where, task, separator)
     if task == "multi_label":
         return task, [_labels_list(y, where, i, separator) for i, y in enumerate(raw)]
@@ -88,6 +93,21 @@ def coerce(raw: list, where: str, task: str | None = None, separator: str | None
     return task, out
 
 
+def check_separator(separator: str | None, task: str | None) -> None:
+    """--label-separator splits strings into label lists: only a multi-label task has those."""
+    if separator is None:
+        return
+    if not isinstance(separator, str) or not separator:
+        raise DataError(f"--label-separator must be a non-empty string such as '|'; got {separator!r}.")
+    if any(c in separator for c in _BREAKS):
+        raise DataError(f"--label-separator {separator!r} holds a tab or line break; use a character such as '|'.")
+    if task is not None and task != "multi_label":
+        raise DataError(
+            f"--label-separator splits labels into multi-label lists, but --task is {task}; drop --label-separator "
+            "(or pass --task multi_label)."
+        )
+
+
 def _labels_list(y, where: str, i: int, separator: str | None) -> list[str]:
     if y is None or (isinstance(y, float) and y != y):
         if separator is not None:
@@ -98,8 +118,8 @@ def _labels_list(y, where: str, i: int, separator: str | None) -> list[str]:
     if isinstance(y, str):
         if separator is None:
             raise DataError(
-                f"{where}: label in data row {i + 1} is a string, but other rows hold lists; use lists in every "
-                "row, or pass --label-separator to split strings."
+                f"{where}: label in data row {i + 1} is a string ({y[:30]!r}), not a list; a multi-label task needs a "
+                "list in every row, or pass --label-separator to split strings such as 'sport|politics'."
             )
         y = [p for p in y.split(separator)]
     if not isinstance(y, (list, tuple)):
@@ -134,6 +154,26 @@ def _refuse_mixed(raw: list, where: str, task: str, separator: str | None) -> No
             raise DataError(
                 f"{where}: labels mix numbers (data row {first['number'] + 1}) and strings (data row {s + 1}, "
                 f"{str(raw[s])[:30]!r}); use one kind of label in the whole file."
+            )
+
+
+def _refuse_scores_with_names(raw: list, where: str) -> None:
+    """Fractional numbers next to non-numbers ("0.73" and "n/a" in a CSV) are scores with a stray
+    value, not hundreds of class names: refuse to guess (--task single_label reads them as names)."""
+    frac = word = None
+    for i, y in enumerate(raw):
+        if _missing(y) or isinstance(y, (list, tuple)):
+            continue
+        n = _number(y)
+        if n is None:
+            word = i if word is None else word
+        elif not n.is_integer() and frac is None:
+            frac = i
+        if frac is not None and word is not None:
+            raise DataError(
+                f"{where}: labels mix scores (data row {frac + 1}: {str(raw[frac])[:20]!r}) and non-numbers (data row "
+                f"{word + 1}: {str(raw[word])[:30]!r}); fix that row, or pass --task single_label to read every label "
+                "as a class name."
             )
 
 

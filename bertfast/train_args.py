@@ -1,9 +1,12 @@
-"""Trainer arguments that are not plain flags: the head-LR optimizer and the TrainingArguments
-that differ between transformers 4.x and 5.x (read off the installed signature, not a version)."""
+"""Trainer arguments that are not plain flags: the head-LR optimizer, the TrainingArguments
+that differ between transformers 4.x and 5.x (read off the installed signature, not a version),
+and what each task (`bertfast.tasks`) hands Trainer: label tensors, loss, compute_metrics."""
 
 from __future__ import annotations
 
 import inspect
+
+import numpy as np
 
 from .families import family_of
 
@@ -38,3 +41,103 @@ def _compat_args(transformers, warmup_ratio: float) -> dict:
         return {"warmup_ratio": warmup_ratio, "group_by_length": True}
     # 5.x: a float warmup_steps below 1 is the ratio of all training steps.
     return {"warmup_steps": min(warmup_ratio, 0.999), "train_sampling_strategy": "group_by_length"}
+
+
+# ----------------------------------------------------------------------------- per task
+# What Trainer gets besides flags for one task (`bertfast.tasks`): label tensors, the loss of a
+# sigmoid score model, and compute_metrics.
+
+# Pair data is evaluated as ranking (MRR, NDCG@10 per query) when queries have this many
+# candidates on average: a headline with its own article and one negative is a pair
+# classification, five graded candidates are a reranking list.
+RANKING_MIN_GROUP = 3
+
+
+def targets(task: str, labels: list, label2id: dict[str, int]) -> list:
+    """Labels as the model's loss takes them: class ids (cross-entropy), float multi-hot rows
+    (BCEWithLogits: multi_label_classification needs float targets), floats (MSE)."""
+    if task == "multi_label":
+        rows = []
+        for ys in labels:
+            row = [0.0] * len(label2id)
+            for y in ys:
+                row[label2id[y]] = 1.0
+            rows.append(row)
+        return rows
+    if task == "regression":
+        return [float(y) for y in labels]
+    return [label2id[y] for y in labels]
+
+
+def truth(task: str, labels: list, label2id: dict[str, int]) -> np.ndarray:
+    """`targets` as the array `tasks.evaluate` takes."""
+    t = targets(task, labels, label2id)
+    return np.asarray(t, dtype=np.int8 if task == "multi_label" else np.float64 if task == "regression" else np.int64)
+
+
+def ranking_groups(data, task: str, n_labels: int) -> np.ndarray | None:
+    """Query ids of pair data evaluated as reranking (see RANKING_MIN_GROUP), else None.
+
+    Only scores (regression) and two-class labels grade a candidate; label sets do not.
+    """
+    if task == "multi_label" or (task == "single_label" and n_labels != 2):
+        return None
+    g = data.groups()
+    if g is None or len(g) < RANKING_MIN_GROUP * (max(g) + 1):
+        return None
+    return np.asarray(g)
+
+
+def same_rows(label_ids: np.ndarray, y: np.ndarray) -> bool:
+    """Whether predictions came back in the split's row order (their labels equal the split's):
+    only then do the split's query ids apply to them."""
+    a, b = np.asarray(label_ids, np.float64), np.asarray(y, np.float64)
+    return a.shape == b.shape and bool(np.allclose(a, b, atol=1e-6))
+
+
+def trainer_class(transformers, torch):
+    """Trainer that evaluates in dataset order in one process. With group_by_length Trainer also
+    shuffles evaluation rows into length groups; ranking metrics need each row's query id, so
+    they need the split's own order (several processes keep Trainer's sampler)."""
+
+    class OrderedEvalTrainer(transformers.Trainer):
+        def _get_eval_sampler(self, eval_dataset):
+            if eval_dataset is not None and self.args.world_size <= 1:
+                return torch.utils.data.SequentialSampler(eval_dataset)
+            return super()._get_eval_sampler(eval_dataset)
+
+    return OrderedEvalTrainer
+
+
+def make_compute_metrics(task, activation: str, evaluating: dict):
+    """Trainer's compute_metrics: `tasks.evaluate` on activated logits.
+
+    `evaluating` holds `y` and `groups` of the split being evaluated (the caller switches it
+    before predicting on another split); ranking metrics are added when its rows line up.
+    """
+    from . import tasks
+
+    def compute_metrics(p):
+        logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+        y = np.asarray(p.label_ids)
+        groups = evaluating.get("groups")
+        if groups is not None and not same_rows(y, evaluating["y"]):
+            groups = None
+        return tasks.evaluate(task, tasks.activate(np.asarray(logits), activation), y, groups=groups)
+
+    return compute_metrics
+
+
+def sigmoid_score_loss(torch):
+    """BCE-with-logits on one logit, for a score model whose outputs pass through a sigmoid (a
+    sentence-transformers CrossEncoder): MSE on the raw logit would train a different scale
+    than the one the export and runtime apply. Trainer's compute_loss_func signature; a sum
+    over `num_items_in_batch` when Trainer gives it (gradient accumulation, several devices)."""
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"].reshape(-1)
+        total = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, labels.reshape(-1).to(logits.dtype), reduction="sum")
+        return total / (num_items_in_batch if num_items_in_batch is not None else logits.numel())
+
+    return loss

@@ -2,10 +2,18 @@
 
 `train(TrainConfig(model="bert-base-uncased", data="imdb", out="runs/imdb"))` and
 `bertfast train bert-base-uncased imdb --out runs/imdb` are the same call. The output folder
-holds the model, its tokenizer, `id2label` in config.json, the held-out splits (`splits/*.jsonl`,
-which `bertfast export` validates on) and `training.json` (metrics, data source, label counts,
-token-length histogram, library versions). It appears only when training finished: the run
-works in a hidden temporary folder, so a crash never leaves something that looks like a model.
+holds the model, its tokenizer, `id2label` and `problem_type` in config.json, the held-out splits
+(`splits/*.jsonl`, which `bertfast export` validates on) and `training.json` (task, metrics, data
+source, label counts, token-length histogram, library versions). It appears only when training
+finished: the run works in a hidden temporary folder, so a crash never leaves something that
+looks like a model.
+
+Every task of `bertfast.tasks` trains here: single-label classes (cross-entropy), multi-label
+sets (float multi-hot targets, BCE-with-logits per label), regression scores (MSE; BCE on the
+logit for a sigmoid CrossEncoder checkpoint), on single texts or text pairs. The task is
+`--task`, else what the labels imply; a checkpoint declaring another `problem_type` is refused
+rather than silently given another loss. The best checkpoint is chosen on the validation split
+by the task's primary metric (NDCG@10 for reranking data).
 """
 
 from __future__ import annotations
@@ -21,13 +29,25 @@ from pathlib import Path
 
 import numpy as np
 
+from . import tasks
 from .checks import check_float, check_int
 from .data import Splits, load_splits
 from .errors import BertfastError, ModelError, require
 from .exporter.trace import require_transformers
 from .families import family_of
-from .metrics import accuracy_f1, classification_report
-from .train_args import _compat_args, _optimizer  # noqa: F401  (tests import _optimizer from here)
+from .labels import check_separator
+from .metrics import classification_report
+from .train_args import (  # noqa: F401  (tests import _optimizer from here)
+    _compat_args,
+    _optimizer,
+    make_compute_metrics,
+    ranking_groups,
+    same_rows,
+    sigmoid_score_loss,
+    targets,
+    trainer_class,
+    truth,
+)
 from .utils import atomic_dir, check_output_dir, library_versions, write_json
 
 log = logging.getLogger(__name__)
@@ -45,12 +65,19 @@ class TrainConfig:
         data: labeled data: built-in name, CSV/TSV/JSONL/Parquet file, class folder or hub name.
         out: output folder for the fine-tuned model.
         text_column / label_column: column names in files and hub datasets.
+        text_pair_column: column of the second text of each pair (pair tasks: the model reads
+            `[CLS] text [SEP] text_pair [SEP]`, truncated longest-first to max_length).
+        label_separator: split string labels into multi-label sets ("sport|politics" with "|").
+        task: single_label, multi_label or regression (`bertfast.tasks`); default: what the
+            labels imply (lists -> multi_label, fractional numbers -> regression, else
+            single_label). Needed to read whole-number scores (0/1 relevance) as regression.
         validation_data / test_data: optional separate files; else stratified splits are made.
         val_fraction / test_fraction: sizes of the splits made when files are not given.
         max_length: tokens per text during training (texts are truncated to it).
         epochs, lr, batch_size, weight_decay, warmup_ratio, seed: the usual.
         head_lr: learning rate of the new classification head (and pooler); None: same as lr.
-        early_stopping: stop after this many epochs without macro-F1 improvement (None: off).
+        early_stopping: stop after this many epochs without gain in the task's primary metric on
+            the validation split (accuracy, micro-F1, Pearson; NDCG@10 for reranking) (None: off).
         resume: continue from the last checkpoint of an interrupted run with the same `out`.
         train_split / test_split: split names of a hub dataset (`train`, `test`, `train[:10%]`);
             by default the hub's `test` split is the test set when it exists.
@@ -64,6 +91,9 @@ class TrainConfig:
     out: str = "runs/model"
     text_column: str = "text"
     label_column: str = "label"
+    text_pair_column: str | None = None
+    label_separator: str | None = None
+    task: str | None = None
     validation_data: str | None = None
     test_data: str | None = None
     val_fraction: float = 0.1
@@ -103,6 +133,12 @@ class TrainConfig:
         check_int("--early-stopping", self.early_stopping, 1, optional=True)
         for flag, value in (("--max-train-samples", self.max_train_samples), ("--max-eval-samples", self.max_eval_samples)):
             check_int(flag, value, 2, optional=True)
+        if self.task is not None:
+            tasks.get(self.task)  # names --task and its choices when unknown
+        check_separator(self.label_separator, self.task)
+        if self.text_pair_column is not None and self.text_pair_column in (self.text_column, self.label_column):
+            flag = "--text-column" if self.text_pair_column == self.text_column else "--label-column"
+            raise BertfastError(f"--text-pair-column {self.text_pair_column!r} is also {flag}; name the column of the second text.")
         if self.resume and self.force:
             raise BertfastError("--resume and --force contradict each other: --force starts over, --resume continues.")
 
@@ -152,19 +188,24 @@ HISTOGRAM_CAP_FACTOR = 4
 
 
 def length_histogram(tokenizer, texts: list[str], limit: int, model_limit: int = 512,
-                     sample: int = HISTOGRAM_SAMPLE) -> dict:
-    """Token counts of the training texts: what max_length and long-text mode cost.
+                     sample: int = HISTOGRAM_SAMPLE, pairs: list[str] | None = None) -> dict:
+    """Token counts of the training texts (or text pairs, both texts and their special tokens
+    together, as the model reads them): what max_length and long-text mode cost.
 
-    At most `sample` texts (seeded), each counted up to `cap` = 4 x the model limit tokens (cut
+    At most `sample` inputs (seeded), each counted up to `cap` = 4 x the model limit tokens (cut
     to 8 characters per token first); a longer one counts as `cap`: `max` reads "at least".
     """
     cap = HISTOGRAM_CAP_FACTOR * max(model_limit, limit)
     if len(texts) > sample:
-        texts = [texts[i] for i in sorted(np.random.default_rng(0).choice(len(texts), sample, replace=False))]
+        keep = sorted(np.random.default_rng(0).choice(len(texts), sample, replace=False))
+        texts = [texts[i] for i in keep]
+        pairs = None if pairs is None else [pairs[i] for i in keep]
     counted = []
     for s in range(0, len(texts), 1000):  # lengths only: never a million id lists at once
         part = [t[: cap * 8] for t in texts[s : s + 1000]]
-        counted += map(len, tokenizer(part, add_special_tokens=True, truncation=True, max_length=cap)["input_ids"])
+        second = None if pairs is None else [t[: cap * 8] for t in pairs[s : s + 1000]]
+        enc = tokenizer(part, second, add_special_tokens=True, truncation=True, max_length=cap)
+        counted += map(len, enc["input_ids"])
     lengths = np.array(counted or [0])
     edges = [0, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, max(int(lengths.max()) + 1, 2049)]
     counts, _ = np.histogram(lengths, bins=edges)
@@ -209,10 +250,47 @@ def train(cfg: TrainConfig) -> Path:
         cfg.data, cfg.text_column, cfg.label_column, cfg.validation_data, cfg.test_data,
         cfg.val_fraction, cfg.test_fraction, cfg.seed, train_split=cfg.train_split, test_split=cfg.test_split,
         max_train_samples=cfg.max_train_samples, max_eval_samples=cfg.max_eval_samples,
+        text_pair_column=cfg.text_pair_column, label_separator=cfg.label_separator, task=cfg.task,
     )
-    log.info("data %s: %d train / %d validation / %d test, %d classes (%s)", cfg.data, len(splits.train),
-             len(splits.validation), len(splits.test), len(splits.label_names), splits.split_note)
+    task = resolve_task(cfg, config, splits)
+    log.info("data %s: %s%s, %d train / %d validation / %d test, %d %s (%s)", cfg.data, task.name,
+             " pairs" if splits.pair else "", len(splits.train), len(splits.validation), len(splits.test),
+             len(splits.label_names), "output" if task.name == "regression" else "labels", splits.split_note)
     return _train(cfg, src, config, tokenizer, splits, limit, out, ckpt_dir)
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve_task(cfg: TrainConfig, config, splits: Splits) -> tasks.Task:
+    """The task to train: the data's (`--task`, else inferred from the labels), checked against
+    the `problem_type` the checkpoint declares unless `--task` settles it."""
+    task = tasks.get(splits.task)
+    declared = tasks.task_of_config(config)
+    if cfg.task is not None:
+        if declared is not None and declared.name != task.name:
+            log.info("--task %s: the checkpoint's %s problem_type is replaced", task.name, declared.name)
+        return task
+    problem_type = getattr(config, "problem_type", None)
+    if problem_type == "regression" and task.name == "single_label" and all(map(_is_number, splits.label_names)):
+        # 0/1 (or 1..5) relevance reads as class names: only the user can say they are scores.
+        raise BertfastError(
+            f"the labels of {cfg.data} are read as classes ({', '.join(splits.label_names[:4])}"
+            f"{', ...' if len(splits.label_names) > 4 else ''}: single_label) but {cfg.model!r} declares problem_type "
+            "'regression'; pass --task regression to read whole-number labels as scores, or --task single_label "
+            "to train a classification head instead."
+        )
+    tasks.check_config_task(task, config)
+    if declared is not None and declared.name != task.name:
+        # A one-output checkpoint without problem_type: a score model (e.g. a CrossEncoder).
+        log.warning("%s has one output (a score model) but the data is %s: its head is replaced by a %d-label one; "
+                    "pass --task regression to train scores instead.", cfg.model, task.name, len(splits.label_names))
+    return task
 
 
 def _check_checkpoints_dir(ckpt_dir: Path) -> None:
@@ -233,26 +311,34 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
     t0 = time.time()
     transformers.set_seed(cfg.seed)
 
+    task = tasks.get(splits.task)
     label2id = splits.label2id
+    activation = tasks.score_activation(config, task)
+    bce_scores = task.name == "regression" and activation == "sigmoid"  # a CrossEncoder's one logit
+    if bce_scores:
+        _check_unit_scores(cfg, splits)
     try:
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            src, num_labels=len(label2id), id2label=splits.id2label, label2id=label2id,
+            src, num_labels=len(label2id), problem_type=task.problem_type, id2label=splits.id2label, label2id=label2id,
             ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a new head
         )
     except (OSError, ValueError, RuntimeError) as e:
         raise ModelError(f"could not load weights of {cfg.model!r} as a sequence classifier: {str(e).splitlines()[0]}") from None
 
     def encode(d):
-        enc = tokenizer(d.texts, truncation=True, max_length=cfg.max_length)
-        enc["labels"] = [label2id[y] for y in d.labels]
+        # Pairs: the tokenizer's own pair template, truncated longest-first (what the runtime does).
+        enc = tokenizer(d.texts, d.pairs, truncation=True, max_length=cfg.max_length)
+        enc["labels"] = targets(task.name, d.labels, label2id)
         return datasets.Dataset.from_dict(dict(enc))
 
     train_ds, val_ds, test_ds = (encode(d) for d in (splits.train, splits.validation, splits.test))
-    n_classes = len(label2id)
-
-    def compute_metrics(p):
-        logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
-        return accuracy_f1(np.asarray(logits).argmax(-1), np.asarray(p.label_ids), n_classes)
+    y_val, y_test = (truth(task.name, d.labels, label2id) for d in (splits.validation, splits.test))
+    groups_val, groups_test = (ranking_groups(d, task.name, len(label2id)) for d in (splits.validation, splits.test))
+    # Ranking metrics need each prediction's query id: rows come back in dataset order in one
+    # process; under torchrun the best checkpoint is chosen on the task's own metric instead.
+    ranking = groups_val is not None and int(os.environ.get("WORLD_SIZE", "1")) == 1
+    primary = tasks.primary_metric(task, ranking)
+    evaluating = {"y": y_val, "groups": groups_val}
 
     args = transformers.TrainingArguments(
         output_dir=str(ckpt_dir),
@@ -265,8 +351,8 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
         save_strategy="epoch",
         save_total_limit=2,  # the best and the latest, so resume and best-model both work
         load_best_model_at_end=True,
-        metric_for_best_model="macro_f1",
-        greater_is_better=True,
+        metric_for_best_model=primary,
+        greater_is_better=task.higher_is_better,
         **_compat_args(transformers, cfg.warmup_ratio),
         logging_strategy="steps",
         logging_steps=max(1, math.ceil(len(train_ds) / cfg.batch_size / 4)),
@@ -284,20 +370,31 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
     callbacks = []
     if cfg.early_stopping:
         callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping))
-    trainer = transformers.Trainer(
+    trainer = trainer_class(transformers, torch)(
         model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
         data_collator=transformers.DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics, callbacks=callbacks,
+        compute_metrics=make_compute_metrics(task, activation, evaluating), callbacks=callbacks,
         optimizers=(_optimizer(model, cfg, torch), None) if cfg.head_lr else (None, None),
+        compute_loss_func=sigmoid_score_loss(torch) if bce_scores else None,
     )
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
 
     val_metrics = trainer.evaluate(val_ds, metric_key_prefix="validation")
+    evaluating.update(y=y_test, groups=groups_test)
     pred = trainer.predict(test_ds, metric_key_prefix="test")
     logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    test_labels = np.asarray(pred.label_ids)
-    report = classification_report(np.asarray(logits).argmax(-1), test_labels, splits.label_names)
-    test_metrics = accuracy_f1(np.asarray(logits).argmax(-1), test_labels, n_classes)
+    scores = tasks.activate(np.asarray(logits), activation)
+    in_order = same_rows(pred.label_ids, y_test)
+    test_metrics = tasks.evaluate(task, scores, y_test if in_order else np.asarray(pred.label_ids),
+                                  groups=groups_test if in_order else None)
+    metrics = {"validation": {k.removeprefix("validation_"): v for k, v in val_metrics.items()}, "test": test_metrics}
+    if task.name == "single_label":
+        metrics["test_per_class"] = classification_report(scores.argmax(-1), np.asarray(pred.label_ids), splits.label_names)
+    elif task.name == "multi_label":
+        # Each label as its own yes/no classifier at the default 0.5 threshold (export tunes them).
+        decided, y = tasks.decide(task, scores), np.asarray(pred.label_ids).astype(np.int8)
+        metrics["test_per_label"] = {
+            n: classification_report(decided[:, j], y[:, j], ["", n])[n] for j, n in enumerate(splits.label_names)}
 
     # Under torchrun / accelerate launch every rank runs this function and the evaluations above
     # (they are collective). Only the main process writes: two ranks renaming their own temp
@@ -306,6 +403,7 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
         with atomic_dir(out) as tmp:
             trainer.model.config.id2label = splits.id2label
             trainer.model.config.label2id = label2id
+            trainer.model.config.problem_type = task.problem_type
             trainer.save_model(str(tmp))
             tokenizer.model_max_length = cfg.max_length
             tokenizer.save_pretrained(str(tmp))
@@ -316,19 +414,20 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
             summary = {
                 "bertfast_training": 1,
                 "model": cfg.model, "model_source": src, "model_type": config.model_type,
+                "task": task.name, "pair": splits.pair, "problem_type": task.problem_type,
+                "activation": activation, "ranking": groups_val is not None, "primary_metric": primary,
                 "data": {"source": str(cfg.data), "split_note": splits.split_note,
                          "text_column": cfg.text_column, "label_column": cfg.label_column,
+                         "text_pair_column": cfg.text_pair_column, "label_separator": cfg.label_separator,
                          "rows": {k: len(getattr(splits, k)) for k in ("train", "validation", "test")},
-                         "label_counts": {k: getattr(splits, k).counts() for k in ("train", "validation", "test")}},
+                         "label_counts": {k: getattr(splits, k).counts() for k in ("train", "validation", "test")},
+                         **_score_ranges(splits)},
                 "labels": splits.label_names,
                 "max_length": cfg.max_length, "model_max_length": limit,
-                "metrics": {
-                    "validation": {k.removeprefix("validation_"): v for k, v in val_metrics.items()},
-                    "test": test_metrics,
-                    "test_per_class": report,
-                },
+                "metrics": metrics,
                 "log_history": trainer.state.log_history,
-                "token_lengths": length_histogram(tokenizer, splits.train.texts, cfg.max_length, limit),
+                "token_lengths": length_histogram(tokenizer, splits.train.texts, cfg.max_length, limit,
+                                                  pairs=splits.train.pairs),
                 "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
                 "train_seconds": round(time.time() - t0, 1),
                 "device": "cuda" if torch.cuda.is_available() else "cpu",
@@ -338,12 +437,31 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
             write_json(tmp / "training.json", summary)
         if not cfg.keep_checkpoints:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
-        log.info("test accuracy %.4f, macro-F1 %.4f; model written to %s (%.0f s)",
-                 test_metrics["accuracy"], test_metrics["macro_f1"], out, time.time() - t0)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items() if k != "queries")
+        log.info("test %s; model written to %s (%.0f s)", shown, out, time.time() - t0)
     # The other ranks return only once the folder is in place, so a script that goes on to use
     # `out` (export, evaluation) on any rank finds it complete.
     trainer.accelerator.wait_for_everyone()
     return out
+
+
+def _check_unit_scores(cfg, splits: Splits) -> None:
+    """A sigmoid score model (BCE on its logit) can only learn scores in 0..1."""
+    lo = min(min(d.labels) for d in (splits.train, splits.validation, splits.test))
+    hi = max(max(d.labels) for d in (splits.train, splits.validation, splits.test))
+    if lo < 0 or hi > 1:
+        raise BertfastError(
+            f"{cfg.model!r} passes its score through a sigmoid (a sentence-transformers CrossEncoder), so regression "
+            f"labels must lie in 0..1; {cfg.data} has scores from {lo:g} to {hi:g}. Rescale them to 0..1."
+        )
+
+
+def _score_ranges(splits: Splits) -> dict:
+    """Regression data: min/max/mean score per split (what label counts are for classes)."""
+    if splits.task != "regression":
+        return {}
+    return {"score_stats": {k: {"min": min(d.labels), "max": max(d.labels), "mean": float(np.mean(d.labels))}
+                            for k in ("train", "validation", "test") for d in [getattr(splits, k)]}}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -354,7 +472,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="bbc-news | CSV/TSV/JSONL/Parquet file | folder with one sub-folder per class | hub dataset (imdb)")
     p.add_argument("--out", default="runs/model", help="output folder for the fine-tuned model")
     p.add_argument("--text-column", default="text", help="text column in files / hub datasets")
-    p.add_argument("--label-column", default="label", help="label column (strings or ints)")
+    p.add_argument("--label-column", default="label",
+                   help="label column: class names or ids, label lists (multi-label) or numbers (regression)")
+    p.add_argument("--text-pair-column", default=None,
+                   help="column of the second text of each pair (e.g. query + passage); the model reads both together")
+    p.add_argument("--label-separator", default=None, metavar="SEP",
+                   help="split string labels into multi-label sets ('sport|politics' with '|'); CSV/TSV multi-label data")
+    p.add_argument("--task", default=None, choices=tasks.TASK_NAMES,
+                   help="what to train; unset: inferred from the labels (lists -> multi_label, fractional numbers -> "
+                        "regression, else single_label). Pass regression for whole-number scores such as 0/1")
     p.add_argument("--validation-data", default=None, help="separate validation file (else a stratified split is made)")
     p.add_argument("--test-data", default=None, help="separate test file (else a stratified split or the hub's test split)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation share when splitting")
@@ -368,7 +494,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
     p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of steps for LR warm-up")
     p.add_argument("--seed", type=int, default=42, help="seed for splits, init and data order")
-    p.add_argument("--early-stopping", type=int, default=None, metavar="EPOCHS", help="stop after N epochs without macro-F1 gain")
+    p.add_argument("--early-stopping", type=int, default=None, metavar="EPOCHS",
+                   help="stop after N epochs without gain in the task's primary validation metric "
+                        "(accuracy, micro-F1, Pearson; NDCG@10 for reranking)")
     p.add_argument("--resume", action="store_true", help="resume an interrupted run from its last checkpoint")
     p.add_argument("--train-split", default="train", help="hub dataset split to train on")
     p.add_argument("--test-split", default=None, help="hub dataset split to test on (default: 'test' if it exists)")
