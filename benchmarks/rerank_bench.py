@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bertfast import Classifier, tasks  # noqa: E402
-from bertfast.builtin_data import _articles  # noqa: E402
+from bertfast.builtin_data import _unique_articles  # noqa: E402
 from bertfast.data import load_splits  # noqa: E402
 from bertfast.hardware import cpu_info, int8_preset, relevant_flags  # noqa: E402
 from bertfast.metrics import ranking_metrics  # noqa: E402
@@ -40,7 +40,7 @@ from bertfast.utils import library_versions  # noqa: E402
 
 def make_queries(n_queries: int, n_candidates: int, seed: int) -> list[tuple[str, list[str], list[float]]]:
     """(headline, candidate bodies, relevance) for held-out headlines of bbc-news-rerank."""
-    arts = _articles()
+    arts = _unique_articles()
     test_heads = list(dict.fromkeys(load_splits("bbc-news-rerank").test.texts))
     by_head = {a[0]: i for i, a in enumerate(arts)}
     rng = random.Random(seed)

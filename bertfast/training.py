@@ -13,7 +13,7 @@ sets (float multi-hot targets, BCE-with-logits per label), regression scores (MS
 logit for a sigmoid CrossEncoder checkpoint), on single texts or text pairs. The task is
 `--task`, else what the labels imply; a checkpoint declaring another `problem_type` is refused
 rather than silently given another loss. The best checkpoint is chosen on the validation split
-by the task's primary metric (NDCG@10 for reranking data).
+by the task's primary metric (NDCG@10 for reranking data; macro-F1 for single-label, as before).
 """
 
 from __future__ import annotations
@@ -338,6 +338,9 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
     # process; under torchrun the best checkpoint is chosen on the task's own metric instead.
     ranking = groups_val is not None and int(os.environ.get("WORLD_SIZE", "1")) == 1
     primary = tasks.primary_metric(task, ranking)
+    # Single-label keeps choosing its checkpoint by macro-F1 (as bertfast always has): on
+    # imbalanced data accuracy rewards ignoring the small classes.
+    best_metric = "macro_f1" if task.name == "single_label" and not ranking else primary
     evaluating = {"y": y_val, "groups": groups_val}
 
     args = transformers.TrainingArguments(
@@ -351,7 +354,7 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
         save_strategy="epoch",
         save_total_limit=2,  # the best and the latest, so resume and best-model both work
         load_best_model_at_end=True,
-        metric_for_best_model=primary,
+        metric_for_best_model=best_metric,
         greater_is_better=task.higher_is_better,
         **_compat_args(transformers, cfg.warmup_ratio),
         logging_strategy="steps",

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BertfastError, InferenceError  # noqa: F401  (InferenceError re-exported for callers)
 from .. import tasks as _tasks
+from ..errors import BertfastError, InferenceError  # noqa: F401  (InferenceError re-exported for callers)
 from ..manifest import Manifest, ManifestError, load_manifest
 from ..metrics import top_k as best_k
 from .batching import Batcher, Encoded, aggregate_windows, check_pairs, check_texts
