@@ -30,6 +30,7 @@ BAD = {
     "max_length": (2, "must be an integer >= 3; got 2"),
     "allow_spinning": ("yes", "must be True or False; got 'yes'"),
     "streams": (True, "must be an integer >= 1; got True"),
+    "pair_truncation": ("longest", "must be one of longest_first, only_second, only_first; got 'longest'"),
 }
 
 

@@ -142,7 +142,8 @@ class Classifier:
             max_batch_size=opts.max_batch_size, pair_truncation=opts.pair_truncation or m.pair_truncation,
         )
         opts = opts.replace(device=provider.name, variant=variant, threads=threads, streams=streams,
-                            max_length=max_length, stride=batcher.stride, pair_truncation=batcher.pair_truncation)
+                            max_length=max_length, stride=batcher.stride,
+                            pair_truncation=batcher.pair_truncation if m.pair else opts.pair_truncation)
         log.info("loaded %s: variant %s on %s (%s), %d threads", m.folder, variant, provider.name,
                  session.get_providers()[0], threads)
         return cls(m, session, batcher, opts, provider)

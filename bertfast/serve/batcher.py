@@ -181,13 +181,15 @@ class DynamicBatcher:
                 _resolve(w, error=e)
             return
         seconds = time.perf_counter() - t0
+        # Counted before any answer goes out, so a caller that got its response sees its call
+        # in the metrics (a scrape right after a request is consistent).
+        if self.metrics is not None:
+            self.metrics.observe_batch(len(texts), len(batch), int(enc.padded_tokens), seconds,
+                                       [t0 - w.enqueued for w in batch])
         i = 0
         for w in batch:
             _resolve(w, value=logits[i : i + len(w.texts)])
             i += len(w.texts)
-        if self.metrics is not None:
-            self.metrics.observe_batch(len(texts), len(batch), int(enc.padded_tokens), seconds,
-                                       [t0 - w.enqueued for w in batch])
 
     def _without_bad_inputs(self, batch: list[Work], error: Exception) -> list[Work]:
         """After encoding a whole call failed with `error`: encode each request alone, fail those
