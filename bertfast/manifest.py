@@ -17,7 +17,8 @@ Schema (format 1)::
       "output": "logits",
       "task": {"name": "single_label" | "multi_label" | "regression", "pair": false,   # null/absent: single_label
                "activation": "softmax" | "sigmoid" | "identity", "thresholds": [0.5, ...] | null,
-               "pair_truncation": "longest_first", "primary_metric": "accuracy", "label_mapping": "..."},
+               "pair_truncation": "longest_first", "primary_metric": "accuracy" | "micro_f1" | "pearson" | "ndcg@10",
+               "min_agreement": 99.5, "label_mapping": "..."},   # label_mapping: only when integers were mapped
       "opset": 17,
       "tokenizer": {"file": "tokenizer.json", "pad_token_id": 0, "lowercase": true},
       "quantization_preset": "avx512_vnni",

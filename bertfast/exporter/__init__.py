@@ -167,7 +167,7 @@ def export(cfg: ExportConfig) -> Path:
     # An export folder holding the model or the eval data would be replaced by the export.
     check_output_dir(out, cfg.force, inputs=(cfg.model_dir, cfg.eval_data))
     transformers = require("transformers", "train")
-    from ..training import model_length_limit
+    from ..checkpoints import model_length_limit
     from . import quantize, validate
 
     family = family_of(config)
