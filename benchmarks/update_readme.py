@@ -46,6 +46,26 @@ def quickstart_block(text: str, results_dir: Path, base: Path) -> str:
     return text[: i + len(QS_START)] + "\n" + block + "\n" + text[j:]
 
 
+TASKS_START, TASKS_END = "<!-- tasks:start -->", "<!-- tasks:end -->"
+TASK_RESULTS = ("tasks-minilm-bbc", "rerank-minilm-bbc")  # committed by tasks_bench.py / rerank_bench.py
+
+
+def tasks_block(text: str, results_dir: Path, base: Path) -> str:
+    """Fill the README's tasks block from the committed task and rerank results, if present."""
+    i, j = text.find(TASKS_START), text.find(TASKS_END)
+    parts = []
+    for name in TASK_RESULTS:
+        md = results_dir / name / "results.md"
+        if md.is_file():
+            body = md.read_text().strip().split("\n")
+            title = body[0].lstrip("# ").strip()
+            rel = os.path.relpath(md.resolve(), base)
+            parts.append(f"**{title}** ([{rel}]({rel}))\n\n" + "\n".join(body[1:]).strip())
+    if not parts or i < 0 or j < i:
+        return text
+    return text[: i + len(TASKS_START)] + "\n" + "\n\n".join(parts) + "\n" + text[j:]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("results", nargs="*", type=Path, help="results.json files (default: benchmarks/results/*)")
@@ -69,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.readme}: {e}", file=sys.stderr)
         return 2
     new = quickstart_block(new, args.results_dir, base)
+    new = tasks_block(new, args.results_dir, base)
     if args.check:
         if new != text:
             print(f"{args.readme} is out of date; run: python benchmarks/update_readme.py", file=sys.stderr)
