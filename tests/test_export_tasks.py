@@ -399,3 +399,57 @@ def test_table_of_an_export_before_tasks_is_unchanged():
         "int8-static            95.52%   1.79   98.21%   0.4485     45.3   64.0  accuracy drop 1.79 > 0.5 points budget",
         "int8-mixed                  -      -        -        -        -      -  failed: boom",
     ])
+
+
+# -- batch invariance ---------------------------------------------------------------------------
+
+
+def test_batch_invariance_counts_decisions_that_change_alone():
+    import numpy as np
+
+    from bertfast.exporter.validate import Gate, batch_invariance
+
+    class Fake:  # alone, input 3 gets the other label; input 5 moves a little but keeps its label
+        def predict_proba(self, items):
+            (i,) = items
+            row = batched[i].copy()
+            if i == 3:
+                row = row[::-1]
+            if i == 5:
+                row = row + np.array([0.05, -0.05], np.float32)
+            return row[None, :]
+
+    batched = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3], [0.1, 0.9], [0.8, 0.2]], np.float32)
+    r = batch_invariance(Fake(), list(range(6)), batched, Gate())
+    assert r["batch_sample"] == 6
+    assert r["batch_flips"] == pytest.approx(1 / 6, abs=1e-6)
+    assert r["batch_max_diff"] == pytest.approx(0.4, abs=1e-6)
+    r = batch_invariance(Fake(), list(range(6)), batched, Gate(), sample=2)  # evenly spaced: inputs 0 and 5
+    assert r["batch_sample"] == 2 and r["batch_flips"] == 0.0
+
+
+def test_a_batch_invariant_variant_wins_a_speed_tie():
+    from bertfast.exporter.report import choose_defaults
+
+    def v(speed, flips, agree=1.0):
+        return {"devices": ["cpu"], "eligible": True, "speed": {"seq_per_s": speed, "device": "cpu"},
+                "validation": {"label_agreement": agree, "metric_drop_points": 0.0, "batch_flips": flips}}
+
+    tied = {"fp32": v(50.0, 0.0), "int8-a": v(100.0, 0.02), "int8-b": v(98.0, 0.0, agree=0.99)}
+    assert choose_defaults(tied)["cpu"] == "int8-b"  # within 3% of the fastest and batch-invariant
+    apart = {"fp32": v(50.0, 0.0), "int8-a": v(100.0, 0.02), "int8-b": v(90.0, 0.0)}
+    assert choose_defaults(apart)["cpu"] == "int8-a"  # not a tie: the faster one
+
+
+def test_export_records_batch_invariance_per_variant(tiny_export):
+    from bertfast.exporter import format_table
+    from bertfast.manifest import load_manifest
+
+    m = load_manifest(tiny_export)
+    for name, v in m.variants.items():
+        if not m.usable(name):
+            continue
+        val = v["validation"]
+        assert 0.0 <= val["batch_flips"] <= 1.0 and val["batch_sample"] > 0, name
+    assert m.variants["fp32"]["validation"]["batch_flips"] == 0.0  # fp32 decides alone as in a batch
+    assert "b1-flip" in format_table(m.raw).splitlines()[3]

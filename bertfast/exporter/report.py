@@ -13,7 +13,8 @@ def _drop(val: dict) -> float:
 
 
 def choose_defaults(variants: dict) -> dict:
-    """Fastest eligible variant per provider (near-ties go to the most faithful one).
+    """Fastest eligible variant per provider (near-ties go to a batch-invariant one, then the most
+    faithful one).
 
     Returns one key per row of `PROVIDERS`. fp32 is the fallback when nothing else qualifies
     on a provider it targets; None where no variant targets the provider. Variants that failed
@@ -28,7 +29,9 @@ def choose_defaults(variants: dict) -> dict:
             # take the one that agrees most with PyTorch (then the fastest).
             top = max(v["speed"]["seq_per_s"] for _, v in ok)
             tied = [(n, v) for n, v in ok if v["speed"]["seq_per_s"] >= 0.97 * top]
-            out[device] = max(tied, key=lambda nv: (nv[1]["validation"]["label_agreement"],
+            # A batch-invariant variant (same decision alone as in any batch) wins a tie first.
+            out[device] = max(tied, key=lambda nv: (-nv[1]["validation"].get("batch_flips", 0.0),
+                                                    nv[1]["validation"]["label_agreement"],
                                                     -_drop(nv[1]["validation"]),
                                                     nv[1]["speed"]["seq_per_s"]))[0]
         elif "fp32" in dict(cands):
@@ -81,6 +84,10 @@ def format_table(m: dict) -> str:
     diff = "max|ds|" if name == "regression" else "max|dp|"  # raw scores vs probabilities
     cols = [*_METRIC_COLUMNS[kind], ("drop", 6, None, "drop"), ("agree", 8, "label_agreement", "pct"),
             (diff, 8, "max_abs_prob_diff", "diff"), ("seq/s", 8, None, "speed"), ("MB", 6, None, "size")]
+    if any("batch_flips" in (v.get("validation") or {}) for v in m["variants"].values()):
+        # Decisions that change when an input runs alone instead of in a batch (see
+        # validate.batch_invariance); exports made before it was measured show no column.
+        cols.insert(-2, ("b1-flip", 8, "batch_flips", "pct"))
     rows.append(f"{'variant':<19} " + " ".join(f"{h:>{w}}" for h, w, _, _ in cols) + "  verdict")
     for n, v in m["variants"].items():
         if v.get("status") == "failed":

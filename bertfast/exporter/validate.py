@@ -138,6 +138,30 @@ def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metric
     return out
 
 
+# Inputs re-run one at a time to measure batch invariance (bounded: batch-1 runs are slow).
+BATCH_INVARIANCE_SAMPLE = 64
+
+
+def batch_invariance(clf, texts: list, batched: np.ndarray, gate: Gate,
+                     sample: int = BATCH_INVARIANCE_SAMPLE) -> dict:
+    """How often an input's decision depends on the other inputs in its batch.
+
+    Dynamic int8 quantizes activations with one scale per batch (and padding changes the
+    shapes kernels see), so the same text can get another label alone than in a batch. Re-runs
+    an evenly spaced sample of the inputs one at a time and compares with the batched scores,
+    in the task's terms (`tasks.agreement`): `batch_flips` is the share whose decision changes,
+    `batch_max_diff` the largest score difference.
+    """
+    n = len(texts)
+    if n == 0:
+        return {"batch_flips": 0.0, "batch_max_diff": 0.0, "batch_sample": 0}
+    idx = np.unique(np.linspace(0, n - 1, min(n, sample)).astype(int))
+    alone = np.concatenate([clf.predict_proba([texts[i]]) for i in idx])
+    a = _tasks.agreement(gate.task, alone, batched[idx], gate.thresholds)
+    return {"batch_flips": round(1 - a["label_agreement"], 6), "batch_max_diff": round(a["max_abs_prob_diff"], 6),
+            "batch_sample": int(len(idx))}
+
+
 def interleaved_speed(classifiers: dict, texts: list[str], rounds: int = 3, round_seconds: float = 0.3,
                       max_texts: int = 32) -> dict[str, dict]:
     """Short end-to-end throughput of each loaded Classifier (tokenization included).
@@ -207,7 +231,9 @@ def validate_variants(manifest, texts: list, ref: np.ndarray, y: np.ndarray | No
                                 "re-export on a GPU machine")
                 continue
             clf = loaded[name] = Classifier.load(manifest.folder, device=device, variant=name, threads=threads)
-            v["validation"] = compare(clf.predict_proba(texts), ref, y, ref_metrics, gate)
+            batched = clf.predict_proba(texts)
+            v["validation"] = compare(batched, ref, y, ref_metrics, gate)
+            v["validation"].update(batch_invariance(clf, texts, batched, gate))
             v["eligible"], v["reason"] = gate.judge(v["validation"])
         for name, sp in interleaved_speed(loaded, texts).items():
             manifest.variants[name]["speed"] = sp
