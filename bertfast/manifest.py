@@ -38,6 +38,8 @@ Schema (format 1)::
       "training": {"data": .., "metrics": .., "max_length": ..} | null,
       "versions": {"onnxruntime": "...", ...},
       "reference": {"accuracy": .., "macro_f1": .., "n": .., "backend": .., "seq_per_s": ..},  # PyTorch fp32
+      "batching": {"cpu": {"batch_tokens": 2048, "variant": .., "seq_per_s": {"1024": .., ...}}} | null,
+                                                   # token budget the export measured fastest, per provider
       "export_seconds": 12.3
     }
 
@@ -89,6 +91,7 @@ class Manifest:
     training: dict | None = None
     versions: dict = field(default_factory=dict)
     reference: dict | None = None
+    batching: dict | None = None
     export_seconds: float | None = None
     path: Path | None = field(default=None, repr=False, compare=False)
     extra: dict = field(default_factory=dict, repr=False)

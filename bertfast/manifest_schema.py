@@ -85,6 +85,7 @@ FIELDS: Schema = {
     "reference": (False, "an object or null", _opt(_dict)),
     "export_seconds": (False, "a finite number or null", _opt(_number)),
     "task": (False, "an object or null", _opt(_dict)),
+    "batching": (False, "an object {device: {batch_tokens: ...}} or null", _opt(_dict)),
 }
 TASK: Schema = {
     "name": (True, "single_label, multi_label or regression", lambda v: v in ("single_label", "multi_label", "regression")),
@@ -169,6 +170,9 @@ def validate(raw, path=None) -> None:
     _check(raw.get("tokenizer", {"file": "tokenizer.json"}), TOKENIZER, "tokenizer.", path)
     if raw.get("eval_data"):
         _check(raw["eval_data"], EVAL_DATA, "eval_data.", path)
+    for device, spec in (raw.get("batching") or {}).items():
+        if not isinstance(spec, dict) or not (spec.get("batch_tokens") is None or _int(1)(spec["batch_tokens"])):
+            raise _bad(path, f"batching.{device}", "an object with batch_tokens (an integer >= 1)", spec)
     task = raw.get("task")
     if task:
         _check(task, TASK, "task.", path)

@@ -453,3 +453,32 @@ def test_export_records_batch_invariance_per_variant(tiny_export):
         assert 0.0 <= val["batch_flips"] <= 1.0 and val["batch_sample"] > 0, name
     assert m.variants["fp32"]["validation"]["batch_flips"] == 0.0  # fp32 decides alone as in a batch
     assert "b1-flip" in format_table(m.raw).splitlines()[3]
+
+
+def test_export_measures_the_token_budget_and_the_runtime_uses_it(tiny_export, tmp_path):
+    import json
+
+    from bertfast import Classifier
+    from bertfast.exporter.budget import CANDIDATES
+    from bertfast.manifest import load_manifest
+    from bertfast.runtime.options import DEFAULT_BATCH_TOKENS
+
+    m = load_manifest(tiny_export)
+    b = m.batching["cpu"]
+    assert b["variant"] == m.default["cpu"] and b["batch_tokens"] in CANDIDATES
+    assert set(b["seq_per_s"]) == {str(c) for c in CANDIDATES}
+    with Classifier.load(tiny_export, device="cpu") as clf:
+        assert clf.batcher.batch_tokens == clf.options.batch_tokens == b["batch_tokens"]
+    with Classifier.load(tiny_export, device="cpu", batch_tokens=333) as clf:  # the caller wins
+        assert clf.batcher.batch_tokens == 333
+    other = next(n for n in m.variants if n != b["variant"] and m.usable(n))
+    with Classifier.load(tiny_export, device="cpu", variant=other) as clf:  # measured for another variant
+        assert clf.batcher.batch_tokens == DEFAULT_BATCH_TOKENS
+    # A hand-edited budget that is not a positive integer is refused on load, naming the field.
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_export, copy)
+    raw = json.loads((copy / "bertfast.json").read_text())
+    raw["batching"]["cpu"]["batch_tokens"] = 0
+    (copy / "bertfast.json").write_text(json.dumps(raw))
+    with pytest.raises(Exception, match="batching.cpu"):
+        load_manifest(copy)

@@ -61,7 +61,8 @@ def test_each_field_is_checked_and_named(name):
 def test_defaults_and_good_values():
     o = RuntimeOptions()
     assert (o.device, o.variant, o.threads, o.long_text, o.aggregate) == ("auto", None, None, "truncate", "mean")
-    assert (o.batch_tokens, o.max_batch_size, o.allow_spinning, o.streams) == (8192, 256, True, 1)
+    # batch_tokens None: the export's measured budget, else DEFAULT_BATCH_TOKENS (resolved at load)
+    assert (o.batch_tokens, o.max_batch_size, o.allow_spinning, o.streams) == (None, 256, True, 1)
     for device in DEVICES:
         assert RuntimeOptions(device=device).device == device
     for mode in LONG_TEXT:
@@ -154,7 +155,7 @@ def test_options_are_resolved(export_dir):
 def test_load_keywords_match_options(export_dir):
     with Classifier.load(export_dir, device="cpu", max_length=16, aggregate="max", allow_spinning=False) as c:
         assert c.options == RuntimeOptions(device="cpu", max_length=16, aggregate="max", allow_spinning=False).replace(
-            variant="fp32", threads=c.threads, stride=4)
+            variant="fp32", threads=c.threads, stride=4, batch_tokens=8192)  # the export measured none
         assert c.batcher.max_length == 16 and c.aggregate == "max"
 
 

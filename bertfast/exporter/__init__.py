@@ -30,6 +30,7 @@ from ..tasks import get as get_task
 from ..utils import atomic_dir, check_output_dir, library_versions, sha256_file, usable_cpus
 from . import evalset as _evalset
 from . import variants as _variants
+from .budget import choose_batch_tokens
 from .evalset import parse_label_names
 from .report import choose_defaults as _choose_defaults
 from .report import format_table
@@ -190,7 +191,7 @@ def export(cfg: ExportConfig) -> Path:
     threads = cfg.threads or usable_cpus()
     require("torch", "train").set_num_threads(threads)
     wanted = cfg.variant_list(preset)
-    progress = _Progress(len(wanted) + 2)
+    progress = _Progress(len(wanted) + 3)
     inputs_ev = ev.inputs()
 
     with atomic_dir(out) as tmp:
@@ -256,6 +257,9 @@ def export(cfg: ExportConfig) -> Path:
             validate.validate_variants(m, inputs_ev, ref, ev.y, ref_metrics, threads, gate)
 
         m.default = _choose_defaults(m.variants)
+        if m.default.get("cpu"):
+            progress.say(f"choosing the token budget per batch for {m.default['cpu']} on the CPU")
+            m.batching = {"cpu": choose_batch_tokens(tmp, m.default["cpu"], inputs_ev, threads)}
         m.export_seconds = round(time.time() - t_start, 1)
         m.write(tmp)
         shutil.rmtree(scratch)

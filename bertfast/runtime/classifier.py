@@ -28,7 +28,7 @@ from ..errors import BertfastError, InferenceError  # noqa: F401  (InferenceErro
 from ..manifest import Manifest, ManifestError, load_manifest
 from ..metrics import top_k as best_k
 from .batching import Batcher, Encoded, aggregate_windows, check_pairs, check_texts
-from .options import RuntimeOptions
+from .options import DEFAULT_BATCH_TOKENS, RuntimeOptions
 from .providers import Provider
 from .session import check_labels, input_dtypes, label_mismatch, open_session
 
@@ -134,15 +134,19 @@ class Classifier:
             m, opts.device, opts.variant, max(1, threads // streams), opts.allow_spinning
         )
         check_labels(m, session)
+        # The caller's budget, else the one the export measured fastest for this variant here.
+        measured = (m.batching or {}).get(provider.name) or {}
+        batch_tokens = opts.batch_tokens or (measured.get("batch_tokens") if measured.get("variant") == variant
+                                             else None) or DEFAULT_BATCH_TOKENS
         if provider.gpu:
             streams = 1  # one GPU stream; concurrency there comes from batch size
         batcher = Batcher(
             m.tokenizer_file, m.inputs, input_dtypes(m, session), m.pad_token_id, max_length,
-            long_text=opts.long_text, stride=opts.stride, batch_tokens=opts.batch_tokens,
+            long_text=opts.long_text, stride=opts.stride, batch_tokens=batch_tokens,
             max_batch_size=opts.max_batch_size, pair_truncation=opts.pair_truncation or m.pair_truncation,
         )
         opts = opts.replace(device=provider.name, variant=variant, threads=threads, streams=streams,
-                            max_length=max_length, stride=batcher.stride,
+                            max_length=max_length, stride=batcher.stride, batch_tokens=batch_tokens,
                             pair_truncation=batcher.pair_truncation if m.pair else opts.pair_truncation)
         log.info("loaded %s: variant %s on %s (%s), %d threads", m.folder, variant, provider.name,
                  session.get_providers()[0], threads)

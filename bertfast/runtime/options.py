@@ -23,6 +23,7 @@ LONG_TEXT = ("truncate", "head-tail", "sliding-window")
 # How a text pair over max_length is cut: the Rust tokenizer's strategies (and transformers').
 PAIR_TRUNCATION = ("longest_first", "only_second", "only_first")
 AGGREGATE = ("mean", "max")
+DEFAULT_BATCH_TOKENS = 8192  # when neither the caller nor the export's measurement says
 
 
 def _device_choices() -> tuple[str, ...]:
@@ -54,7 +55,9 @@ class RuntimeOptions:
             windows, aggregate logits).
         stride: token overlap between sliding windows; default max_length // 4.
         aggregate: how window logits combine into one per text: "mean" or "max".
-        batch_tokens: padded tokens per batch (batch size x longest window in the batch).
+        batch_tokens: padded tokens per batch (batch size x longest window in the batch);
+            default: what the export measured fastest for its CPU default (`batching` in the
+            manifest; not on GPU providers), else DEFAULT_BATCH_TOKENS.
         max_batch_size: most windows per batch, whatever their length.
         max_length: tokens per window incl. special tokens; default: the export's max_length.
         allow_spinning: let ONNX Runtime threads spin between ops (lower latency; turn off when
@@ -85,8 +88,9 @@ class RuntimeOptions:
         "token overlap between sliding windows (default max_length // 4)", minimum=0))
     aggregate: str = field(default="mean", metadata=_opt(
         "combine sliding-window logits by mean or max", choices=AGGREGATE, kind=str))
-    batch_tokens: int = field(default=8192, metadata=_opt(
-        "padded tokens per batch (batches are cut by this budget)", minimum=1))
+    batch_tokens: int | None = field(default=None, metadata=_opt(
+        "padded tokens per batch (batches are cut by this budget); default: the budget the export "
+        f"measured fastest on its machine, else {DEFAULT_BATCH_TOKENS}", minimum=1))
     max_batch_size: int = field(default=256, metadata=_opt("most texts per batch", minimum=1))
     max_length: int | None = field(default=None, metadata=_opt(
         "tokens per window; default: the export's max_length", minimum=3))

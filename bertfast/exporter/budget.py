@@ -1,0 +1,46 @@
+"""The token budget per batch, chosen by measurement on the machine that exports.
+
+Bigger batches amortize per-run overhead, smaller ones keep activations in cache; which wins
+depends on the CPU (cache sizes, AVX2 vs VNNI kernels), the model and the text lengths. On a
+2-core AVX2 machine every int8 variant ran faster at batch 8 than at batch 32 of 128-token
+texts, while the runtime's fixed 8192 tokens made batches of 64 there. So the export times its
+CPU default variant at several budgets on the eval inputs, in interleaved rounds like the
+variants themselves, and records the fastest in the manifest (`batching`); `Classifier.load`
+uses it unless the caller sets `batch_tokens`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = (1024, 2048, 4096, 8192, 16384)
+SAMPLE = 256  # inputs per timed call: enough for several batches at every candidate
+
+
+def choose_batch_tokens(folder, variant: str, inputs: list, threads: int, device: str = "cpu") -> dict:
+    """{"batch_tokens": fastest, "variant", "device", "seq_per_s": {budget: rate}} for `variant`."""
+    from ..runtime.classifier import Classifier
+    from .validate import interleaved_speed
+
+    if not inputs:
+        return {}
+    sample = (list(inputs) * (SAMPLE // len(inputs) + 1))[:SAMPLE]
+    loaded = {}
+    try:
+        for bt in CANDIDATES:
+            loaded[bt] = Classifier.load(folder, device=device, variant=variant, threads=threads, batch_tokens=bt)
+        rates = interleaved_speed(loaded, sample, max_texts=SAMPLE)
+    finally:
+        for clf in loaded.values():
+            clf.close()
+    speed = {bt: r["seq_per_s"] for bt, r in rates.items()}
+    top = max(speed.values())
+    # Within 3% of the fastest is a tie on a short measurement: take the largest such budget,
+    # which degrades least on longer texts than the eval set holds.
+    best = max(bt for bt, s in speed.items() if s >= 0.97 * top)
+    log.info("token budget per batch for %s on %s: %d (seq/s by budget: %s)", variant, device, best,
+             ", ".join(f"{bt} {s:.1f}" for bt, s in speed.items()))
+    return {"batch_tokens": best, "variant": variant, "device": device,
+            "seq_per_s": {str(bt): s for bt, s in speed.items()}, "texts": len(sample)}
