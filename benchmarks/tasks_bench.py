@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))
 from bertfast import Classifier, tasks  # noqa: E402
 from bertfast.data import load_splits  # noqa: E402
 from bertfast.hardware import cpu_info, int8_preset, relevant_flags  # noqa: E402
-from bertfast.train_args import RANKING_MIN_GROUP  # noqa: E402
 from bertfast.utils import library_versions  # noqa: E402
 
 # name -> (dataset, train flags). Sample sizes keep each training run to minutes on 2 cores.
@@ -107,8 +106,7 @@ def one(name: str, work: Path, threads: int | None) -> dict:
     y = truth(task.name, test.labels, names)
     # Ranked per query only where queries have 3+ candidates on average, as training and the
     # export decide (bbc-news-pairs has 2 per headline: it is pair classification).
-    g = test.groups()
-    groups = np.array(g) if g is not None and len(g) >= RANKING_MIN_GROUP * len(set(g)) else None
+    groups = tasks.ranking_groups(test.groups(), task, len(names))
     max_length = manifest["max_length"]
     thresholds = manifest["task"].get("thresholds")
     ref = torch_scores(model_dir, test.inputs(), pair, max_length, manifest["task"].get("activation", task.activation))

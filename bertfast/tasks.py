@@ -29,6 +29,10 @@ from .metrics import accuracy_f1, multilabel_f1, ranking_metrics, regression_met
 
 ACTIVATIONS = ("softmax", "sigmoid", "identity")
 RANKING_PRIMARY = "ndcg@10"
+# Pair data is evaluated as ranking (MRR, NDCG@10 per query) when queries have this many
+# candidates on average: a headline with its own article and one negative is a pair
+# classification, five graded candidates are a reranking list.
+RANKING_MIN_GROUP = 3
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,17 @@ def evaluate(task: Task, scores: np.ndarray, y: np.ndarray | None, thresholds: l
     if groups is not None:
         out.update(ranking_metrics(relevance(scores), np.asarray(y, dtype=np.float64), groups))
     return out
+
+
+def ranking_groups(groups: list[int] | None, task: Task, n_outputs: int) -> np.ndarray | None:
+    """Query ids when pair data is evaluated as reranking, else None: `groups` (a query id per
+    row, `LabeledTexts.groups()`) with >= RANKING_MIN_GROUP candidates per query on average, for
+    a model that grades a candidate (one score, or two classes); label sets do not."""
+    if task.name == "multi_label" or (task.name == "single_label" and n_outputs != 2):
+        return None
+    if groups is None or len(groups) < RANKING_MIN_GROUP * len(set(groups)):
+        return None
+    return np.asarray(groups)
 
 
 def primary_metric(task: Task, ranking: bool = False) -> str:

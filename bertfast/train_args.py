@@ -47,12 +47,6 @@ def _compat_args(transformers, warmup_ratio: float) -> dict:
 # What Trainer gets besides flags for one task (`bertfast.tasks`): label tensors, the loss of a
 # sigmoid score model, and compute_metrics.
 
-# Pair data is evaluated as ranking (MRR, NDCG@10 per query) when queries have this many
-# candidates on average: a headline with its own article and one negative is a pair
-# classification, five graded candidates are a reranking list.
-RANKING_MIN_GROUP = 3
-
-
 def targets(task: str, labels: list, label2id: dict[str, int]) -> list:
     """Labels as the model's loss takes them: class ids (cross-entropy), float multi-hot rows
     (BCEWithLogits: multi_label_classification needs float targets), floats (MSE)."""
@@ -73,19 +67,6 @@ def truth(task: str, labels: list, label2id: dict[str, int]) -> np.ndarray:
     """`targets` as the array `tasks.evaluate` takes."""
     t = targets(task, labels, label2id)
     return np.asarray(t, dtype=np.int8 if task == "multi_label" else np.float64 if task == "regression" else np.int64)
-
-
-def ranking_groups(data, task: str, n_labels: int) -> np.ndarray | None:
-    """Query ids of pair data evaluated as reranking (see RANKING_MIN_GROUP), else None.
-
-    Only scores (regression) and two-class labels grade a candidate; label sets do not.
-    """
-    if task == "multi_label" or (task == "single_label" and n_labels != 2):
-        return None
-    g = data.groups()
-    if g is None or len(g) < RANKING_MIN_GROUP * (max(g) + 1):
-        return None
-    return np.asarray(g)
 
 
 def same_rows(label_ids: np.ndarray, y: np.ndarray) -> bool:

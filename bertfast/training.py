@@ -47,7 +47,6 @@ from .train_args import (  # noqa: F401  (tests import _optimizer from here)
     _compat_args,
     _optimizer,
     make_compute_metrics,
-    ranking_groups,
     same_rows,
     sigmoid_score_loss,
     targets,
@@ -261,7 +260,8 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
 
     train_ds, val_ds, test_ds = (encode(d) for d in (splits.train, splits.validation, splits.test))
     y_val, y_test = (truth(task.name, d.labels, label2id) for d in (splits.validation, splits.test))
-    groups_val, groups_test = (ranking_groups(d, task.name, len(label2id)) for d in (splits.validation, splits.test))
+    groups_val, groups_test = (tasks.ranking_groups(d.groups(), task, len(label2id))
+                               for d in (splits.validation, splits.test))
     # Ranking metrics need each prediction's query id: rows come back in dataset order in one
     # process; under torchrun the best checkpoint is chosen on the task's own metric instead.
     ranking = groups_val is not None and int(os.environ.get("WORLD_SIZE", "1")) == 1

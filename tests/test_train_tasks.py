@@ -17,7 +17,7 @@ from conftest import COMMON, LABELS, TOPIC_WORDS, write_csv
 from bertfast import tasks
 from bertfast.data import LabeledTexts
 from bertfast.errors import BertfastError
-from bertfast.train_args import ranking_groups, truth
+from bertfast.train_args import truth
 from bertfast.training import TrainConfig, train
 
 
@@ -97,7 +97,7 @@ def _rescore(out, summary, test_rows):
     names = summary["labels"]
     d = LabeledTexts(texts, [r["label"] for r in test_rows], pairs, task.name)
     y = truth(task.name, d.labels, {n: i for i, n in enumerate(names)})
-    groups = ranking_groups(d, task.name, len(names)) if summary["ranking"] else None
+    groups = tasks.ranking_groups(d.groups(), task, len(names)) if summary["ranking"] else None
     got = tasks.evaluate(task, scores, y, groups=groups)
     want = summary["metrics"]["test"]
     assert set(got) == set(want)
@@ -289,11 +289,11 @@ def test_targets_and_ranking_groups():
     assert targets("regression", [1, 0.5], {"score": 0}) == [1.0, 0.5]
     assert targets("single_label", ["c", "a"], ids) == [2, 0]
     five = LabeledTexts(["q1"] * 5 + ["q2"] * 5, [1.0, 0.5, 0.5, 0.0, 0.0] * 2, [f"d{i}" for i in range(10)], "regression")
-    assert ranking_groups(five, "regression", 1).tolist() == [0] * 5 + [1] * 5
+    assert tasks.ranking_groups(five.groups(), tasks.get("regression"), 1).tolist() == [0] * 5 + [1] * 5
     two = five.take([0, 1, 5, 6])  # two candidates per query: pair classification, not ranking
-    assert ranking_groups(two, "regression", 1) is None
-    assert ranking_groups(five, "single_label", 3) is None  # a class id is no relevance grade
-    assert ranking_groups(LabeledTexts(["a", "b", "c"], [0.1, 0.2, 0.3], ["x", "y", "z"], "regression"), "regression", 1) is None
+    assert tasks.ranking_groups(two.groups(), tasks.get("regression"), 1) is None
+    assert tasks.ranking_groups(five.groups(), tasks.get("single_label"), 3) is None  # a class id is no relevance grade
+    assert tasks.ranking_groups(LabeledTexts(["a", "b", "c"], [0.1, 0.2, 0.3], ["x", "y", "z"], "regression").groups(), tasks.get("regression"), 1) is None
 
 
 def test_compute_metrics_adds_ranking_only_when_rows_line_up():

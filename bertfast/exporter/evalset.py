@@ -10,8 +10,8 @@ What it is read as:
   declares is an error, not a guess;
 - pair or not: the data has a second text <=> the export is a pair export; a model whose
   training.json records `pair` must be validated on pairs (and a single-text one on texts);
-- ranking: pair data whose first texts repeat, with >= `RANKING_MIN_GROUP` candidates per
-  query on average, is validated per query too (MRR, NDCG@10; NDCG@10 becomes the primary);
+- ranking: pair data whose first texts repeat, with >= `tasks.RANKING_MIN_GROUP` candidates
+  per query on average (one score or two classes), is validated per query too (MRR, NDCG@10; NDCG@10 becomes the primary);
 - labels: class names of id2label (single- and multi-label), numbers (regression). Integer
   labels are class ids only when that cannot be wrong: every id2label name is transformers'
   default `LABEL_<k>` (a checkpoint trained elsewhere on IMDB's 0/1), or `--label-names`
@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Reranking: first texts repeat, with at least this many candidates per query on average
-# (fewer is pair classification with the odd repeated text, not a ranking).
-RANKING_MIN_GROUP = 3
 _DEFAULT_NAME = re.compile(r"LABEL_(\d+)")
 SAVED_SPLIT = Path("splits") / "validation.jsonl"
 SAVED_PAIR_COLUMN = "text_pair"  # what `LabeledTexts.to_jsonl` writes
@@ -177,7 +174,7 @@ def load(cfg, model_dir: Path, config, training: dict) -> EvalSet:
             y[i, [lookup[x] for x in ys]] = 1
     else:
         y = np.array([lookup[x] for x in data.labels], dtype=np.int64)
-    groups = _groups(data, task)
+    groups = _tasks.ranking_groups(data.groups(), task, n)  # the rule training uses too
     if groups is not None:
         log.info("eval data is reranking data (%d queries, %.1f candidates each): primary metric %s",
                  len(set(groups.tolist())), len(groups) / len(set(groups.tolist())), _tasks.RANKING_PRIMARY)
@@ -279,16 +276,6 @@ def _lookup(data: LabeledTexts, src: str, id2label: dict[int, str], names: list[
             + (", or name the classes in id order with --label-names." if names is None else ".")
         )
     return lookup, mapping
-
-
-def _groups(data: LabeledTexts, task: _tasks.Task) -> np.ndarray | None:
-    """Query ids for reranking data (pairs, repeated first texts, >= RANKING_MIN_GROUP per query)."""
-    if task.name == "multi_label":
-        return None
-    g = data.groups()
-    if g is None or len(g) < RANKING_MIN_GROUP * len(set(g)):
-        return None
-    return np.asarray(g)
 
 
 def _short(names: list[str], k: int = 5) -> str:

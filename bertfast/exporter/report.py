@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..runtime.providers import PROVIDERS
-
-RANKING_PRIMARY = "ndcg@10"
+from ..tasks import RANKING_PRIMARY
 
 
 def _drop(val: dict) -> float:
