@@ -40,6 +40,8 @@ Schema (format 1)::
       "reference": {"accuracy": .., "macro_f1": .., "n": .., "backend": .., "seq_per_s": ..},  # PyTorch fp32
       "batching": {"cpu": {"batch_tokens": 2048, "variant": .., "seq_per_s": {"1024": .., ...}}} | null,
                                                    # token budget the export measured fastest, per provider
+      "window": {"cpu": {"variant": .., "max_length": 96, "long_text": "truncate"}} | null,
+                                                   # the window the export's search chose with the default
       "export_seconds": 12.3
     }
 
@@ -92,6 +94,7 @@ class Manifest:
     versions: dict = field(default_factory=dict)
     reference: dict | None = None
     batching: dict | None = None
+    window: dict | None = None
     export_seconds: float | None = None
     path: Path | None = field(default=None, repr=False, compare=False)
     extra: dict = field(default_factory=dict, repr=False)

@@ -86,6 +86,12 @@ FIELDS: Schema = {
     "export_seconds": (False, "a finite number or null", _opt(_number)),
     "task": (False, "an object or null", _opt(_dict)),
     "batching": (False, "an object {device: {batch_tokens: ...}} or null", _opt(_dict)),
+    "window": (False, "an object {device: {variant, max_length, long_text}} or null", _opt(_dict)),
+}
+WINDOW: Schema = {
+    "variant": (True, "a variant name", _name),
+    "max_length": (True, "an integer >= 3", _int(3)),
+    "long_text": (True, "truncate or head-tail", lambda v: v in ("truncate", "head-tail")),
 }
 TASK: Schema = {
     "name": (True, "single_label, multi_label or regression", lambda v: v in ("single_label", "multi_label", "regression")),
@@ -173,6 +179,12 @@ def validate(raw, path=None) -> None:
     for device, spec in (raw.get("batching") or {}).items():
         if not isinstance(spec, dict) or not (spec.get("batch_tokens") is None or _int(1)(spec["batch_tokens"])):
             raise _bad(path, f"batching.{device}", "an object with batch_tokens (an integer >= 1)", spec)
+    for device, spec in (raw.get("window") or {}).items():
+        if not isinstance(spec, dict):
+            raise _bad(path, f"window.{device}", "an object {variant, max_length, long_text}", spec)
+        _check(spec, WINDOW, f"window.{device}.", path)
+        if spec["max_length"] > raw["max_length"]:
+            raise _bad(path, f"window.{device}.max_length", f"at most max_length ({raw['max_length']})", spec["max_length"])
     task = raw.get("task")
     if task:
         _check(task, TASK, "task.", path)

@@ -119,4 +119,6 @@ def tiny_export(tiny_trained, tmp_path_factory) -> Path:
     from bertfast.exporter import ExportConfig, export
 
     out = tmp_path_factory.mktemp("tiny-export") / "export"
-    return export(ExportConfig(model_dir=str(tiny_trained), out=str(out)))
+    # No window search: the runtime tests here are about the training length (tests/test_window.py
+    # covers the search, and an export whose default runs a shorter window).
+    return export(ExportConfig(model_dir=str(tiny_trained), out=str(out), window_search=False))

@@ -60,7 +60,8 @@ def test_each_field_is_checked_and_named(name):
 
 def test_defaults_and_good_values():
     o = RuntimeOptions()
-    assert (o.device, o.variant, o.threads, o.long_text, o.aggregate) == ("auto", None, None, "truncate", "mean")
+    # long_text None: the export's chosen window, else truncate (resolved at load)
+    assert (o.device, o.variant, o.threads, o.long_text, o.aggregate) == ("auto", None, None, None, "mean")
     # batch_tokens None: the export's measured budget, else DEFAULT_BATCH_TOKENS (resolved at load)
     assert (o.batch_tokens, o.max_batch_size, o.allow_spinning, o.streams) == (None, 256, True, 1)
     for device in DEVICES:
@@ -155,7 +156,8 @@ def test_options_are_resolved(export_dir):
 def test_load_keywords_match_options(export_dir):
     with Classifier.load(export_dir, device="cpu", max_length=16, aggregate="max", allow_spinning=False) as c:
         assert c.options == RuntimeOptions(device="cpu", max_length=16, aggregate="max", allow_spinning=False).replace(
-            variant="fp32", threads=c.threads, stride=4, batch_tokens=8192)  # the export measured none
+            variant="fp32", threads=c.threads, stride=4, batch_tokens=8192,  # the export measured none
+            long_text="truncate")  # resolved: the caller set max_length
         assert c.batcher.max_length == 16 and c.aggregate == "max"
 
 

@@ -152,7 +152,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
         cache_dir=Path(cfg.cache_dir or Path.home() / ".cache" / "bertfast" / "bench"),
         optimum_per_channel=cfg.optimum_per_channel, cpu_flags=cpu_flags(),
         variants=target.manifest.variants if target.manifest is not None else {},
-        pair=pair,
+        pair=pair, export_max_length=target.manifest.max_length if target.manifest is not None else None,
     )
     names = expand_names(cfg.backends, ctx.variants, device,
                          target.manifest.default if target.manifest is not None else None)

@@ -30,6 +30,7 @@ from ..tasks import get as get_task
 from ..utils import atomic_dir, check_output_dir, library_versions, sha256_file, usable_cpus
 from . import evalset as _evalset
 from . import variants as _variants
+from . import window as _window
 from .budget import choose_batch_tokens
 from .evalset import parse_label_names
 from .report import choose_defaults as _choose_defaults
@@ -71,7 +72,11 @@ class ExportConfig:
             (then integer data labels are class ids too).
         max_eval_samples: stratified cap on validation rows (keeps export time bounded).
         calibration_samples: training texts used to calibrate int8-static.
-        max_length: tokens per window at inference (default: the training max length).
+        max_length: the user's max length: PyTorch's reference and every variant are validated
+            at it (default: the training max length).
+        window_search: also validate shorter windows (3/4, 1/2, 1/4 of max_length; start or
+            head + tail) of the variants the gate accepts, and make the fastest accepted
+            (variant, window) the CPU default (`exporter/window.py`).
         opset: ONNX opset.
         threads: CPU threads for validation/speed (default: CPUs usable by this process).
         force: replace an existing export folder.
@@ -95,6 +100,7 @@ class ExportConfig:
     max_eval_samples: int | None = 2000
     calibration_samples: int = 128
     max_length: int | None = None
+    window_search: bool = True
     opset: int = 17
     threads: int | None = None
     force: bool = False
@@ -122,6 +128,8 @@ class ExportConfig:
         check_int("--calibration-samples", self.calibration_samples, 1)
         check_int("--max-length", self.max_length, 8, optional=True)
         check_int("--opset", self.opset, 11, 21)
+        if not isinstance(self.window_search, bool):
+            raise BertfastError(f"--window-search must be True or False; got {self.window_search!r}.")
         check_int("--threads", self.threads, 1, optional=True)
         if self.out is None:
             self.out = str(Path("exports") / Path(self.model_dir).resolve().name)
@@ -191,7 +199,7 @@ def export(cfg: ExportConfig) -> Path:
     threads = cfg.threads or usable_cpus()
     require("torch", "train").set_num_threads(threads)
     wanted = cfg.variant_list(preset)
-    progress = _Progress(len(wanted) + 3)
+    progress = _Progress(len(wanted) + 3 + bool(cfg.window_search))
     inputs_ev = ev.inputs()
 
     with atomic_dir(out) as tmp:
@@ -257,6 +265,13 @@ def export(cfg: ExportConfig) -> Path:
             validate.validate_variants(m, inputs_ev, ref, ev.y, ref_metrics, threads, gate)
 
         m.default = _choose_defaults(m.variants)
+        if cfg.window_search and m.default.get("cpu"):
+            progress.say(f"searching shorter windows than {max_length} tokens for the variants the gate accepted")
+            chosen = _window.search(m, inputs_ev, ref, ev.y, ref_metrics, threads, gate)
+            if chosen:
+                m.default["cpu"] = chosen["variant"]
+                m.window = {"cpu": chosen}
+        m.write(tmp)  # Classifier.load below reads the chosen window from it
         if m.default.get("cpu"):
             progress.say(f"choosing the token budget per batch for {m.default['cpu']} on the CPU")
             m.batching = {"cpu": choose_batch_tokens(tmp, m.default["cpu"], inputs_ev, threads)}
@@ -354,7 +369,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma list naming the classes in id order (e.g. neg,pos); replaces id2label in the export")
     p.add_argument("--max-eval-samples", type=int, default=2000, help="stratified cap on validation rows")
     p.add_argument("--calibration-samples", type=int, default=128, help="training texts to calibrate int8-static")
-    p.add_argument("--max-length", type=int, default=None, help="tokens per window at inference (default: training max length)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="tokens per text the variants are validated at (default: training max length)")
+    p.add_argument("--window-search", action=argparse.BooleanOptionalAction, default=True,
+                   help="also try shorter windows (3/4, 1/2, 1/4; start or head+tail) of the accepted variants "
+                        "and default to the fastest the gate accepts")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for validation (default: CPUs usable)")
     p.add_argument("--force", action="store_true", help="replace an existing export folder")

@@ -95,9 +95,36 @@ def format_table(m: dict) -> str:
         val, sp = v.get("validation") or {}, v.get("speed") or {}
         chosen = [d for d, x in m["default"].items() if x == n]
         mark = " <- default " + "/".join(chosen) if chosen else ""
+        win = ((m.get("window") or {}).get("cpu") or {})
+        if "cpu" in chosen and win.get("variant") == n and win.get("max_length") != m["max_length"]:
+            mark += f" (window {win['max_length']} {win['long_text']}, below)"
         cells = [_cell(val, sp, v, key, how, w) for _, w, key, how in cols]
         rows.append(f"{n:<19} " + " ".join(cells) + f"  {v.get('reason', '')}{mark}")
+    rows += _window_rows(m, kind)
     return "\n".join(rows)
+
+
+def _window_rows(m: dict, kind: str) -> list[str]:
+    """The window search's grid (exporter/window.py): each accepted variant at each window tried."""
+    searched = {n: v["windows"] for n, v in m["variants"].items() if v.get("windows")}
+    if not searched:
+        return []
+    chosen = (m.get("window") or {}).get("cpu") or {}
+    rows = [f"window search on the CPU (vs PyTorch fp32 at {m['max_length']} tokens, same gate; "
+            "each mode stops at its first rejected window):"]
+    cols = [*_METRIC_COLUMNS[kind], ("drop", 6, None, "drop"), ("agree", 8, "label_agreement", "pct"),
+            ("seq/s", 8, None, "speed")]
+    rows.append(f"{'variant':<19} {'window':<15}" + " ".join(f"{h:>{w}}" for h, w, _, _ in cols) + "  verdict")
+    for n, entries in searched.items():
+        for e in entries:
+            win = str(e["max_length"]) + ("" if e["long_text"] == "truncate" else f" {e['long_text']}")
+            cells = [f"{'-':>{w}}" if how == "speed" and not e.get("speed") else  # rejected: never timed
+                     _cell(e.get("validation") or {}, e.get("speed") or {}, {}, key, how, w) for _, w, key, how in cols]
+            pick = (chosen.get("variant"), chosen.get("max_length"), chosen.get("long_text"))
+            mark = " <- default cpu" if pick == (n, e["max_length"], e["long_text"]) else ""
+            verdict = e.get("reason", "") if e.get("eligible") else f"REJECTED: {e.get('reason', '')}"
+            rows.append(f"{n:<19} {win:<15}" + " ".join(cells) + f"  {verdict}{mark}")
+    return rows
 
 
 def _gate_line(m: dict, task: dict, name: str, ranking: bool) -> str:

@@ -55,6 +55,16 @@ def _ort_errors() -> tuple[type[Exception], ...]:
     return (*found, RuntimeError, MemoryError)
 
 
+def _window(m: Manifest, opts: RuntimeOptions, provider: str, variant: str) -> tuple[int, str]:
+    """(max_length, long_text): the caller's, else the window the export's search chose for
+    this variant on this provider (the manifest's `window`; only when the caller set neither,
+    since a window is a length and a mode validated together), else the export's max_length."""
+    chosen = (m.window or {}).get(provider) or {}
+    if opts.max_length is None and opts.long_text is None and chosen.get("variant") == variant:
+        return int(chosen["max_length"]), chosen["long_text"]
+    return (m.max_length if opts.max_length is None else opts.max_length), opts.long_text or "truncate"
+
+
 class Classifier:
     """A text classifier backed by one ONNX variant of a bertfast export.
 
@@ -121,10 +131,10 @@ class Classifier:
             )
         opts = (options or RuntimeOptions()).replace(**overrides)
         m = load_manifest(path)
-        max_length = m.max_length if opts.max_length is None else opts.max_length
-        if max_length > m.model_max_length:
+        if opts.max_length is not None and opts.max_length > m.model_max_length:
             raise BertfastError(
-                f"max_length must be an integer between 3 and the model's limit {m.model_max_length}; got {max_length!r}."
+                f"max_length must be an integer between 3 and the model's limit {m.model_max_length}; "
+                f"got {opts.max_length!r}."
             )
         from ..utils import usable_cpus
 
@@ -138,15 +148,16 @@ class Classifier:
         measured = (m.batching or {}).get(provider.name) or {}
         batch_tokens = opts.batch_tokens or (measured.get("batch_tokens") if measured.get("variant") == variant
                                              else None) or DEFAULT_BATCH_TOKENS
+        max_length, long_text = _window(m, opts, provider.name, variant)
         if provider.gpu:
             streams = 1  # one GPU stream; concurrency there comes from batch size
         batcher = Batcher(
             m.tokenizer_file, m.inputs, input_dtypes(m, session), m.pad_token_id, max_length,
-            long_text=opts.long_text, stride=opts.stride, batch_tokens=batch_tokens,
+            long_text=long_text, stride=opts.stride, batch_tokens=batch_tokens,
             max_batch_size=opts.max_batch_size, pair_truncation=opts.pair_truncation or m.pair_truncation,
         )
         opts = opts.replace(device=provider.name, variant=variant, threads=threads, streams=streams,
-                            max_length=max_length, stride=batcher.stride, batch_tokens=batch_tokens,
+                            max_length=max_length, long_text=long_text, stride=batcher.stride, batch_tokens=batch_tokens,
                             pair_truncation=batcher.pair_truncation if m.pair else opts.pair_truncation)
         log.info("loaded %s: variant %s on %s (%s), %d threads", m.folder, variant, provider.name,
                  session.get_providers()[0], threads)

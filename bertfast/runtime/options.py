@@ -52,14 +52,17 @@ class RuntimeOptions:
             and affinity), not the host's core count.
         long_text: texts over `max_length` tokens: "truncate" (keep the start), "head-tail"
             (first ~1/4 and last ~3/4 of the budget) or "sliding-window" (classify overlapping
-            windows, aggregate logits).
+            windows, aggregate logits). Default: the window the export's search chose with its
+            default variant (manifest `window`: a shorter max_length, truncate or head-tail)
+            when the caller sets neither `long_text` nor `max_length`, else "truncate".
         stride: token overlap between sliding windows; default max_length // 4.
         aggregate: how window logits combine into one per text: "mean" or "max".
         batch_tokens: padded tokens per batch (batch size x longest window in the batch);
             default: what the export measured fastest for its CPU default (`batching` in the
             manifest; not on GPU providers), else DEFAULT_BATCH_TOKENS.
         max_batch_size: most windows per batch, whatever their length.
-        max_length: tokens per window incl. special tokens; default: the export's max_length.
+        max_length: tokens per window incl. special tokens; default: the window the export
+            chose for the loaded variant (see long_text), else the export's max_length.
         allow_spinning: let ONNX Runtime threads spin between ops (lower latency; turn off when
             the cores are shared with other busy work).
         streams: batches run concurrently, each on threads // streams intra-op threads (CPU
@@ -81,8 +84,9 @@ class RuntimeOptions:
         "export variant (e.g. int8-dynamic-pc, fp16); default: the export's default for the device", kind=str))
     threads: int | None = field(default=None, metadata=_opt(
         "CPU threads; default: the CPUs this process may use", minimum=1))
-    long_text: str = field(default="truncate", metadata=_opt(
-        "texts over --max-length tokens: keep the start, the head+tail, or classify sliding windows",
+    long_text: str | None = field(default=None, metadata=_opt(
+        "texts over --max-length tokens: keep the start, the head+tail, or classify sliding windows; "
+        "default: the window the export chose (see --max-length), else truncate",
         choices=LONG_TEXT, kind=str))
     stride: int | None = field(default=None, metadata=_opt(
         "token overlap between sliding windows (default max_length // 4)", minimum=0))
@@ -93,7 +97,8 @@ class RuntimeOptions:
         f"measured fastest on its machine, else {DEFAULT_BATCH_TOKENS}", minimum=1))
     max_batch_size: int = field(default=256, metadata=_opt("most texts per batch", minimum=1))
     max_length: int | None = field(default=None, metadata=_opt(
-        "tokens per window; default: the export's max_length", minimum=3))
+        "tokens per window; default: the window the export's search chose for its default variant "
+        "(unless --long-text is set), else the export's max_length", minimum=3))
     allow_spinning: bool = field(default=True, metadata=_opt(
         "let ONNX Runtime threads spin between ops (lower latency, more CPU)", kind=bool))
     streams: int = field(default=1, metadata=_opt(

@@ -29,6 +29,8 @@ class BackendContext:
     cpu_flags: frozenset[str] = field(default_factory=frozenset)
     variants: dict = field(default_factory=dict)  # manifest variants (bertfast backends)
     pair: bool = False  # inputs are (text, text_pair) tuples
+    # The export's max length: benchmarked at it, bertfast runs the window its export chose.
+    export_max_length: int | None = None
 
     def tokenize(self, tok, inputs, **kwargs):
         """`tok(texts, ...)`, or `tok(first texts, second texts, ...)` for pairs: the call a

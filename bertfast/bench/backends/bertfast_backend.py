@@ -31,11 +31,16 @@ class BertfastBackend:
 
         if self.clf is not None:
             self.clf.close()
+        # At the export's max length (the user's), the variant runs as users get it: with the
+        # window the export's search chose, if it chose one for this variant. At another length
+        # the benchmark's length is forced.
+        at_export_length = self.ctx.max_length == self.ctx.export_max_length
         self.clf = Classifier.load(
             self.ctx.export_dir, device=self.ctx.device, variant=self.variant, threads=self.ctx.threads,
-            max_length=self.ctx.max_length, max_batch_size=batch_size,
+            max_length=None if at_export_length else self.ctx.max_length, max_batch_size=batch_size,
         )
         self.batch_size = batch_size
+        self.info["window"] = {"max_length": self.clf.options.max_length, "long_text": self.clf.options.long_text}
 
     def load(self) -> None:
         if self.ctx.export_dir is None:
