@@ -128,6 +128,9 @@ class Variant:
         auto: `auto(preset)` says whether `--variants auto` builds it (when the export targets
             one of its providers); None: never up front.
         fallback: built by `auto` only when no plain int8 variant keeps the accuracy budget.
+        searched: as a fallback, built by a search on the eval data instead of `build`
+            (int8-mixed: `exporter/mixed.py` measures which layers to keep in fp32); `build`
+            is what `--variants NAME` gets.
     """
 
     name: str
@@ -138,6 +141,7 @@ class Variant:
     build: Callable[[BuildContext, Path], None] = field(repr=False)
     auto: Callable[[str], bool] | None = field(default=_always, repr=False)
     fallback: bool = False
+    searched: bool = False
 
     def __post_init__(self):
         for p in self.providers:  # a typo in the table fails at import, not in a user's export
@@ -160,7 +164,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "int8 static QDQ, activation ranges calibrated on training texts", _static),
     Variant("int8-mixed", "int8", CPU, "model_int8_mixed.onnx",
             "int8 dynamic per-channel, first/last layer and head kept fp32", _dynamic(per_channel=True, mixed=True),
-            auto=None, fallback=True),
+            auto=None, fallback=True, searched=True),
     Variant("fp16", "fp16", GPU, "model_fp16.onnx",
             "fp16 for GPU providers, fused for GPU, LayerNorm/Softmax kept fp32", _fp16),
 )}
