@@ -6,14 +6,13 @@ import json
 import shutil
 
 import pytest
+from _export_helpers import make_export
 
 from bertfast import Classifier
 from bertfast.errors import BertfastError
 from bertfast.exporter import window as W
 from bertfast.exporter.report import format_table
 from bertfast.manifest import ManifestError, load_manifest
-
-from _export_helpers import make_export
 
 
 def test_grid_shorter_windows_per_mode():
@@ -167,3 +166,22 @@ def test_no_window_search(tiny_trained, tmp_path):
     assert m.window is None and "windows" not in m.variants["fp32"]
     with pytest.raises(BertfastError, match="--window-search"):
         ExportConfig(model_dir=str(tiny_trained), window_search="yes")
+
+
+def test_bench_counts_the_tokens_a_windowed_backend_runs():
+    """tokens/s and % of peak of a bertfast default on a shorter window count what it computed."""
+    import numpy as np
+
+    from bertfast.bench.harness import _backend_work
+
+    class Windowed:
+        info = {"window": {"max_length": 64, "long_text": "truncate"}}
+
+    class Full:
+        info = {"window": {"max_length": 128, "long_text": "truncate"}}
+
+    tokens = np.array([128, 100, 30])
+    cut, flops = _backend_work(Windowed, tokens, 9.0, None, 128)
+    assert cut.tolist() == [64, 64, 30] and flops is None  # no model shape: no FLOPs to count
+    same, flops = _backend_work(Full, tokens, 9.0, None, 128)
+    assert same is tokens and flops == 9.0

@@ -171,6 +171,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
             except Exception:  # closing a broken backend may fail too; nothing to add
                 pass
 
+    work: dict[str, tuple] = {}  # per backend: (tokens per text it runs, FLOPs of the sample)
     for name in names:
         results[name] = {"name": name, "status": "ok", "error": None, "throughput": {}, "model_only": {}}
         try:
@@ -182,6 +183,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
             results[name]["load_s"] = load_s
             results[name]["memory"] = {"load_rss_mb": rss_mb() - before, "run_peak_extra_mb": 0.0}
             live[name] = backend
+            work[name] = _backend_work(backend, tokens, sample_flops, shape, L)
             log.info("loaded %s in %.1f s", name, load_s)
         except BackendSkipped as e:
             results[name].update(status="skipped", error=str(e))
@@ -191,7 +193,7 @@ def run_benchmark(cfg: BenchConfig) -> Report:
 
     outputs: dict[str, np.ndarray] = {}
     for B in cfg.batch_sizes:
-        _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, sample_flops, peaks, fail)
+        _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, work, peaks, fail)
     if lat_texts:
         _measure_latency(cfg, live, results, lat_texts, fail)
     for backend in list(live.values()):
@@ -236,6 +238,19 @@ def run_benchmark(cfg: BenchConfig) -> Report:
     return report
 
 
+def _backend_work(backend, tokens: np.ndarray, flops: float | None, shape, L: int) -> tuple:
+    """(tokens per text, sample FLOPs) a backend really runs: a bertfast export's chosen window
+    shorter than the benchmark's max length runs fewer tokens, and its tokens/s and share of
+    peak count those, not the ones it never computed."""
+    win = ((getattr(backend, "info", None) or {}).get("window") or {}).get("max_length")
+    if not win or win >= L:
+        return tokens, flops
+    from .roofline import total_flops
+
+    cut = np.minimum(tokens, win)
+    return cut, (total_flops(shape, cut) if shape else None)
+
+
 def _throughput_entry(times: list[float], n: int, tokens: np.ndarray, flops: float | None, peak: float | None) -> dict:
     st = summarize(times)
     med = st["p50"]
@@ -252,7 +267,7 @@ def _throughput_entry(times: list[float], n: int, tokens: np.ndarray, flops: flo
     return entry
 
 
-def _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, flops, peaks, fail) -> None:
+def _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, work, peaks, fail) -> None:
     """Warm-up + RSS, end-to-end rounds, model-only rounds for one batch size."""
     log.info("batch size %d: warm-up", B)
     order = np.argsort(-tokens, kind="stable")
@@ -284,7 +299,7 @@ def _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, flops, p
     for name in list(live):
         r = results[name]
         peak = peaks["peaks"].get(r.get("precision", "fp32"), {}).get("gflops")
-        entry = _throughput_entry(times[name], len(sample), tokens, flops, peak)
+        entry = _throughput_entry(times[name], len(sample), *work[name], peak)
         try:
             entry["padding_ratio"] = live[name].padding()
         except Exception:  # padding is informative only
@@ -318,7 +333,7 @@ def _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, flops, p
             results[name]["model_only_error"] = failed_mo[name]
             continue
         peak = peaks["peaks"].get(results[name].get("precision", "fp32"), {}).get("gflops")
-        results[name]["model_only"][str(B)] = _throughput_entry(mo_times[name], len(sample), tokens, flops, peak)
+        results[name]["model_only"][str(B)] = _throughput_entry(mo_times[name], len(sample), *work[name], peak)
     encoded.clear()
 
 

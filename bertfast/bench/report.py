@@ -97,7 +97,11 @@ def render_markdown(d: dict) -> str:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in _ok(d):
         t = b["throughput"].get(str(H), {})
-        row = [f"`{b['name']}`", b.get("precision", "")]
+        win = b.get("window") or {}
+        shorter = win.get("max_length") and win["max_length"] < w["max_length"]
+        # A bertfast default that runs the shorter window its export chose says so.
+        name = f"`{b['name']}` (window {win['max_length']} {win['long_text']})" if shorter else f"`{b['name']}`"
+        row = [name, b.get("precision", "")]
         row += [_fmt(_seq(b, x)) for x in bs_list]
         row += [_fmt(t.get("tokens_per_s"), 0), _fmt(_seq(b, H, "model_only")),
                 _pct(t.get("fraction_of_peak")),

@@ -29,6 +29,7 @@ from ..tasks import TASK_NAMES, score_activation, tune_thresholds
 from ..tasks import get as get_task
 from ..utils import atomic_dir, check_output_dir, library_versions, sha256_file, usable_cpus
 from . import evalset as _evalset
+from . import mixed as _mixed
 from . import variants as _variants
 from . import window as _window
 from .budget import choose_batch_tokens
@@ -260,7 +261,8 @@ def export(cfg: ExportConfig) -> Path:
             log.info("no int8 variant within %.2f points of %s and %g%% agreement; building %s",
                      cfg.budget, ev.primary, cfg.agreement, ", ".join(fallbacks))
             for name in fallbacks:
-                m.variants[name] = _build_fallback(name, ctx, m, inputs_ev, ref, ev, ref_metrics, threads, gate)
+                m.variants[name] = (_mixed.build(name, ctx, m, inputs_ev, ref, ev.y, ref_metrics, threads, gate)
+                                    if VARIANTS[name].searched else _variants.build(name, ctx))
             m.write(tmp)
             # All variants again, so the fallback is timed in the same interleaved rounds as the rest.
             validate.validate_variants(m, inputs_ev, ref, ev.y, ref_metrics, threads, gate)
@@ -282,32 +284,6 @@ def export(cfg: ExportConfig) -> Path:
         load_manifest(tmp)  # the folder we are about to publish must read back cleanly
     print(format_table(load_manifest(out).raw))
     return out
-
-
-def _build_fallback(name, ctx, m, inputs_ev, ref, ev, ref_metrics, threads, gate) -> dict:
-    """A fallback variant's record: one that searches (`Variant.searched`: int8-mixed, which
-    measures which layers to keep in fp32) is built by its search, the others as usual."""
-    if not VARIANTS[name].searched:
-        return _variants.build(name, ctx)
-    from . import mixed, optimize
-
-    try:
-        found = mixed.search(ctx, m, name, inputs_ev, ref, ev.y, ref_metrics, threads, gate)
-    except (OSError, MemoryError):
-        raise
-    except Exception as e:  # like any variant's build: recorded, and the export goes on
-        log.warning("variant %s failed to build (%s); the export goes on without it", name, e)
-        (ctx.folder / VARIANTS[name].file).unlink(missing_ok=True)
-        return {"status": "failed", "reason": str(e).splitlines()[0] if str(e) else type(e).__name__,
-                "precision": VARIANTS[name].precision, "devices": list(VARIANTS[name].providers),
-                "description": VARIANTS[name].description}
-    v = VARIANTS[name]
-    dst = ctx.folder / v.file
-    kept = ", ".join(map(str, found["kept_fp32"])) or "none"
-    return {"status": "ok", "file": v.file, "precision": v.precision, "devices": list(v.providers),
-            "description": f"int8 dynamic per-channel, encoder layer(s) {kept} of {found['layers']} kept fp32 "
-                           "(the most sensitive, measured on the eval data)",
-            "fused_ops": optimize.op_counts(dst), "size_mb": round(dst.stat().st_size / 2**20, 2), "mixed": found}
 
 
 class _Progress:

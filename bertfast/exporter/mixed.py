@@ -123,3 +123,28 @@ def search(ctx, manifest, name: str, inputs: list, ref: np.ndarray, y, ref_metri
             "base_agreement": round(base_agree, 6), "base_mean_abs_diff": round(base_err, 6),
             "sensitivity": {str(i): s for i, s in sensitivity.items()},
             "steps": steps, "kept_fp32": kept, "layers": len(layers)}
+
+
+def build(name: str, ctx, manifest, inputs: list, ref: np.ndarray, y, ref_metrics: dict, threads: int, gate) -> dict:
+    """Variant `name`'s manifest record, built by `search` (as `variants.build` records any
+    variant: a failure other than the machine's is recorded and the export goes on)."""
+    from . import optimize
+    from .variants import VARIANTS
+
+    v = VARIANTS[name]
+    dst = ctx.folder / v.file
+    base = {"precision": v.precision, "devices": list(v.providers), "description": v.description}
+    try:
+        found = search(ctx, manifest, name, inputs, ref, y, ref_metrics, threads, gate)
+    except (OSError, MemoryError):
+        raise
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        log.warning("variant %s failed to build (%s); the export goes on without it", name, reason)
+        dst.unlink(missing_ok=True)
+        return {"status": "failed", "reason": reason, **base}
+    kept = ", ".join(map(str, found["kept_fp32"])) or "none"
+    base["description"] = (f"int8 dynamic per-channel, encoder layer(s) {kept} of {found['layers']} kept fp32 "
+                           "(the most sensitive, measured on the eval data)")
+    return {"status": "ok", "file": v.file, **base, "fused_ops": optimize.op_counts(dst),
+            "size_mb": round(dst.stat().st_size / 2**20, 2), "mixed": found}
