@@ -63,7 +63,7 @@ def test_defaults_and_good_values():
     # long_text None: the export's chosen window, else truncate (resolved at load)
     assert (o.device, o.variant, o.threads, o.long_text, o.aggregate) == ("auto", None, None, None, "mean")
     # batch_tokens None: the export's measured budget, else DEFAULT_BATCH_TOKENS (resolved at load)
-    assert (o.batch_tokens, o.max_batch_size, o.allow_spinning, o.streams) == (None, 256, True, 1)
+    assert (o.batch_tokens, o.max_batch_size, o.allow_spinning, o.streams) == (None, 256, True, None)
     for device in DEVICES:
         assert RuntimeOptions(device=device).device == device
     for mode in LONG_TEXT:
@@ -157,7 +157,7 @@ def test_load_keywords_match_options(export_dir):
     with Classifier.load(export_dir, device="cpu", max_length=16, aggregate="max", allow_spinning=False) as c:
         assert c.options == RuntimeOptions(device="cpu", max_length=16, aggregate="max", allow_spinning=False).replace(
             variant="fp32", threads=c.threads, stride=4, batch_tokens=8192,  # the export measured none
-            long_text="truncate")  # resolved: the caller set max_length
+            long_text="truncate", streams=1)  # resolved: the caller set max_length; one stream
         assert c.batcher.max_length == 16 and c.aggregate == "max"
 
 

@@ -240,6 +240,52 @@ def test_close_drains_the_queue_then_refuses(clf):
     assert not b.healthy
 
 
+class Recording:
+    """The Classifier, recording which copy ran each call (and holding calls until `gate`)."""
+
+    def __init__(self, clf, name, calls, gate):
+        self.clf, self.name, self.calls, self.gate = clf, name, calls, gate
+
+    def __getattr__(self, attr):
+        return getattr(self.clf, attr)
+
+    def logits_from_encoded(self, enc):
+        self.calls.append(self.name)
+        self.gate.wait(20)
+        return self.clf.logits_from_encoded(enc)
+
+
+def test_lone_calls_get_every_core_overlapping_calls_the_split_streams(clf):
+    """A call alone runs on the all-threads Classifier; once calls overlap they run on the
+    single-threaded split streams, two at a time, each request still getting its own logits."""
+    calls, gate = [], threading.Event()
+    gate.set()
+    wide, split = Recording(clf, "wide", calls, gate), Recording(clf, "split", calls, gate)
+    b = DynamicBatcher(wide, max_batch_texts=1, max_wait_s=0, max_queue=100, split=split)
+
+    async def scenario():
+        alone = await b.submit([TEXTS[0]]).future
+        gate.clear()  # hold calls: the next ones overlap
+        works = [b.submit([t]) for t in TEXTS[1:7]]
+        await asyncio.sleep(0.2)
+        running = len(calls) - 1
+        gate.set()
+        return alone, await asyncio.gather(*(w.future for w in works)), running
+
+    alone, results, running = asyncio.run(scenario())
+    assert calls[0] == "wide" and "split" in calls[1:]
+    assert running == 2  # two workers: two calls in flight at once
+    want = clf.predict_proba(TEXTS[:7])
+    got = np.concatenate([np.asarray(alone), *[np.asarray(r) for r in results]])
+    np.testing.assert_allclose(_softmax(got), want, atol=1e-5)
+    b.close()
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
 def test_config_errors_name_the_flag(tiny_export):
     with pytest.raises(BertfastError, match="--max-queue"):
         ServeConfig(tiny_export, max_queue=4, max_inputs=8)

@@ -139,7 +139,7 @@ class Classifier:
         from ..utils import usable_cpus
 
         threads = opts.threads or usable_cpus()
-        streams = min(opts.streams, threads)
+        streams = min(opts.streams or 1, threads)
         session, provider, variant = open_session(
             m, opts.device, opts.variant, max(1, threads // streams), opts.allow_spinning
         )

@@ -70,6 +70,8 @@ class RuntimeOptions:
             instead of splitting every matrix multiply and meeting at a barrier after each op,
             which wins throughput when there are several batches and keeps working when another
             process steals a core. Batch-1 latency is unaffected (one batch = one stream).
+            Default (None): 1; `bertfast serve` runs one stream while calls come one at a
+            time (lowest latency) and two single-threaded ones while calls overlap.
         pair_truncation: for pair exports, how a pair over `max_length` is cut:
             "longest_first" (tokens come off the longer text first, as transformers trains
             pairs), "only_second" or "only_first"; default: the export's. With
@@ -101,8 +103,9 @@ class RuntimeOptions:
         "(unless --long-text is set), else the export's max_length", minimum=3))
     allow_spinning: bool = field(default=True, metadata=_opt(
         "let ONNX Runtime threads spin between ops (lower latency, more CPU)", kind=bool))
-    streams: int = field(default=1, metadata=_opt(
-        "batches run concurrently on the CPU, each on threads // streams threads", minimum=1))
+    streams: int | None = field(default=None, metadata=_opt(
+        "batches run concurrently on the CPU, each on threads // streams threads; default 1 "
+        "(bertfast serve: adapts between 1 and 2 to its load)", minimum=1))
     pair_truncation: str | None = field(default=None, metadata=_opt(
         "text pairs over --max-length: cut the longer text first, only the second or only the first; "
         "default: as the export was trained and validated", choices=PAIR_TRUNCATION, kind=str))

@@ -14,6 +14,7 @@ FastAPI is imported at the top: this module is only imported through `bertfast.s
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -29,6 +30,7 @@ from .. import tasks as _tasks
 from ..errors import BertfastError
 from . import ServeConfig
 from .batcher import DynamicBatcher, InputRejected, QueueFull, ShuttingDown
+from .fastpath import FastPath, dumps
 from .metrics import ServeMetrics
 from .schemas import ApiError, Limits, parse_classify, parse_json, parse_predict, parse_rerank
 
@@ -50,6 +52,17 @@ def load_classifier(cfg: ServeConfig):
     if opts.threads is None:
         opts = opts.replace(threads=max(1, usable_cpus() // cfg.workers))
     return Classifier.load(cfg.export, options=opts)
+
+
+def split_classifier(cfg: ServeConfig, clf):
+    """The same export on two single-threaded streams, for the batcher to run overlapping
+    calls side by side (batcher.py); None when `--streams` was set, or off the CPU, or on one
+    thread. It shares every resolved setting of `clf` but the streams."""
+    from ..runtime.classifier import Classifier
+
+    if cfg.options.streams is not None or clf.device != "cpu" or clf.threads < 2:
+        return None
+    return Classifier.load(cfg.export, options=clf.options.replace(streams=2))
 
 
 def build_app(cfg: ServeConfig, classifier=None):
@@ -75,7 +88,9 @@ def build_app(cfg: ServeConfig, classifier=None):
         raise BertfastError("--long-text head-tail is for single texts; this export classifies text pairs, which are "
                             "cut by --pair-truncation or windowed with --long-text sliding-window.")
     metrics = ServeMetrics(ROUTES)
-    batcher = DynamicBatcher(clf, cfg.max_batch_texts, cfg.max_wait_ms / 1000, cfg.max_queue, metrics)
+    split = split_classifier(cfg, clf) if owned else None
+    batcher = DynamicBatcher(clf, cfg.max_batch_texts, cfg.max_wait_ms / 1000, cfg.max_queue, metrics,
+                             workers=getattr(clf, "streams", 1), split=split)
     limits = Limits(cfg.max_inputs, cfg.max_chars)
     info = _info(cfg, clf)
 
@@ -87,6 +102,8 @@ def build_app(cfg: ServeConfig, classifier=None):
         await asyncio.to_thread(batcher.close, True)
         if owned:
             clf.close()
+            if split is not None:
+                split.close()
 
     app = FastAPI(title="bertfast", version=__version__, lifespan=lifespan,
                           description="Text classification with dynamic batching (TEI-compatible).")
@@ -96,20 +113,28 @@ def build_app(cfg: ServeConfig, classifier=None):
         metrics.errors.labels(e.error_type).inc()
         return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
-    async def handle(route: str, request, answer):
+    async def respond(route: str, read, answer) -> tuple[int, bytes, dict]:
+        """(status, JSON bytes, headers) of one POST: read the body, parse, answer; errors as TEI's."""
         t0 = time.perf_counter()
         try:
-            body = await _read_body(request, cfg.max_body_bytes)
+            body = await read()
             obj = await asyncio.to_thread(parse_json, body) if len(body) > _JSON_IN_THREAD else parse_json(body)
-            resp = JSONResponse(await answer(obj))
+            out = (200, dumps(await answer(obj)), {})
         except ApiError as e:
-            resp = error(e)
+            metrics.errors.labels(e.error_type).inc()
+            out = (e.status, dumps(e.body()), e.headers)
         except Exception as e:  # a bug must answer JSON and leave the server up
             log.exception("%s failed", route)
-            resp = error(ApiError(500, f"internal error: {type(e).__name__}: {e}", "backend"))
-        metrics.requests.labels(route, str(resp.status_code)).inc()
+            metrics.errors.labels("backend").inc()
+            out = (500, dumps({"error": f"internal error: {type(e).__name__}: {e}", "error_type": "backend"}), {})
+        metrics.requests.labels(route, str(out[0])).inc()
         metrics.latency.labels(route).observe(time.perf_counter() - t0)
-        return resp
+        return out
+
+    async def handle(route: str, request, answer):
+        """The FastAPI route's answer (the fast path answers these routes before FastAPI does)."""
+        status, body, headers = await respond(route, lambda: _read_body(request, cfg.max_body_bytes), answer)
+        return Response(body, status_code=status, headers=headers, media_type="application/json")
 
     async def logits_for(texts: list) -> np.ndarray:
         """Logits [len(texts), n_labels] of texts (or pairs), via the dynamic batcher."""
@@ -120,8 +145,10 @@ def build_app(cfg: ServeConfig, classifier=None):
                                 f"{cfg.max_queue}); retry later", "overloaded", {"Retry-After": "1"}) from None
         except ShuttingDown:
             raise ApiError(503, "server is shutting down; retry on another replica", "unhealthy") from None
+        # A timer on the future, not asyncio.wait_for: that wraps every request in a Task.
+        timer = work.loop.call_later(cfg.request_timeout, _time_out, work.future)
         try:
-            return await asyncio.wait_for(work.future, cfg.request_timeout)
+            return await work.future
         except asyncio.TimeoutError:
             work.cancelled = True  # skipped by the batcher if it has not started on it yet
             raise ApiError(503, f"no result within {cfg.request_timeout:g} s (--request-timeout); retry later",
@@ -132,6 +159,8 @@ def build_app(cfg: ServeConfig, classifier=None):
             raise ApiError(422, f"the inputs cannot be encoded: {e}") from None
         except Exception as e:
             raise ApiError(500, f"inference failed: {type(e).__name__}: {e}", "backend") from None
+        finally:
+            timer.cancel()
 
     async def predict(obj, nested: bool):
         req = parse_predict(obj, limits, pair=pair, default_function=_FUNCTION_OF.get(activation, "softmax"))
@@ -139,61 +168,68 @@ def build_app(cfg: ServeConfig, classifier=None):
         out = [_ranked(r, labels, req.top_k) for r in rows]
         return out[0] if req.single and not nested else out
 
+    answers = {}  # route -> answer(obj), shared by the FastAPI routes and the fast path
+
     @app.post("/predict", summary="TEI: classify a text (or pair [a, b]) or a batch [[text], ...] / [[a, b], ...]")
     async def tei_predict(request: Request):
-        return await handle("/predict", request, lambda obj: predict(obj, nested=False))
+        return await handle("/predict", request, answers["/predict"])
 
     @app.post("/invocations", summary="SageMaker: same as /predict", include_in_schema=False)
     async def invocations(request: Request):
-        return await handle("/invocations", request, lambda obj: predict(obj, nested=False))
+        return await handle("/invocations", request, answers["/invocations"])
 
     @app.post("/", summary="HF Inference API (InferenceClient.text_classification): always [[...]]")
     async def hf_predict(request: Request):
-        return await handle("/", request, lambda obj: predict(obj, nested=True))
+        return await handle("/", request, answers["/"])
+
+    answers["/predict"] = answers["/invocations"] = lambda obj: predict(obj, nested=False)
+    answers["/"] = lambda obj: predict(obj, nested=True)
+
+    async def classify_answer(obj):
+        req = parse_classify(obj, limits, len(labels), pair=pair, task=task)
+        scores = _tasks.activate(await logits_for(req.texts), activation)
+        if task == "regression":
+            preds = [{"score": s} for s in scores[:, 0].tolist()]
+        elif task == "multi_label":
+            on = _tasks.decide(_tasks.get(task), scores, spec["thresholds"])
+            preds = [{"labels": [labels[j] for j in np.flatnonzero(row).tolist()], "scores": dict(zip(labels, ss))}
+                     for row, ss in zip(on, scores.tolist())]
+        else:
+            preds = []
+            for row in scores:
+                ranked = _ranked(row, labels, req.top_k)
+                p = dict(ranked[0])
+                if req.top_k > 1:
+                    p["top_k"] = ranked
+                if req.all_scores:
+                    p["scores"] = {lab: float(s) for lab, s in zip(labels, row.tolist())}
+                preds.append(p)
+        return {"model": info["model_id"], "variant": clf.variant, "task": task, "predictions": preds}
+
+    async def rerank_answer(obj):
+        req = parse_rerank(obj, limits)  # a malformed body is a 422 first, as in TEI
+        if not spec["reranker"]:
+            raise ApiError(424, _not_reranker(info["model_id"], task, pair, labels), "backend")
+        logits = await logits_for([(req.query, t) for t in req.texts])
+        if req.raw_scores:  # the one logit, or the log-odds of the last class (sigmoid of it: P(last))
+            rel = logits[:, 0] if logits.shape[1] == 1 else logits[:, -1] - logits[:, 0]
+        else:
+            rel = _tasks.relevance(_tasks.activate(logits, activation))
+        order = np.argsort(-rel, kind="stable")  # ties: request order, as Classifier.rerank
+        scores = rel.tolist()
+        if req.return_text:
+            return [{"index": i, "score": scores[i], "text": req.texts[i]} for i in order.tolist()]
+        return [{"index": i, "score": scores[i]} for i in order.tolist()]
+
+    answers["/classify"], answers["/rerank"] = classify_answer, rerank_answer
 
     @app.post("/classify", summary="bertfast: Classifier.predict per input (label/score, labels, or score by task)")
     async def classify(request: Request):
-        async def answer(obj):
-            req = parse_classify(obj, limits, len(labels), pair=pair, task=task)
-            scores = _tasks.activate(await logits_for(req.texts), activation)
-            if task == "regression":
-                preds = [{"score": s} for s in scores[:, 0].tolist()]
-            elif task == "multi_label":
-                on = _tasks.decide(_tasks.get(task), scores, spec["thresholds"])
-                preds = [{"labels": [labels[j] for j in np.flatnonzero(row).tolist()], "scores": dict(zip(labels, ss))}
-                         for row, ss in zip(on, scores.tolist())]
-            else:
-                preds = []
-                for row in scores:
-                    ranked = _ranked(row, labels, req.top_k)
-                    p = dict(ranked[0])
-                    if req.top_k > 1:
-                        p["top_k"] = ranked
-                    if req.all_scores:
-                        p["scores"] = {lab: float(s) for lab, s in zip(labels, row.tolist())}
-                    preds.append(p)
-            return {"model": info["model_id"], "variant": clf.variant, "task": task, "predictions": preds}
-
-        return await handle("/classify", request, answer)
+        return await handle("/classify", request, classify_answer)
 
     @app.post("/rerank", summary="TEI: texts ordered by relevance to a query (pair exports: cross-encoders)")
     async def rerank(request: Request):
-        async def answer(obj):
-            req = parse_rerank(obj, limits)  # a malformed body is a 422 first, as in TEI
-            if not spec["reranker"]:
-                raise ApiError(424, _not_reranker(info["model_id"], task, pair, labels), "backend")
-            logits = await logits_for([(req.query, t) for t in req.texts])
-            if req.raw_scores:  # the one logit, or the log-odds of the last class (sigmoid of it: P(last))
-                rel = logits[:, 0] if logits.shape[1] == 1 else logits[:, -1] - logits[:, 0]
-            else:
-                rel = _tasks.relevance(_tasks.activate(logits, activation))
-            order = np.argsort(-rel, kind="stable")  # ties: request order, as Classifier.rerank
-            scores = rel.tolist()
-            if req.return_text:
-                return [{"index": i, "score": scores[i], "text": req.texts[i]} for i in order.tolist()]
-            return [{"index": i, "score": scores[i]} for i in order.tolist()]
-
-        return await handle("/rerank", request, answer)
+        return await handle("/rerank", request, rerank_answer)
 
     @app.get("/health", summary="200 while the batcher runs and accepts work, else 503")
     @app.get("/ping", include_in_schema=False)
@@ -218,7 +254,15 @@ def build_app(cfg: ServeConfig, classifier=None):
         metrics.requests.labels("other", str(exc.status_code)).inc()
         return error(ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", kind))
 
+    # The hot POST routes skip FastAPI's per-request machinery (fastpath.py); same handlers.
+    app.add_middleware(FastPath, max_body_bytes=cfg.max_body_bytes,
+                       handlers={r: functools.partial(respond, r, answer=a) for r, a in answers.items()})
     return app
+
+
+def _time_out(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError())
 
 
 def app_from_env():
@@ -274,8 +318,11 @@ def _not_reranker(model_id: str, task: str, pair: bool, labels: list[str]) -> st
 
 def _ranked(row: np.ndarray, labels: list[str], top_k: int | None = None) -> list[dict]:
     """[{"label", "score"}] best first (ties: label order), as TEI and HF return them."""
-    order = np.argsort(-row, kind="stable")[:top_k]
     scores = row.tolist()
+    if len(scores) <= 64:  # plain Python is cheaper than numpy's per-call overhead on a few labels
+        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:top_k]  # stable: ties by label
+        return [{"label": labels[j], "score": scores[j]} for j in order]
+    order = np.argsort(-row, kind="stable")[:top_k]
     return [{"label": labels[j], "score": scores[j]} for j in order.tolist()]
 
 

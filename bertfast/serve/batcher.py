@@ -13,9 +13,15 @@ them can share a call: `/predict` pairs and `/rerank`'s (query, document) pairs 
 "Texts" below counts inputs (a pair is one). The batcher returns logits; each route turns them
 into its task's scores.
 
-Why one thread: ONNX Runtime already spreads one call over every intra-op thread; two callers
-would only split those threads and make smaller batches. Under load the queue fills while a
-call runs, so the next call is bigger: batch size adapts to load with no tuning.
+Why one thread by default: ONNX Runtime already spreads one call over every intra-op thread.
+Under load the queue fills while a call runs, so the next call is bigger: batch size adapts to
+load with no tuning. But on a few cores the event loop (HTTP, JSON) needs CPU too, and taking a
+core from a call that splits every op over all cores stalls the whole call at each op's barrier.
+So with a `split` Classifier (the same export on single-threaded streams) two threads take
+calls: while calls come one at a time, each runs on `clf` with every core (lowest latency);
+once calls overlap, they run on `split`, one core each, side by side, and a stolen core slows
+one call instead of stalling both. Measured on 2 cores with one headline per request at 64
+clients: ~0.72 -> ~0.81 of offline throughput.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ import numpy as np
 from ..errors import BertfastError
 
 log = logging.getLogger(__name__)
+
+
+# How long after two calls last overlapped the batcher keeps running calls on the split streams:
+# under steady load they overlap all the time; a lone caller gets every core again after this.
+OVERLAP_HOLD_S = 0.5
 
 
 class QueueFull(Exception):
@@ -71,8 +82,12 @@ class DynamicBatcher:
         metrics: a `ServeMetrics` (or None).
     """
 
-    def __init__(self, clf, max_batch_texts: int, max_wait_s: float, max_queue: int, metrics=None):
-        self.clf = clf
+    def __init__(self, clf, max_batch_texts: int, max_wait_s: float, max_queue: int, metrics=None,
+                 workers: int = 1, split=None):
+        self.clf, self.split = clf, split
+        workers = 2 if split is not None else workers
+        self._running = 0  # calls in flight
+        self._overlap_at = -OVERLAP_HOLD_S  # when two calls last overlapped (or work waited for one)
         self.max_batch_texts = max_batch_texts
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -81,8 +96,10 @@ class DynamicBatcher:
         self._queued = 0  # texts in _queue, cancelled ones included until taken
         self._cond = threading.Condition()
         self._closing = False
-        self._thread = threading.Thread(target=self._loop, name="bertfast-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._loop, name=f"bertfast-batcher-{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        for t in self._threads:
+            t.start()
 
     @property
     def queued(self) -> int:
@@ -92,7 +109,7 @@ class DynamicBatcher:
     @property
     def healthy(self) -> bool:
         """True while the thread runs and the server accepts work."""
-        return self._thread.is_alive() and not self._closing
+        return all(t.is_alive() for t in self._threads) and not self._closing
 
     def submit(self, texts: list) -> Work:
         """Queue `texts` (strings, or `(text, text_pair)` tuples for a pair export; call from the
@@ -125,20 +142,26 @@ class DynamicBatcher:
                 self._queued = 0
                 self._gauge()
             self._cond.notify_all()
-        self._thread.join(timeout)
+        for t in self._threads:
+            t.join(timeout)
 
     # -- the batcher thread ------------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
-            batch = self._take()
-            if batch is None:
+            taken = self._take()
+            if taken is None:
                 return
-            if batch:
-                self._run(batch)
+            batch, clf = taken
+            try:
+                if batch:
+                    self._run(batch, clf)
+            finally:
+                with self._cond:
+                    self._running -= 1
 
-    def _take(self) -> list[Work] | None:
-        """Block for the next batch; None when closing and drained."""
+    def _take(self) -> tuple[list[Work], object] | None:
+        """Block for the next batch and the Classifier to run it on; None when closing and drained."""
         with self._cond:
             while not self._queue:
                 if self._closing:
@@ -160,21 +183,27 @@ class DynamicBatcher:
                     batch.append(w)
                     n += len(w.texts)
             self._gauge()
-            return batch
+            now = time.perf_counter()
+            if self._running or self._queue:
+                self._overlap_at = now
+            self._running += 1
+            # Calls overlapped lately: the single-threaded streams; else every core on this call.
+            busy = self.split is not None and now - self._overlap_at < OVERLAP_HOLD_S
+            return batch, (self.split if busy else self.clf)
 
-    def _run(self, batch: list[Work]) -> None:
+    def _run(self, batch: list[Work], clf) -> None:
         texts = [t for w in batch for t in w.texts]
         t0 = time.perf_counter()
         try:
             try:
-                enc = self.clf.encode(texts)
+                enc = clf.encode(texts)
             except Exception as e:  # an input no request's check could see: fail only its request
                 batch = self._without_bad_inputs(batch, e)
                 if not batch:
                     return
                 texts = [t for w in batch for t in w.texts]
-                enc = self.clf.encode(texts)
-            logits = np.asarray(self.clf.logits_from_encoded(enc), dtype=np.float32)
+                enc = clf.encode(texts)
+            logits = np.asarray(clf.logits_from_encoded(enc), dtype=np.float32)
         except Exception as e:  # a failed call fails its requests, never the thread
             log.exception("model call on %d inputs failed", len(texts))
             for w in batch:
@@ -186,10 +215,18 @@ class DynamicBatcher:
         if self.metrics is not None:
             self.metrics.observe_batch(len(texts), len(batch), int(enc.padded_tokens), seconds,
                                        [t0 - w.enqueued for w in batch])
+        # One wake-up of each event loop per call, not one per request (each is a syscall and a
+        # trip through the loop; a call answers dozens of requests).
+        by_loop: dict = {}
         i = 0
         for w in batch:
-            _resolve(w, value=logits[i : i + len(w.texts)])
+            by_loop.setdefault(w.loop, []).append((w, logits[i : i + len(w.texts)]))
             i += len(w.texts)
+        for loop, done in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_set_results, done)
+            except RuntimeError:  # that event loop is closed: nobody is waiting any more
+                pass
 
     def _without_bad_inputs(self, batch: list[Work], error: Exception) -> list[Work]:
         """After encoding a whole call failed with `error`: encode each request alone, fail those
@@ -213,6 +250,13 @@ class DynamicBatcher:
     def _gauge(self) -> None:
         if self.metrics is not None:
             self.metrics.queue_depth.set(self._queued)
+
+
+def _set_results(done: list) -> None:
+    """On the event loop: each request's logits to its future (skipping timed-out ones)."""
+    for work, value in done:
+        if not work.future.done():
+            work.future.set_result(value)
 
 
 def _resolve(work: Work, value=None, error: BaseException | None = None) -> None:
