@@ -17,11 +17,11 @@ Why one thread by default: ONNX Runtime already spreads one call over every intr
 Under load the queue fills while a call runs, so the next call is bigger: batch size adapts to
 load with no tuning. But on a few cores the event loop (HTTP, JSON) needs CPU too, and taking a
 core from a call that splits every op over all cores stalls the whole call at each op's barrier.
-So with a `split` Classifier (the same export on single-threaded streams) two threads take
-calls: while calls come one at a time, each runs on `clf` with every core (lowest latency);
-once calls overlap, they run on `split`, one core each, side by side, and a stolen core slows
-one call instead of stalling both. Measured on 2 cores with one headline per request at 64
-clients: ~0.72 -> ~0.81 of offline throughput.
+So with a `split` Classifier (the same export on single-threaded streams) the batcher adapts:
+at light load one thread takes calls and runs them on `clf` with every core (lowest latency);
+under heavy load (a call finds `HEAVY_TEXTS` waiting) a second thread takes calls too and both
+run on `split`, one core each, side by side, so a stolen core slows one call instead of
+stalling both.
 """
 
 from __future__ import annotations
@@ -40,9 +40,12 @@ from ..errors import BertfastError
 log = logging.getLogger(__name__)
 
 
-# How long after two calls last overlapped the batcher keeps running calls on the split streams:
-# under steady load they overlap all the time; a lone caller gets every core again after this.
-OVERLAP_HOLD_S = 0.5
+# Heavy load: a call found this many texts waiting (its own and those left queued). Then, and for
+# HEAVY_HOLD_S after, calls run on the split streams with two workers. Lighter load keeps one
+# worker on every core: on 2 cores with one headline per request, splitting at 8 clients (calls
+# of ~4 texts) cost 40% of throughput, while at 64 clients (calls of 30+) it gained ~10%.
+HEAVY_TEXTS = 16
+HEAVY_HOLD_S = 0.5
 
 
 class QueueFull(Exception):
@@ -87,7 +90,7 @@ class DynamicBatcher:
         self.clf, self.split = clf, split
         workers = 2 if split is not None else workers
         self._running = 0  # calls in flight
-        self._overlap_at = -OVERLAP_HOLD_S  # when two calls last overlapped (or work waited for one)
+        self._heavy_at = -HEAVY_HOLD_S  # when a call last found HEAVY_TEXTS texts waiting
         self.max_batch_texts = max_batch_texts
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -96,7 +99,7 @@ class DynamicBatcher:
         self._queued = 0  # texts in _queue, cancelled ones included until taken
         self._cond = threading.Condition()
         self._closing = False
-        self._threads = [threading.Thread(target=self._loop, name=f"bertfast-batcher-{i}", daemon=True)
+        self._threads = [threading.Thread(target=self._loop, args=(i,), name=f"bertfast-batcher-{i}", daemon=True)
                          for i in range(max(1, workers))]
         for t in self._threads:
             t.start()
@@ -129,7 +132,7 @@ class DynamicBatcher:
             self._queue.append(work)
             self._queued += len(texts)
             self._gauge()
-            self._cond.notify()
+            self._cond.notify_all()  # all: an idle second worker must not swallow the wake-up
         return work
 
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
@@ -147,9 +150,9 @@ class DynamicBatcher:
 
     # -- the batcher thread ------------------------------------------------------------
 
-    def _loop(self) -> None:
+    def _loop(self, worker: int = 0) -> None:
         while True:
-            taken = self._take()
+            taken = self._take(worker)
             if taken is None:
                 return
             batch, clf = taken
@@ -160,13 +163,21 @@ class DynamicBatcher:
                 with self._cond:
                     self._running -= 1
 
-    def _take(self) -> tuple[list[Work], object] | None:
-        """Block for the next batch and the Classifier to run it on; None when closing and drained."""
+    def _heavy(self, now: float) -> bool:
+        return self.split is not None and now - self._heavy_at < HEAVY_HOLD_S
+
+    def _take(self, worker: int = 0) -> tuple[list[Work], object] | None:
+        """Block for the next batch and the Classifier to run it on; None when closing and drained.
+
+        Worker 0 always takes work; the others only under heavy load (see `HEAVY_TEXTS`).
+        """
         with self._cond:
-            while not self._queue:
-                if self._closing:
+            while not self._queue or (worker and not self._heavy(time.perf_counter())):
+                if self._closing and not self._queue:
                     return None
-                self._cond.wait()
+                if self._closing:
+                    break  # drain with every worker
+                self._cond.wait(HEAVY_HOLD_S if worker else None)
             # Wait for company until the OLDEST request's deadline: after a long model call the
             # queue is already full and past its deadline, so the next call starts at once.
             deadline = self._queue[0].enqueued + self.max_wait_s
@@ -175,21 +186,26 @@ class DynamicBatcher:
                 if left <= 0:
                     break
                 self._cond.wait(left)
+            now = time.perf_counter()
+            if self._queued >= HEAVY_TEXTS:
+                self._heavy_at = now
+            limit = self.max_batch_texts
+            if self._heavy(now) and not self._running:
+                # The other worker is idle: leave it half of the work, so both cores compute.
+                limit = min(limit, max(1, (self._queued + 1) // 2))
             batch, n = [], 0
-            while self._queue and (not batch or n + len(self._queue[0].texts) <= self.max_batch_texts):
+            while self._queue and (not batch or n + len(self._queue[0].texts) <= limit):
                 w = self._queue.popleft()
                 self._queued -= len(w.texts)
                 if not w.cancelled:
                     batch.append(w)
                     n += len(w.texts)
             self._gauge()
-            now = time.perf_counter()
-            if self._running or self._queue:
-                self._overlap_at = now
+            if self._heavy(now) and self._queue:
+                self._cond.notify_all()  # wake the other worker for what is left
             self._running += 1
-            # Calls overlapped lately: the single-threaded streams; else every core on this call.
-            busy = self.split is not None and now - self._overlap_at < OVERLAP_HOLD_S
-            return batch, (self.split if busy else self.clf)
+            # Heavy load lately: the single-threaded streams, side by side; else every core.
+            return batch, (self.split if self._heavy(now) else self.clf)
 
     def _run(self, batch: list[Work], clf) -> None:
         texts = [t for w in batch for t in w.texts]
