@@ -91,6 +91,7 @@ class DynamicBatcher:
         workers = 2 if split is not None else workers
         self._running = 0  # calls in flight
         self._heavy_at = -HEAVY_HOLD_S  # when a call last found HEAVY_TEXTS texts waiting
+        self._company_at = -HEAVY_HOLD_S  # when a call last had company (2+ requests, or others waiting)
         self.max_batch_texts = max_batch_texts
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -179,9 +180,11 @@ class DynamicBatcher:
                     break  # drain with every worker
                 self._cond.wait(HEAVY_HOLD_S if worker else None)
             # Wait for company until the OLDEST request's deadline: after a long model call the
-            # queue is already full and past its deadline, so the next call starts at once.
+            # queue is already full and past its deadline, so the next call starts at once. A
+            # lone caller (no call lately found company) is not kept waiting for nobody.
             deadline = self._queue[0].enqueued + self.max_wait_s
-            while self._queued < self.max_batch_texts and not self._closing:
+            lone = time.perf_counter() - self._company_at > HEAVY_HOLD_S and self._queued == 1
+            while self._queued < self.max_batch_texts and not self._closing and not lone:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
@@ -201,6 +204,8 @@ class DynamicBatcher:
                     batch.append(w)
                     n += len(w.texts)
             self._gauge()
+            if len(batch) > 1 or self._queue or self._running:
+                self._company_at = now
             if self._heavy(now) and self._queue:
                 self._cond.notify_all()  # wake the other worker for what is left
             self._running += 1
