@@ -52,15 +52,31 @@ def make_texts(n: int, seed: int = 0, min_words: int = 3, max_words: int = 40) -
     return out
 
 
+def bert_tokenizer(vocab: Path, **kw):
+    """A BertTokenizerFast over `vocab` (a vocab.txt) on transformers 4 and 5 alike.
+
+    transformers 5 takes the vocabulary as `vocab=` and silently ignores `vocab_file=` (every
+    word then becomes [UNK], and tests comparing texts compare nothing).
+    """
+    import inspect
+
+    from transformers import BertTokenizerFast
+
+    key = "vocab" if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters else "vocab_file"
+    tok = BertTokenizerFast(**{key: str(vocab)}, do_lower_case=True, **kw)
+    assert tok.convert_tokens_to_ids("match") != tok.unk_token_id, "the test vocabulary was not loaded"
+    return tok
+
+
 @pytest.fixture(scope="session")
 def _tiny_model_session(tmp_path_factory) -> Path:
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification
 
     root = tmp_path_factory.mktemp("tiny-model")
     vocab = root / "vocab.txt"
     vocab.write_text("\n".join(_vocab()) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_max_length=128)
+    tok = bert_tokenizer(vocab, model_max_length=128)
     torch.manual_seed(0)
     cfg = BertConfig(
         vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -157,13 +157,12 @@ def test_model_without_token_type_ids(tmp_path):
 
 
 def _tok_dir(tmp_path):
-    from conftest import _vocab
-    from transformers import BertTokenizerFast
+    from conftest import _vocab, bert_tokenizer
 
     d = tmp_path / "tok"
     d.mkdir()
     (d / "vocab.txt").write_text("\n".join(_vocab()) + "\n")
-    BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True).save_pretrained(d)
+    bert_tokenizer(d / "vocab.txt").save_pretrained(d)
     return d
 
 

@@ -43,12 +43,12 @@ def tiny_families(tmp_path_factory):
     """model_type -> folder of a random tiny classifier of that family, with a BERT tokenizer."""
     import torch
     import transformers
-    from conftest import _vocab
+    from conftest import _vocab, bert_tokenizer
 
     root = tmp_path_factory.mktemp("families")
     vocab = root / "vocab.txt"
     vocab.write_text("\n".join(_vocab()) + "\n")
-    tok = transformers.BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    tok = bert_tokenizer(vocab)
     out = {}
     for model_type, kw in CONFIGS.items():
         torch.manual_seed(0)
