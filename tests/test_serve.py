@@ -296,6 +296,25 @@ def test_light_load_gets_every_core_heavy_load_the_split_streams():
     b.close()
 
 
+def test_fixed_streams_run_that_many_calls_at_once():
+    """`--streams 2` (no adaptive split): both workers take calls, whatever the load."""
+    calls, gate = [], threading.Event()
+    model = Recording("clf", calls, gate)
+    b = DynamicBatcher(model, max_batch_texts=1, max_wait_s=0, max_queue=100, workers=2)
+
+    async def scenario():
+        works = [b.submit(["x" * i]) for i in (1, 2, 3)]
+        await asyncio.sleep(0.3)
+        running = len(calls)
+        gate.set()
+        return running, await asyncio.gather(*(w.future for w in works))
+
+    running, results = asyncio.run(scenario())
+    assert running == 2
+    assert [float(r[0][0]) for r in results] == [1.0, 2.0, 3.0]
+    b.close()
+
+
 def test_config_errors_name_the_flag(tiny_export):
     with pytest.raises(BertfastError, match="--max-queue"):
         ServeConfig(tiny_export, max_queue=4, max_inputs=8)

@@ -170,15 +170,17 @@ class DynamicBatcher:
     def _take(self, worker: int = 0) -> tuple[list[Work], object] | None:
         """Block for the next batch and the Classifier to run it on; None when closing and drained.
 
-        Worker 0 always takes work; the others only under heavy load (see `HEAVY_TEXTS`).
+        Worker 0 always takes work; with a `split` Classifier the others only under heavy load
+        (see `HEAVY_TEXTS`); with a fixed `--streams N`, all N do.
         """
+        adaptive = worker and self.split is not None
         with self._cond:
-            while not self._queue or (worker and not self._heavy(time.perf_counter())):
+            while not self._queue or (adaptive and not self._heavy(time.perf_counter())):
                 if self._closing and not self._queue:
                     return None
                 if self._closing:
                     break  # drain with every worker
-                self._cond.wait(HEAVY_HOLD_S if worker else None)
+                self._cond.wait(HEAVY_HOLD_S if adaptive else None)
             # Wait for company until the OLDEST request's deadline: after a long model call the
             # queue is already full and past its deadline, so the next call starts at once. A
             # lone caller (no call lately found company) is not kept waiting for nobody.
