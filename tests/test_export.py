@@ -148,7 +148,8 @@ def test_model_without_token_type_ids(tmp_path):
                            id2label={0: "a", 1: "b"}, label2id={"a": 0, "b": 1})
     DistilBertForSequenceClassification(cfg).save_pretrained(src)
     ev = write_csv(tmp_path / "ev.csv", [(t, "ab"[i % 2]) for i, (t, _) in enumerate(make_texts(20))])
-    out = export(ExportConfig(model_dir=str(src), out=str(tmp_path / "e"), eval_data=str(ev), variants="fp32,int8-dynamic", max_length=32))
+    out = export(ExportConfig(model_dir=str(src), out=str(tmp_path / "e"), eval_data=str(ev), variants="fp32,int8-dynamic", max_length=32,
+                              window_search=False))
     m = load_manifest(out)
     assert m.inputs == ["input_ids", "attention_mask"]
     texts = [t for t, _ in make_texts(6)]
