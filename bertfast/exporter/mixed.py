@@ -20,35 +20,14 @@ Every candidate runs through `Classifier` (the users' inference path), as valida
 from __future__ import annotations
 
 import logging
-import re
-from pathlib import Path
 
 import numpy as np
+
+from .quantize import layer_nodes
 
 log = logging.getLogger(__name__)
 
 SAMPLE = 256  # eval inputs scored per sensitivity build (bounded: one build per layer)
-_LAYER = re.compile(r"layer[._](\d+)[./_]")
-
-
-def layer_nodes(path: Path) -> dict[int, list[str]]:
-    """Quantizable node names (quantize.QUANT_OPS) per encoder layer index of the graph.
-
-    A node belongs to the layer its *output* names (a fused Attention's input comes from the
-    previous layer); nodes outside any layer are not grouped.
-    """
-    import onnx
-
-    from .quantize import QUANT_OPS
-
-    m = onnx.load(str(path), load_external_data=False)
-    out: dict[int, list[str]] = {}
-    for n in m.graph.node:
-        if n.op_type in QUANT_OPS:
-            hit = _LAYER.search(" ".join([*n.output, n.name]))
-            if hit:
-                out.setdefault(int(hit.group(1)), []).append(n.name)
-    return dict(sorted(out.items()))
 
 
 def base_options(manifest) -> dict:
@@ -126,25 +105,14 @@ def search(ctx, manifest, name: str, inputs: list, ref: np.ndarray, y, ref_metri
 
 
 def build(name: str, ctx, manifest, inputs: list, ref: np.ndarray, y, ref_metrics: dict, threads: int, gate) -> dict:
-    """Variant `name`'s manifest record, built by `search` (as `variants.build` records any
-    variant: a failure other than the machine's is recorded and the export goes on)."""
-    from . import optimize
-    from .variants import VARIANTS
+    """Variant `name`'s manifest record, built by `search` through `variants.build` (which
+    records a failure and lets the export go on, as for any variant)."""
+    from . import variants
 
-    v = VARIANTS[name]
-    dst = ctx.folder / v.file
-    base = {"precision": v.precision, "devices": list(v.providers), "description": v.description}
-    try:
+    def make(ctx, dst) -> dict:
         found = search(ctx, manifest, name, inputs, ref, y, ref_metrics, threads, gate)
-    except (OSError, MemoryError):
-        raise
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        log.warning("variant %s failed to build (%s); the export goes on without it", name, reason)
-        dst.unlink(missing_ok=True)
-        return {"status": "failed", "reason": reason, **base}
-    kept = ", ".join(map(str, found["kept_fp32"])) or "none"
-    base["description"] = (f"int8 dynamic per-channel, encoder layer(s) {kept} of {found['layers']} kept fp32 "
-                           "(the most sensitive, measured on the eval data)")
-    return {"status": "ok", "file": v.file, **base, "fused_ops": optimize.op_counts(dst),
-            "size_mb": round(dst.stat().st_size / 2**20, 2), "mixed": found}
+        kept = ", ".join(map(str, found["kept_fp32"])) or "none"
+        return {"description": f"int8 dynamic per-channel, encoder layer(s) {kept} of {found['layers']} kept fp32 "
+                               "(the most sensitive, measured on the eval data)", "mixed": found}
+
+    return variants.build(name, ctx, make=make)

@@ -78,8 +78,30 @@ def with_shapes(src: Path, dst: Path) -> Path:
     return dst
 
 
+_LAYER = re.compile(r"layer[._](\d+)[./_]")
+
+
+def layer_nodes(path: Path) -> dict[int, list[str]]:
+    """Quantizable node names (QUANT_OPS) per encoder layer index of the graph.
+
+    A node belongs to the layer its *output* names (a fused Attention's input comes from the
+    previous layer); nodes outside any layer are not grouped.
+    """
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    out: dict[int, list[str]] = {}
+    for n in m.graph.node:
+        if n.op_type in QUANT_OPS:
+            hit = _LAYER.search(" ".join([*n.output, n.name]))
+            if hit:
+                out.setdefault(int(hit.group(1)), []).append(n.name)
+    return dict(sorted(out.items()))
+
+
 def sensitive_nodes(path: Path, family: Family, config) -> list[str]:
-    """Nodes kept in fp32 by the mixed variant: the first and last encoder layer and the head.
+    """Nodes kept in fp32 by `--variants int8-mixed` (no eval data to measure with): the first
+    and last encoder layer and the head.
 
     Quantization error is largest where activations have outliers (first layer, right after
     the embeddings) and matters most right before the logits (last layer, pooler, classifier).
@@ -87,20 +109,14 @@ def sensitive_nodes(path: Path, family: Family, config) -> list[str]:
     """
     import onnx
 
-    m = onnx.load(str(path), load_external_data=False)
-    layer_re = re.compile(r"layer[._](\d+)[./_]")
-    sensitive = {0, max(family.get(config, "layers") - 1, 0)}
+    layers = layer_nodes(path)
+    last = max(family.get(config, "layers") - 1, 0)
+    keep = [n for i in {0, last} for n in layers.get(i, [])]
     # Exported node names follow the module path: `roberta.pooler` -> "/roberta/pooler/dense/MatMul".
     heads = tuple(f"/{p.replace('.', '/')}/" for p in family.head_params) + ("/pooler/",)
-    keep = []
-    for n in m.graph.node:
-        if n.op_type not in QUANT_OPS:
-            continue
-        # A node belongs to the layer its *output* names (a fused Attention's input comes
-        # from the previous layer).
+    for n in onnx.load(str(path), load_external_data=False).graph.node:
         where = " ".join([*n.output, n.name])
-        hit = layer_re.search(where)
-        if (hit and int(hit.group(1)) in sensitive) or any(h in f"/{where}" for h in heads):
+        if n.op_type in QUANT_OPS and n.name not in keep and any(h in f"/{where}" for h in heads):
             keep.append(n.name)
     return keep
 

@@ -204,8 +204,11 @@ def fallback_names(device: str) -> list[str]:
     return [v.name for v in VARIANTS.values() if v.fallback and want & set(v.providers)]
 
 
-def build(name: str, ctx: BuildContext) -> dict:
+def build(name: str, ctx: BuildContext, make: Callable[[BuildContext, Path], dict] | None = None) -> dict:
     """Build variant `name` into `ctx.folder`; return its manifest record.
+
+    `make(ctx, dst)`: builds the file instead of the variant's own `build` and returns fields
+    that extend or replace the record's (a searched variant's description and findings).
 
     A variant whose build raises is recorded as `{"status": "failed", "reason": ...}` and the
     export goes on. Exceptions that are about the machine, not the variant (OSError such as a
@@ -218,7 +221,7 @@ def build(name: str, ctx: BuildContext) -> dict:
     dst = ctx.folder / v.file
     base = {"precision": v.precision, "devices": list(v.providers), "description": v.description}
     try:
-        v.build(ctx, dst)
+        extra = make(ctx, dst) if make is not None else v.build(ctx, dst)
     except (OSError, MemoryError):
         raise
     except Exception as e:
@@ -230,4 +233,4 @@ def build(name: str, ctx: BuildContext) -> dict:
         dst.unlink(missing_ok=True)
         return {"status": "failed", "reason": reason, **base}
     return {"status": "ok", "file": v.file, **base, "fused_ops": optimize.op_counts(dst),
-            "size_mb": round(dst.stat().st_size / 2**20, 2)}
+            "size_mb": round(dst.stat().st_size / 2**20, 2), **(extra or {})}
