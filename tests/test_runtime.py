@@ -141,6 +141,26 @@ def test_encode_then_logits_and_stats(clf):
     assert s["padding_ratio"] == pytest.approx(1 - s["real_tokens"] / s["padded_tokens"])
 
 
+def test_batches_end_where_lengths_drop_once_past_the_providers_minimum(clf):
+    import copy
+
+    from bertfast.runtime.providers import PROVIDERS
+
+    assert clf.batcher.min_batch_tokens == PROVIDERS["cpu"].min_batch_tokens == 128
+    # 20 windows of 30 tokens and 20 of 10, shuffled: on the CPU the first batch holds 600
+    # tokens (>= 128) when lengths fall to 10 (< 80% of 30), so it ends there: no padding.
+    wins = [[5] * 30 if i % 2 else [5] * 10 for i in range(40)]
+    enc = clf.batcher._batch(wins, None, len(wins))
+    assert [len(idx) for idx, _ in enc.batches] == [20, 20]
+    assert enc.padded_tokens == enc.real_tokens == 20 * 30 + 20 * 10
+    assert sorted(np.concatenate([idx for idx, _ in enc.batches]).tolist()) == list(range(40))
+    # A GPU row (None: a quarter of the budget, 2048 tokens = 69 rows of 30) keeps one batch.
+    gpu = copy.copy(clf.batcher)
+    gpu.batch_tokens, gpu.min_batch_tokens = 8192, 8192 // 4
+    enc = gpu._batch(wins, None, len(wins))
+    assert [len(idx) for idx, _ in enc.batches] == [40] and enc.padded_tokens == 40 * 30
+
+
 def test_pipelined_path_matches(clf, monkeypatch):
     texts = shuffled_lengths(50)
     direct = clf.predict_proba(texts)

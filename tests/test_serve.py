@@ -315,6 +315,59 @@ def test_fixed_streams_run_that_many_calls_at_once():
     b.close()
 
 
+def test_activation_is_applied_once_per_call_to_the_rows_that_ask_for_it(clf):
+    """Requests naming different activations share one model call; each gets its own rows
+    under its own activation (logits when it names none), as `tasks.activate` computes them."""
+    from bertfast import tasks
+
+    gated = Gated(clf)
+    b = DynamicBatcher(gated, max_batch_texts=64, max_wait_s=0, max_queue=100)
+    asks = [None, "softmax", "sigmoid", "softmax", None]
+
+    async def scenario():
+        first = b.submit([TEXTS[0]])  # holds the model while the others queue up
+        while not gated.entered.is_set():
+            await asyncio.sleep(0.01)
+        works = [b.submit([TEXTS[i], TEXTS[i + 1]], a) for i, a in enumerate(asks)]
+        gated.gate.set()
+        await first.future
+        return [await w.future for w in works]
+
+    got = asyncio.run(scenario())
+    for i, (a, rows) in enumerate(zip(asks, got)):
+        logits = clf.logits_from_encoded(clf.encode([TEXTS[i], TEXTS[i + 1]]))
+        want = logits if a is None else tasks.activate(logits, a)
+        np.testing.assert_allclose(rows, want, atol=1e-5)
+    b.close()
+
+
+def test_hot_routes_are_answered_before_fastapis_stack(tiny_export, clf):
+    """POST /predict never enters FastAPI's middleware (the fast path answers it first); GET
+    routes do; the app is still a FastAPI (Ray Serve's ingress needs one)."""
+    from fastapi import FastAPI
+
+    seen = []
+
+    class Spy:
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http":
+                seen.append((scope["method"], scope["path"]))
+            await self.app(scope, receive, send)
+
+    app = build_app(_cfg(tiny_export), clf)
+    app.add_middleware(Spy)
+    assert isinstance(app, FastAPI)
+    with TestClient(app) as c:
+        assert c.post("/predict", json={"inputs": TEXTS[0]}).status_code == 200
+        assert c.post("/classify", json={"texts": TEXTS[0]}).status_code == 200
+        assert c.get("/health").status_code == 200
+        assert c.post("/nowhere", json={}).status_code == 404
+    assert seen == [("GET", "/health"), ("POST", "/nowhere")]
+
+
 def test_config_errors_name_the_flag(tiny_export):
     with pytest.raises(BertfastError, match="--max-queue"):
         ServeConfig(tiny_export, max_queue=4, max_inputs=8)

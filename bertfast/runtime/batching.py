@@ -4,7 +4,7 @@ Texts are tokenized in one `encode_batch` call of the Rust tokenizer (it release
 turned into windows (one per text, or several for `long_text="sliding-window"`), sorted by
 length (longest first) and cut into batches by a *token budget*: a batch holds as many
 windows as fit in `batch_tokens` padded tokens (and at most `max_batch_size`), ending early
-where lengths drop well below its longest once it is reasonably large. Each batch is
+where lengths drop well below its longest once it holds `min_batch_tokens`. Each batch is
 padded with numpy to its own longest window only. The result remembers where every window came
 from, so logits go back to the caller's order.
 
@@ -120,6 +120,7 @@ class Batcher:
         batch_tokens: int = 8192,
         max_batch_size: int = 256,
         pair_truncation: str = "longest_first",
+        min_batch_tokens: int | None = None,
     ):
         from tokenizers import Tokenizer
 
@@ -146,6 +147,8 @@ class Batcher:
         self.pad_token_id = pad_token_id
         self.batch_tokens = batch_tokens
         self.max_batch_size = max_batch_size
+        # None: a quarter of the budget (see _batch).
+        self.min_batch_tokens = max(1, min_batch_tokens or batch_tokens // 4)
         self.prefix, self.suffix = _special_affixes(tok)
         self.pair_template = PairTemplate.probe(tok)
         self.pair_truncation = pair_truncation
@@ -337,10 +340,10 @@ class Batcher:
             idx = order[s : s + k]
             blens = lens[idx]
             # A budget-sized batch of short texts can still span lengths 40..5 and compute
-            # mostly padding; once a batch holds a quarter of the budget, end it where lengths
-            # fall below 80% of its longest. The quarter keeps per-run overhead (~0.1-0.3 ms)
-            # small next to compute, so headline-sized texts still get large batches.
-            min_rows = -(-self.batch_tokens // (4 * L))
+            # mostly padding; once a batch holds `min_batch_tokens`, end it where lengths fall
+            # below 80% of its longest. That minimum keeps each run's fixed cost small next to
+            # its compute (it is per execution provider: `Provider.min_batch_tokens`).
+            min_rows = -(-self.min_batch_tokens // L)
             if k > min_rows:
                 short = np.flatnonzero(blens[min_rows:] < _SHRINK * L)
                 if short.size:

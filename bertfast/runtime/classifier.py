@@ -155,6 +155,7 @@ class Classifier:
             m.tokenizer_file, m.inputs, input_dtypes(m, session), m.pad_token_id, max_length,
             long_text=long_text, stride=opts.stride, batch_tokens=batch_tokens,
             max_batch_size=opts.max_batch_size, pair_truncation=opts.pair_truncation or m.pair_truncation,
+            min_batch_tokens=provider.min_batch_tokens,
         )
         opts = opts.replace(device=provider.name, variant=variant, threads=threads, streams=streams,
                             max_length=max_length, long_text=long_text, stride=batcher.stride, batch_tokens=batch_tokens,

@@ -21,7 +21,7 @@ import time
 from contextlib import asynccontextmanager
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
@@ -30,7 +30,7 @@ from .. import tasks as _tasks
 from ..errors import BertfastError
 from . import ServeConfig
 from .batcher import DynamicBatcher, InputRejected, QueueFull, ShuttingDown
-from .fastpath import FastPath, dumps
+from .fastpath import FastPathAPI, dumps
 from .metrics import ServeMetrics
 from .schemas import ApiError, Limits, parse_classify, parse_json, parse_predict, parse_rerank
 
@@ -105,12 +105,12 @@ def build_app(cfg: ServeConfig, classifier=None):
             if split is not None:
                 split.close()
 
-    app = FastAPI(title="bertfast", version=__version__, lifespan=lifespan,
-                          description="Text classification with dynamic batching (TEI-compatible).")
+    app = FastPathAPI(title="bertfast", version=__version__, lifespan=lifespan,
+                      description="Text classification with dynamic batching (TEI-compatible).")
     app.state.batcher, app.state.metrics, app.state.classifier, app.state.config = batcher, metrics, clf, cfg
 
     def error(e: ApiError):
-        metrics.errors.labels(e.error_type).inc()
+        metrics.error(e.error_type)
         return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
     async def respond(route: str, read, answer) -> tuple[int, bytes, dict]:
@@ -121,14 +121,13 @@ def build_app(cfg: ServeConfig, classifier=None):
             obj = await asyncio.to_thread(parse_json, body) if len(body) > _JSON_IN_THREAD else parse_json(body)
             out = (200, dumps(await answer(obj)), {})
         except ApiError as e:
-            metrics.errors.labels(e.error_type).inc()
+            metrics.error(e.error_type)
             out = (e.status, dumps(e.body()), e.headers)
         except Exception as e:  # a bug must answer JSON and leave the server up
             log.exception("%s failed", route)
-            metrics.errors.labels("backend").inc()
+            metrics.error("backend")
             out = (500, dumps({"error": f"internal error: {type(e).__name__}: {e}", "error_type": "backend"}), {})
-        metrics.requests.labels(route, str(out[0])).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - t0)
+        metrics.request_done(route, out[0], time.perf_counter() - t0)
         return out
 
     async def handle(route: str, request, answer):
@@ -136,10 +135,11 @@ def build_app(cfg: ServeConfig, classifier=None):
         status, body, headers = await respond(route, lambda: _read_body(request, cfg.max_body_bytes), answer)
         return Response(body, status_code=status, headers=headers, media_type="application/json")
 
-    async def logits_for(texts: list) -> np.ndarray:
-        """Logits [len(texts), n_labels] of texts (or pairs), via the dynamic batcher."""
+    async def logits_for(texts: list, activation: str | None = None) -> np.ndarray:
+        """Logits [len(texts), n_labels] of texts (or pairs), via the dynamic batcher; their
+        scores under `activation` when given (applied once per model call there)."""
         try:
-            work = batcher.submit(texts)
+            work = batcher.submit(texts, activation)
         except QueueFull:
             raise ApiError(429, f"model is overloaded: {batcher.queued} inputs are queued (--max-queue "
                                 f"{cfg.max_queue}); retry later", "overloaded", {"Retry-After": "1"}) from None
@@ -164,7 +164,7 @@ def build_app(cfg: ServeConfig, classifier=None):
 
     async def predict(obj, nested: bool):
         req = parse_predict(obj, limits, pair=pair, default_function=_FUNCTION_OF.get(activation, "softmax"))
-        rows = _scores(await logits_for(req.texts), req.function)
+        rows = await logits_for(req.texts, _ACTIVATION_OF[req.function])
         out = [_ranked(r, labels, req.top_k) for r in rows]
         return out[0] if req.single and not nested else out
 
@@ -187,7 +187,7 @@ def build_app(cfg: ServeConfig, classifier=None):
 
     async def classify_answer(obj):
         req = parse_classify(obj, limits, len(labels), pair=pair, task=task)
-        scores = _tasks.activate(await logits_for(req.texts), activation)
+        scores = await logits_for(req.texts, activation)
         if task == "regression":
             preds = [{"score": s} for s in scores[:, 0].tolist()]
         elif task == "multi_label":
@@ -255,8 +255,8 @@ def build_app(cfg: ServeConfig, classifier=None):
         return error(ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", kind))
 
     # The hot POST routes skip FastAPI's per-request machinery (fastpath.py); same handlers.
-    app.add_middleware(FastPath, max_body_bytes=cfg.max_body_bytes,
-                       handlers={r: functools.partial(respond, r, answer=a) for r, a in answers.items()})
+    app.fast_routes = {r: functools.partial(respond, r, answer=a) for r, a in answers.items()}
+    app.fast_limit = cfg.max_body_bytes
     return app
 
 
@@ -284,11 +284,6 @@ async def _read_body(request, limit: int) -> bytes:
             raise ApiError(413, f"body is over {limit:,} bytes (--max-body-mb).")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _scores(logits: np.ndarray, function: str) -> np.ndarray:
-    """softmax / sigmoid / none of logits, computed as the Classifier computes them."""
-    return _tasks.activate(logits, _ACTIVATION_OF[function])
 
 
 def _export_kind(clf) -> dict:

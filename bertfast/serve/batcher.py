@@ -10,8 +10,10 @@ back to each request's asyncio future with `loop.call_soon_threadsafe`, in its o
 Inputs are what the export classifies: strings, or `(text, text_pair)` tuples for a pair export
 (`clf.pair`). One export takes one kind, so every queued request holds the same kind and any of
 them can share a call: `/predict` pairs and `/rerank`'s (query, document) pairs batch together.
-"Texts" below counts inputs (a pair is one). The batcher returns logits; each route turns them
-into its task's scores.
+"Texts" below counts inputs (a pair is one). The batcher returns logits, or the scores of the
+activation a request names (`submit(..., activation=)`): applied once per model call to every
+row that asks for it, in the batcher thread, instead of one small numpy call per request on
+the event loop.
 
 Why one thread by default: ONNX Runtime already spreads one call over every intra-op thread.
 Under load the queue fills while a call runs, so the next call is bigger: batch size adapts to
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import tasks as _tasks
 from ..errors import BertfastError
 
 log = logging.getLogger(__name__)
@@ -64,11 +67,13 @@ class InputRejected(Exception):
 
 @dataclass(eq=False)
 class Work:
-    """One request's inputs (texts or pairs) waiting for the model; `future` gets logits [n, n_labels]."""
+    """One request's inputs (texts or pairs) waiting for the model; `future` gets logits
+    [n, n_labels], or their scores under `activation` (a `tasks.ACTIVATIONS` name) when set."""
 
     texts: list
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    activation: str | None = None
     enqueued: float = field(default_factory=time.perf_counter)
     cancelled: bool = False  # set by a timed-out request: skipped if not yet taken
 
@@ -115,16 +120,16 @@ class DynamicBatcher:
         """True while the thread runs and the server accepts work."""
         return all(t.is_alive() for t in self._threads) and not self._closing
 
-    def submit(self, texts: list) -> Work:
+    def submit(self, texts: list, activation: str | None = None) -> Work:
         """Queue `texts` (strings, or `(text, text_pair)` tuples for a pair export; call from the
-        event loop); await `work.future` for their logits.
+        event loop); await `work.future` for their logits, or their scores under `activation`.
 
         Raises:
             QueueFull: the queue cannot take `len(texts)` more texts.
             ShuttingDown: `close` was called.
         """
         loop = asyncio.get_running_loop()
-        work = Work(texts, loop.create_future(), loop)
+        work = Work(texts, loop.create_future(), loop, activation)
         with self._cond:
             if self._closing:
                 raise ShuttingDown()
@@ -240,10 +245,14 @@ class DynamicBatcher:
                                        [t0 - w.enqueued for w in batch])
         # One wake-up of each event loop per call, not one per request (each is a syscall and a
         # trip through the loop; a call answers dozens of requests).
+        scores = {None: logits}
+        for w in batch:  # each activation once over the whole call (rows are independent)
+            if w.activation not in scores:
+                scores[w.activation] = _tasks.activate(logits, w.activation)
         by_loop: dict = {}
         i = 0
         for w in batch:
-            by_loop.setdefault(w.loop, []).append((w, logits[i : i + len(w.texts)]))
+            by_loop.setdefault(w.loop, []).append((w, scores[w.activation][i : i + len(w.texts)]))
             i += len(w.texts)
         for loop, done in by_loop.items():
             try:

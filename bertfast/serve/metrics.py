@@ -54,8 +54,26 @@ class ServeMetrics:
                                 "/rerank: one per document)", registry=r)
         self.batches = 0
         self.max_batch_texts = 0
+        self._children: dict = {}  # (route, status) -> (requests child, latency child)
+        self._errors: dict = {}  # kind -> errors child
         for route in routes:  # every route's latency series exists (at 0) before its first request
             self.latency.labels(route)
+
+    def request_done(self, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency (on the event loop, every request)."""
+        key = (route, status)
+        pair = self._children.get(key)
+        if pair is None:  # labels() takes a lock and builds a key tuple: once per series
+            pair = self._children[key] = (self.requests.labels(route, str(status)), self.latency.labels(route))
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def error(self, kind: str) -> None:
+        """Count one failed request of `kind`."""
+        child = self._errors.get(kind)
+        if child is None:
+            child = self._errors[kind] = self.errors.labels(kind)
+        child.inc()
 
     def observe_batch(self, texts: int, requests: int, padded_tokens: int, seconds: float, waits: list[float]) -> None:
         """Record one model call (called by the batcher thread only)."""
