@@ -315,29 +315,39 @@ def test_fixed_streams_run_that_many_calls_at_once():
     b.close()
 
 
-def test_activation_is_applied_once_per_call_to_the_rows_that_ask_for_it(clf):
+class ThreeLogits(Recording):
+    """Logits that name their input: [len, -len / 4, 1]."""
+
+    def logits_from_encoded(self, enc):
+        super().logits_from_encoded(enc)
+        return np.array([[len(t), -len(t) / 4, 1.0] for t in enc], dtype=np.float32)
+
+
+def test_activation_is_applied_once_per_call_to_the_rows_that_ask_for_it():
     """Requests naming different activations share one model call; each gets its own rows
     under its own activation (logits when it names none), as `tasks.activate` computes them."""
     from bertfast import tasks
 
-    gated = Gated(clf)
-    b = DynamicBatcher(gated, max_batch_texts=64, max_wait_s=0, max_queue=100)
+    calls, gate = [], threading.Event()
+    b = DynamicBatcher(ThreeLogits("m", calls, gate), max_batch_texts=64, max_wait_s=0, max_queue=100)
     asks = [None, "softmax", "sigmoid", "softmax", None]
+    texts = [["x" * (2 * i + 1), "y" * (2 * i + 2)] for i in range(len(asks))]
 
     async def scenario():
-        first = b.submit([TEXTS[0]])  # holds the model while the others queue up
-        while not gated.entered.is_set():
+        first = b.submit(["z"])  # holds the model while the others queue up
+        while not calls:
             await asyncio.sleep(0.01)
-        works = [b.submit([TEXTS[i], TEXTS[i + 1]], a) for i, a in enumerate(asks)]
-        gated.gate.set()
+        works = [b.submit(t, a) for t, a in zip(texts, asks)]
+        gate.set()
         await first.future
         return [await w.future for w in works]
 
     got = asyncio.run(scenario())
-    for i, (a, rows) in enumerate(zip(asks, got)):
-        logits = clf.logits_from_encoded(clf.encode([TEXTS[i], TEXTS[i + 1]]))
+    assert len(calls) == 2  # the five requests shared one call
+    for t, a, rows in zip(texts, asks, got):
+        logits = np.array([[len(x), -len(x) / 4, 1.0] for x in t], dtype=np.float32)
         want = logits if a is None else tasks.activate(logits, a)
-        np.testing.assert_allclose(rows, want, atol=1e-5)
+        np.testing.assert_allclose(rows, want, rtol=1e-6)
     b.close()
 
 
@@ -500,3 +510,20 @@ def test_ray_serve_deployment_answers_tei(tiny_export, clf):
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def test_ranked_json_is_what_json_writes():
+    """The hand-written /predict body is byte for byte the json module's (ties by label order,
+    quotes and non-ASCII labels, top_k), and a non-finite score is refused as json refuses it."""
+    from bertfast.serve.app import _ranked, _ranked_json
+    from bertfast.serve.fastpath import dumps
+
+    labels = ["sport", 'say "hi"', "économie", "tech"]
+    quoted = [dumps(lab) for lab in labels]
+    rows = [np.array([0.25, 0.25, 0.5, 0.0], dtype=np.float32), np.array([1e-30, 3.0, -2e10, 0.1], dtype=np.float32),
+            np.random.default_rng(0).normal(size=4).astype(np.float32)]
+    for row in rows:
+        for k in (None, 1, 3):
+            assert _ranked_json(row, labels, quoted, k) == dumps(_ranked(row, labels, k))
+    with pytest.raises(ValueError, match="JSON compliant"):
+        _ranked_json(np.array([np.nan, 0, 0, 0], dtype=np.float32), labels, quoted)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import os
 import time
 from contextlib import asynccontextmanager
@@ -92,6 +93,7 @@ def build_app(cfg: ServeConfig, classifier=None):
     batcher = DynamicBatcher(clf, cfg.max_batch_texts, cfg.max_wait_ms / 1000, cfg.max_queue, metrics,
                              workers=getattr(clf, "streams", 1), split=split)
     limits = Limits(cfg.max_inputs, cfg.max_chars)
+    quoted = [dumps(lab) for lab in labels]  # each label as a JSON string, for _ranked_json
     info = _info(cfg, clf)
 
     @asynccontextmanager
@@ -119,7 +121,8 @@ def build_app(cfg: ServeConfig, classifier=None):
         try:
             body = await read()
             obj = await asyncio.to_thread(parse_json, body) if len(body) > _JSON_IN_THREAD else parse_json(body)
-            out = (200, dumps(await answer(obj)), {})
+            answered = await answer(obj)  # JSON bytes already (predict), or an object
+            out = (200, answered if isinstance(answered, bytes) else dumps(answered), {})
         except ApiError as e:
             metrics.error(e.error_type)
             out = (e.status, dumps(e.body()), e.headers)
@@ -165,8 +168,8 @@ def build_app(cfg: ServeConfig, classifier=None):
     async def predict(obj, nested: bool):
         req = parse_predict(obj, limits, pair=pair, default_function=_FUNCTION_OF.get(activation, "softmax"))
         rows = await logits_for(req.texts, _ACTIVATION_OF[req.function])
-        out = [_ranked(r, labels, req.top_k) for r in rows]
-        return out[0] if req.single and not nested else out
+        out = [_ranked_json(r, labels, quoted, req.top_k) for r in rows]
+        return (out[0] if req.single and not nested else b"[" + b",".join(out) + b"]")
 
     answers = {}  # route -> answer(obj), shared by the FastAPI routes and the fast path
 
@@ -309,6 +312,17 @@ def _not_reranker(model_id: str, task: str, pair: bool, labels: list[str]) -> st
     return (f"model is not a re-ranker model: export {model_id!r} is a pair model but {task} with {len(labels)} "
             "labels; reranking needs one score (regression) or two classes (P(last class) is the relevance). "
             "Use /predict with pairs.")
+
+
+def _ranked_json(row: np.ndarray, labels: list[str], quoted: list[bytes], top_k: int | None = None) -> bytes:
+    """`_ranked(row, labels, top_k)` as JSON bytes, written directly: the json module formats
+    each float through a Python-level callback, most of a small response's cost. Float text is
+    `repr`, as json writes it; a non-finite score goes through `dumps`, which refuses it."""
+    scores = row.tolist()
+    if len(scores) > 64 or not all(map(math.isfinite, scores)):
+        return dumps(_ranked(row, labels, top_k))
+    order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:top_k]  # stable: ties by label
+    return b"[" + b",".join(b'{"label":%s,"score":%r}' % (quoted[j], scores[j]) for j in order) + b"]"
 
 
 def _ranked(row: np.ndarray, labels: list[str], top_k: int | None = None) -> list[dict]:
