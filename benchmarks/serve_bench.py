@@ -240,23 +240,24 @@ def run_levels(kind: str, export: Path, texts: list[str], args, threads: int) ->
         last = ref.measure() if ref else None
         for clients in args.levels:
             arun(load(url, texts, clients, args.warmup, args.max_requests, kind))  # warm-up, not recorded
-            before = batch_stats(url) if kind == "batching" else None
-            row = arun(load(url, texts, clients, args.seconds, args.max_requests, kind))
-            if before is not None:
-                after = batch_stats(url)
-                calls = after[1] - before[1]
-                row["mean_texts_per_model_call"] = round((after[0] - before[0]) / calls, 2) if calls else None
-            row["server"] = kind
-            if ref:
-                now = ref.measure()
-                row["offline_adjacent_texts_per_s"] = round((last + now) / 2, 1)
-                row["of_offline"] = round(row["texts_per_s"] / row["offline_adjacent_texts_per_s"], 3)
-                row["offline_call_texts"] = len(ref.sample)
-                last = now
-            rows.append(row)
-            print(f"{kind:9s} {clients:4d} clients: {row['texts_per_s']:8.1f} texts/s  "
-                  f"({row.get('of_offline', '-')} of offline)  "
-                  f"p50 {row.get('ok_p50_ms')} ms  p99 {row.get('ok_p99_ms')} ms  {row['status']}", flush=True)
+            for rnd in range(1, args.rounds + 1):  # rounds alternate with the offline measure
+                before = batch_stats(url) if kind == "batching" else None
+                row = arun(load(url, texts, clients, args.seconds, args.max_requests, kind))
+                if before is not None:
+                    after = batch_stats(url)
+                    calls = after[1] - before[1]
+                    row["mean_texts_per_model_call"] = round((after[0] - before[0]) / calls, 2) if calls else None
+                row["server"], row["round"] = kind, rnd
+                if ref:
+                    now = ref.measure()
+                    row["offline_adjacent_texts_per_s"] = round((last + now) / 2, 1)
+                    row["of_offline"] = round(row["texts_per_s"] / row["offline_adjacent_texts_per_s"], 3)
+                    row["offline_call_texts"] = len(ref.sample)
+                    last = now
+                rows.append(row)
+                print(f"{kind:9s} {clients:4d} clients (round {rnd}): {row['texts_per_s']:8.1f} texts/s  "
+                      f"({row.get('of_offline', '-')} of offline)  "
+                      f"p50 {row.get('ok_p50_ms')} ms  p99 {row.get('ok_p99_ms')} ms  {row['status']}", flush=True)
     finally:
         shutdown = stop(proc)
         if ref:
@@ -372,13 +373,15 @@ def markdown(report: dict) -> str:
              f"{report['env']['server_threads']}, `--max-wait-ms {report['max_wait_ms']}`. One text per request; "
              "timed: loopback HTTP round trip, JSON, queueing, tokenization, model.", "",
              f"Offline `Classifier.predict_proba` on the same texts: **{report['offline']['texts_per_s']} texts/s**.", "",
-             "`x offline`: the level's texts/s over the offline rate measured right before and after it "
-             "(mean of the two), so drift on this shared machine hits both sides alike.", "",
-             "| server | clients | texts/s | x offline | p50 ms | p90 ms | p99 ms | texts per model call | statuses |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "`x offline`: the run's texts/s over the offline rate measured right before and after it "
+             "(mean of the two; `predict_proba` in this process on calls of "
+             f"{_call_texts(report)} texts, server idle), so drift on this shared machine hits both sides alike. "
+             "Each level runs `round`s, alternating with the offline measure.", "",
+             "| server | clients | round | texts/s | x offline | p50 ms | p90 ms | p99 ms | texts per model call | statuses |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in report["levels"]:
         ratio = f"{r['of_offline']:.2f} (of {r['offline_adjacent_texts_per_s']})" if "of_offline" in r else ""
-        lines.append(f"| {r['server']} | {r['clients']} | {r['texts_per_s']} | {ratio} | {r.get('ok_p50_ms')} | "
+        lines.append(f"| {r['server']} | {r['clients']} | {r.get('round', 1)} | {r['texts_per_s']} | {ratio} | {r.get('ok_p50_ms')} | "
                      f"{r.get('ok_p90_ms')} | {r.get('ok_p99_ms')} | {r.get('mean_texts_per_model_call', '')} | "
                      f"{r['status']} |")
     o = report.get("overload")
@@ -394,6 +397,11 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _call_texts(report: dict) -> str:
+    sizes = sorted({r["offline_call_texts"] for r in report["levels"] if "offline_call_texts" in r})
+    return "/".join(map(str, sizes)) or "?"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -407,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="eval", help="eval (the export's eval.jsonl), bbc-news-headlines, or a file")
     p.add_argument("--levels", default="1,8,64,256", help="concurrent clients per level (comma list)")
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per level")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measured runs per level, each followed by an offline measure (drift shows as spread)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each level")
     p.add_argument("--max-requests", type=int, default=200_000, help="stop a level after this many requests")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="bertfast serve --max-wait-ms")
