@@ -443,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.export is None:
         p.error("--export is required")
+    if args.rounds < 1:
+        p.error(f"--rounds must be at least 1; got {args.rounds}.")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args.levels = [int(x) for x in args.levels.split(",")]
     if args.infinity_bin and "infinity" not in args.servers.split(","):

@@ -314,25 +314,28 @@ def _not_reranker(model_id: str, task: str, pair: bool, labels: list[str]) -> st
             "Use /predict with pairs.")
 
 
+def _best_first(row: np.ndarray, scores: list[float], top_k: int | None) -> list[int]:
+    """Label indices by score, best first (ties: label order), at most `top_k`."""
+    if len(scores) <= 64:  # plain Python is cheaper than numpy's per-call overhead on a few labels
+        return sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:top_k]  # stable
+    return np.argsort(-row, kind="stable")[:top_k].tolist()
+
+
 def _ranked_json(row: np.ndarray, labels: list[str], quoted: list[bytes], top_k: int | None = None) -> bytes:
     """`_ranked(row, labels, top_k)` as JSON bytes, written directly: the json module formats
     each float through a Python-level callback, most of a small response's cost. Float text is
     `repr`, as json writes it; a non-finite score goes through `dumps`, which refuses it."""
     scores = row.tolist()
-    if len(scores) > 64 or not all(map(math.isfinite, scores)):
+    if not all(map(math.isfinite, scores)):
         return dumps(_ranked(row, labels, top_k))
-    order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:top_k]  # stable: ties by label
+    order = _best_first(row, scores, top_k)
     return b"[" + b",".join(b'{"label":%s,"score":%r}' % (quoted[j], scores[j]) for j in order) + b"]"
 
 
 def _ranked(row: np.ndarray, labels: list[str], top_k: int | None = None) -> list[dict]:
     """[{"label", "score"}] best first (ties: label order), as TEI and HF return them."""
     scores = row.tolist()
-    if len(scores) <= 64:  # plain Python is cheaper than numpy's per-call overhead on a few labels
-        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:top_k]  # stable: ties by label
-        return [{"label": labels[j], "score": scores[j]} for j in order]
-    order = np.argsort(-row, kind="stable")[:top_k]
-    return [{"label": labels[j], "score": scores[j]} for j in order.tolist()]
+    return [{"label": labels[j], "score": scores[j]} for j in _best_first(row, scores, top_k)]
 
 
 def _info(cfg: ServeConfig, clf) -> dict:

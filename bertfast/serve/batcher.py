@@ -243,12 +243,12 @@ class DynamicBatcher:
         if self.metrics is not None:
             self.metrics.observe_batch(len(texts), len(batch), int(enc.padded_tokens), seconds,
                                        [t0 - w.enqueued for w in batch])
-        # One wake-up of each event loop per call, not one per request (each is a syscall and a
-        # trip through the loop; a call answers dozens of requests).
         scores = {None: logits}
         for w in batch:  # each activation once over the whole call (rows are independent)
             if w.activation not in scores:
                 scores[w.activation] = _tasks.activate(logits, w.activation)
+        # One wake-up of each event loop per call, not one per request (each is a syscall and a
+        # trip through the loop; a call answers dozens of requests).
         by_loop: dict = {}
         i = 0
         for w in batch:
