@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .compat import require_transformers
 from .errors import ModelError
-from .exporter.trace import require_transformers
 from .families import family_of
 
 # Short names for models that ship on PyPI, so the quickstart needs no hub access.

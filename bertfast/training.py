@@ -38,9 +38,9 @@ from .checkpoints import (  # noqa: F401  (re-exported: imported from here by ca
     resolve_model,
 )
 from .checks import check_float, check_int
+from .compat import require_transformers
 from .data import Splits, load_splits
 from .errors import BertfastError, ModelError, require
-from .exporter.trace import require_transformers
 from .labels import check_separator
 from .metrics import classification_report
 from .train_args import (  # noqa: F401  (tests import _optimizer from here)

@@ -153,7 +153,7 @@ def test_untraceable_architecture_from_the_cli(tiny_model, tmp_path, monkeypatch
 def test_transformers_version_check(monkeypatch, version, ok):
     import transformers
 
-    from bertfast.exporter.trace import TRANSFORMERS_RANGE, require_transformers
+    from bertfast.compat import TRANSFORMERS_RANGE, require_transformers
 
     monkeypatch.setattr(transformers, "__version__", version)
     if ok:

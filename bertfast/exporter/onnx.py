@@ -20,9 +20,10 @@ import json
 import logging
 from pathlib import Path
 
+from ..compat import TRANSFORMERS_RANGE, require_transformers
 from ..errors import BertfastError, ExportError, ModelError, require
 from ..families import FAMILIES, family_of
-from .trace import TRANSFORMERS_RANGE, require_transformers, traceable
+from .trace import traceable
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""What transformers versions bertfast exports with, and the tracing setup that makes them fuse.
+"""The tracing setup that makes transformers 4 and 5 export the classic BERT graph ORT fuses.
 
 bertfast exports with `torch.onnx.export(dynamo=False)` (TorchScript tracing), then ONNX
 Runtime's transformer optimizer fuses the graph (`optimize.fuse`). The fusions match the
@@ -23,42 +23,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
 import sys
-
-from ..errors import MissingDependencyError, require
 
 log = logging.getLogger(__name__)
 
-# Proven by CI on both ends (.ci/run: 4.57 and the newest 5.x); the floor is the oldest release
-# whose eager attention and config API the exporter and trainer use unchanged.
-TRANSFORMERS_MIN = (4, 48)
-TRANSFORMERS_BELOW = (6, 0)
-TRANSFORMERS_RANGE = ">=4.48,<6"
-
 _ATTN_NAME = "bertfast_export"
 _MASK_FN = "create_bidirectional_mask"
-
-
-def _version_tuple(version: str) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", version)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-
-
-def require_transformers():
-    """Import transformers, or raise naming the supported range when its version is outside it.
-
-    The export and train paths call this instead of importing transformers themselves, so an
-    unsupported release fails up front with the fix, not halfway through with a traceback.
-    """
-    transformers = require("transformers", "train")
-    version = getattr(transformers, "__version__", "0")
-    if not TRANSFORMERS_MIN <= _version_tuple(version) < TRANSFORMERS_BELOW:
-        raise MissingDependencyError(
-            f"transformers {version} is installed, but bertfast's export and training support "
-            f"transformers{TRANSFORMERS_RANGE}; run: pip install 'transformers{TRANSFORMERS_RANGE}'"
-        )
-    return transformers
 
 
 def _additive_mask(config=None, inputs_embeds=None, attention_mask=None, encoder_hidden_states=None, *args, **kwargs):
