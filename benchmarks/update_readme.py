@@ -3,10 +3,12 @@
 
 Replaces what lies between `<!-- bench:start -->` and `<!-- bench:end -->` in README.md with a
 table rendered from results JSON files (default: the four reproduce.py workloads under
-benchmarks/results/, in that order, whichever exist).
+benchmarks/results/, in that order, whichever exist), the `quickstart` block of README.md with
+the recorded quickstart run, and the `tasks` block of docs/tasks.md (next to the README) with the
+committed task and rerank results.
 
-    python benchmarks/update_readme.py                        # rewrite README.md
-    python benchmarks/update_readme.py --check                # exit 1 if README.md is stale (CI)
+    python benchmarks/update_readme.py                        # rewrite README.md and docs/tasks.md
+    python benchmarks/update_readme.py --check                # exit 1 if either is stale (CI)
     python benchmarks/update_readme.py benchmarks/results/x/results.json ...
 """
 
@@ -48,6 +50,7 @@ def quickstart_block(text: str, results_dir: Path, base: Path) -> str:
 
 TASKS_START, TASKS_END = "<!-- tasks:start -->", "<!-- tasks:end -->"
 TASK_RESULTS = ("tasks-minilm-bbc", "rerank-minilm-bbc")  # committed by tasks_bench.py / rerank_bench.py
+TASKS_DOC = Path("docs") / "tasks.md"  # where the tasks block lives, relative to the README's folder
 
 
 def tasks_block(text: str, results_dir: Path, base: Path) -> str:
@@ -89,14 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.readme}: {e}", file=sys.stderr)
         return 2
     new = quickstart_block(new, args.results_dir, base)
-    new = tasks_block(new, args.results_dir, base)
+    new = tasks_block(new, args.results_dir, base)  # a README that still holds the tasks block
+    pages = [(args.readme, text, new)]
+    doc = base / TASKS_DOC
+    if doc.is_file():
+        doc_text = doc.read_text()
+        pages.append((doc, doc_text, tasks_block(doc_text, args.results_dir, doc.parent)))
     if args.check:
-        if new != text:
-            print(f"{args.readme} is out of date; run: python benchmarks/update_readme.py", file=sys.stderr)
-            return 1
-        return 0
-    args.readme.write_text(new)
-    print(f"updated {args.readme} from {len(files)} results file(s)")
+        stale = [p for p, old, fresh in pages if fresh != old]
+        for p in stale:
+            print(f"{p} is out of date; run: python benchmarks/update_readme.py", file=sys.stderr)
+        return 1 if stale else 0
+    for p, old, fresh in pages:
+        if fresh != old:
+            p.write_text(fresh)
+    print(f"updated {', '.join(str(p) for p, _, _ in pages)} from {len(files)} results file(s)")
     return 0
 
 
