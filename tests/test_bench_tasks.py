@@ -99,7 +99,7 @@ def test_pair_regression_export(pair_regression, tmp_path):
     pairs = [(r["text"], r["text_pair"]) for r in rows]
     with Classifier.load(pair_regression, threads=1) as clf:
         scores = clf.predict_proba(pairs)
-    want = tasks.evaluate(tasks.TASKS["regression"], scores, np.array([r["label"] for r in rows]))["pearson"]
+    want = tasks.TASKS["regression"].evaluate(scores, np.array([r["label"] for r in rows]))["pearson"]
     assert status["bertfast:fp32"]["quality"]["pearson"] == pytest.approx(want, abs=1e-5)
     # token counts are those of the pairs, [CLS] a [SEP] b [SEP]
     tok = AutoTokenizer.from_pretrained(f"{pair_regression}-model")
@@ -134,7 +134,7 @@ def test_multi_label_export(multi_label, tmp_path):
     with Classifier.load(multi_label, threads=1) as clf:
         scores = clf.predict_proba(texts)
     t = tasks.TASKS["multi_label"]
-    want = tasks.evaluate(t, scores, y, THRESHOLDS)["micro_f1"]
+    want = t.evaluate(scores, y, THRESHOLDS)["micro_f1"]
     assert status["bertfast:fp32"]["quality"]["micro_f1"] == pytest.approx(want, abs=1e-6)
     assert status["torch"]["quality"]["micro_f1"] == pytest.approx(want, abs=1e-6)
     assert "| label agreement | micro_f1 |" in report.to_markdown()

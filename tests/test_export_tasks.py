@@ -164,7 +164,7 @@ def test_multi_label_export(tmp_path_factory, _tiny_model_session):
     y = np.array([[int(lab in r["label"]) for lab in m.labels] for r in ev])
     for name in ("fp32", "int8-dynamic"):
         with Classifier.load(m.folder, device="cpu", variant=name) as clf:
-            got = tasks.evaluate(tasks.get("multi_label"), clf.predict_proba([r["text"] for r in ev]), y, th)
+            got = tasks.get("multi_label").evaluate(clf.predict_proba([r["text"] for r in ev]), y, th)
         assert got["micro_f1"] == pytest.approx(m.variants[name]["validation"]["micro_f1"], abs=1e-9), name
     from bertfast.exporter import format_table
 
@@ -284,7 +284,7 @@ def test_gate_judges_drop_and_agreement():
     y = np.tile([1, 0, 0, 0], 10)
     var = ref.copy()
     var[1] = [0.05, 0.95]  # query 0: the second document now ranks first
-    rank = Gate(groups=groups, min_agreement=99)
+    rank = Gate(groups=groups, min_agreement=99, positive=1)  # class 1 means relevant
     val = compare(var, ref, y, metrics(ref, y, rank), rank)
     assert val["top1_agreement"] == 0.9 and val["metric_drop_points"] == pytest.approx(100 * (1 - 1 / np.log2(3)) / 10, abs=1e-3)
     assert rank.judge(val) == (False, "ndcg@10 drop 3.69 > 0.5 points budget; top-1 agreement 90.00% < 99%")
@@ -306,10 +306,7 @@ def test_min_agreement_end_to_end(tiny_trained, tmp_path):
 
 def test_budget_flags():
     assert ExportConfig(model_dir="m").budget == 0.5 and ExportConfig(model_dir="m").agreement == 99.5
-    assert ExportConfig(model_dir="m", max_accuracy_drop=1.0).budget == 1.0
-    assert ExportConfig(model_dir="m", max_metric_drop=0.2, max_accuracy_drop=0.2).budget == 0.2
-    with pytest.raises(BertfastError, match="^--max-metric-drop 0.2 and --max-accuracy-drop 0.5 differ"):
-        ExportConfig(model_dir="m", max_metric_drop=0.2, max_accuracy_drop=0.5)
+    assert ExportConfig(model_dir="m", max_metric_drop=1.0).budget == 1.0
     for kw, flag in (({"min_agreement": 101}, "--min-agreement"), ({"max_metric_drop": -1}, "--max-metric-drop"),
                      ({"task": "ranking"}, "--task"), ({"label_names": "a,,b"}, "--label-names"),
                      ({"label_names": "a,a"}, "--label-names"), ({"text_pair_column": ""}, "--text-pair-column")):
@@ -326,10 +323,14 @@ def test_cli_flags():
     add_arguments(p)
     args = p.parse_args(["m", "--max-metric-drop", "1", "--min-agreement", "99", "--task", "multi_label",
                          "--label-names", "a,b", "--text-pair-column", "q", "--label-separator", "|"])
-    names = ExportConfig.__dataclass_fields__.keys()
-    cfg = ExportConfig(**{k: v for k, v in vars(args).items() if k in names})
+    from bertfast.flags import from_args
+
+    cfg = from_args(ExportConfig, args)
     assert (cfg.budget, cfg.agreement, cfg.task, cfg.label_names) == (1.0, 99.0, "multi_label", "a,b")
-    assert (cfg.text_pair_column, cfg.label_separator, cfg.max_accuracy_drop) == ("q", "|", None)
+    assert (cfg.text_pair_column, cfg.label_separator, cfg.positive_label) == ("q", "|", None)
+    # every field has a flag, its default and its help from the docstring (declared once)
+    for action in p._actions[1:]:
+        assert action.help and action.default == getattr(ExportConfig(model_dir="m"), action.dest, action.default)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -183,8 +183,8 @@ def test_predict_cli_one_line_exit_2(tiny_export, tmp_path, argv, capsys):
 # -- export (ExportConfig lives in bertfast/exporter, owned separately) ----------------------
 
 EXPORT_BAD = [
-    ("max_accuracy_drop", NAN, "--max-accuracy-drop"), ("max_accuracy_drop", INF, "--max-accuracy-drop"),
-    ("max_accuracy_drop", -1, "--max-accuracy-drop"), ("max_eval_samples", 1, "--max-eval-samples"),
+    ("max_metric_drop", NAN, "--max-metric-drop"), ("max_metric_drop", INF, "--max-metric-drop"),
+    ("max_metric_drop", -1, "--max-metric-drop"), ("max_eval_samples", 1, "--max-eval-samples"),
     ("calibration_samples", 0, "--calibration-samples"), ("opset", 9, "--opset"),
     ("threads", -1, "--threads"),
     ("threads", 0, "--threads"),

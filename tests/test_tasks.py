@@ -48,8 +48,9 @@ def test_multilabel_f1_micro_macro_exact():
 def test_tune_thresholds_finds_the_separating_cut():
     scores = np.array([[0.1, 0.9], [0.3, 0.8], [0.35, 0.2], [0.6, 0.1]])
     y = np.array([[0, 1], [0, 1], [1, 0], [1, 0]])
-    th = tasks.tune_thresholds(scores, y)
-    assert (tasks.decide(tasks.TASKS["multi_label"], scores, th) == y).all()
+    ml = tasks.TASKS["multi_label"]
+    th = ml.calibrate(scores, y)
+    assert (ml.decide(scores, th) == y).all()
     assert th[0] == pytest.approx(0.35) and 0.2 < th[1] <= 0.8
 
 
@@ -63,9 +64,9 @@ def test_agreement_in_task_terms():
     ml = tasks.TASKS["multi_label"]
     ref = np.array([[0.9, 0.1], [0.6, 0.7]])
     var = np.array([[0.8, 0.2], [0.4, 0.7]])  # second row loses label 0
-    assert tasks.agreement(ml, var, ref)["label_agreement"] == 0.5
+    assert ml.agreement(var, ref)["label_agreement"] == 0.5
     reg = tasks.TASKS["regression"]
-    a = tasks.agreement(reg, np.array([[0.0], [1.02], [2.5]]), np.array([[0.0], [1.0], [2.0]]))
+    a = reg.agreement(np.array([[0.0], [1.02], [2.5]]), np.array([[0.0], [1.0], [2.0]]))
     assert a["label_agreement"] == pytest.approx(2 / 3) and a["max_abs_prob_diff"] == pytest.approx(0.5)
 
 
@@ -76,7 +77,7 @@ def test_task_of_config():
     assert tasks.task_of_config(C(problem_type=None, num_labels=1)).name == "regression"
     assert tasks.task_of_config(C(problem_type=None, num_labels=3)) is None
     ce = C(problem_type=None, num_labels=1, sentence_transformers={"activation_fn": "torch.nn.modules.activation.Sigmoid"})
-    assert tasks.score_activation(ce, tasks.TASKS["regression"]) == "sigmoid"
+    assert tasks.TASKS["regression"].activation_for(ce) == "sigmoid"
     with pytest.raises(BertfastError, match="--task multi_label"):
         tasks.check_config_task(tasks.TASKS["single_label"], C(problem_type="multi_label_classification", num_labels=3))
 
@@ -226,7 +227,7 @@ def test_rerank_orders_by_relevance_and_checks_input(_tiny_model_session, tmp_pa
     for task in ("single_label", "regression"):
         out = make_task_export(_tiny_model_session, tmp_path / task, task, True)
         with Classifier.load(out, device="cpu") as clf:
-            rel = tasks.relevance(clf.predict_proba([("match goal", d) for d in docs]))
+            rel = clf.task.relevance(clf.predict_proba([("match goal", d) for d in docs]), clf.positive)
             ranked = clf.rerank("match goal", docs)
             assert [r["index"] for r in ranked] == list(np.argsort(-rel, kind="stable"))
             assert [r["document"] for r in ranked] == [docs[r["index"]] for r in ranked]

@@ -6,10 +6,10 @@ terms of the target's task (`bertfast.tasks`):
 - scores: a backend reporting logits gets the target's activation (softmax, sigmoid per label,
   identity for a score), the one the export's runtime applies, so every backend is compared on
   the same scale; a backend reporting "probs" (bertfast's `Classifier`) already applied it.
-- the metric against the data's labels: `tasks.evaluate` (single_label accuracy + macro-F1;
+- the metric against the data's labels: `Task.evaluate` (single_label accuracy + macro-F1;
   multi_label micro/macro-F1 and exact match at the export's thresholds, 0.5 each by default;
   regression Pearson, Spearman, MAE); the task's primary metric is the report's column.
-- agreement with the reference: `tasks.agreement` (same top label; same label set; score within
+- agreement with the reference: `Task.agreement` (same top label; same label set; score within
   5% of the reference's range) and the largest / mean score difference.
 
 Ranking metrics (MRR, NDCG@10 over queries) are not computed here: the throughput sample is a
@@ -25,24 +25,14 @@ from .. import tasks as _tasks
 REFERENCES = ("torch", "torch-seed")  # first one measured is the reference
 
 
-def truth(task: str, labels: list, id2label: dict[int, str]) -> tuple[np.ndarray | None, str | None]:
-    """The data's labels as `tasks.evaluate` takes them, the way the export's validation does:
-    class ids (single_label), a 0/1 matrix over the model's labels (multi_label), floats
-    (regression). Returns (y, None), or (None, why) when the labels are not the model's.
-    """
-    if task == "regression":
-        return np.asarray(labels, dtype=np.float64), None
+def truth(task: _tasks.Task, labels: list, id2label: dict[int, str]) -> tuple[np.ndarray | None, str | None]:
+    """The data's labels as `Task.evaluate` takes them, the way the export's validation does.
+    Returns (y, None), or (None, why) when the labels are not the model's."""
     label2id = {v: k for k, v in id2label.items()}
-    seen = [lb for ys in labels for lb in ys] if task == "multi_label" else list(labels)
-    missing = sorted({str(lb) for lb in seen if lb not in label2id})
+    missing = sorted(map(str, task.unknown(labels, label2id)))
     if missing:
         return None, f"data labels {missing[:5]} are not the model's labels ({', '.join(map(str, label2id))})"
-    if task == "multi_label":
-        y = np.zeros((len(labels), len(id2label)), dtype=np.int8)
-        for i, ys in enumerate(labels):
-            y[i, [label2id[lb] for lb in ys]] = 1
-        return y, None
-    return np.array([label2id[lb] for lb in labels]), None
+    return task.encode(labels, label2id), None
 
 
 def quality(results: dict[str, dict], outputs: dict[str, np.ndarray], sample_idx: list[int],
@@ -72,18 +62,18 @@ def quality(results: dict[str, dict], outputs: dict[str, np.ndarray], sample_idx
     scores = {name: out if results[name].get("outputs") == "probs" else _tasks.activate(out, activation)
               for name, out in outputs.items()}
     y = None
-    if labels is not None and (id2label or task == "regression"):
-        y, why = truth(task, [labels[i] for i in sample_idx], id2label)
+    if labels is not None and (id2label or not t.has_classes):
+        y, why = truth(t, [labels[i] for i in sample_idx], id2label)
         if why:
             warnings.append(f"{why}; {t.primary} not reported.")
     metric = t.primary
-    ref_metrics = _tasks.evaluate(t, scores[ref_name], y, thresholds) if ref_name is not None and y is not None else {}
+    ref_metrics = t.evaluate(scores[ref_name], y, thresholds) if ref_name is not None and y is not None else {}
     for name, p in scores.items():
         q: dict = {"n": int(p.shape[0]), "reference": ref_name, "metric": metric}
         if y is not None:
-            q.update(_tasks.evaluate(t, p, y, thresholds))
+            q.update(t.evaluate(p, y, thresholds))
         if ref_name is not None:
-            q.update(_tasks.agreement(t, p, scores[ref_name], thresholds))
+            q.update(t.agreement(p, scores[ref_name], thresholds))
             if metric in ref_metrics and metric in q:
                 q[f"{metric}_delta_points"] = 100 * (q[metric] - ref_metrics[metric])
         results[name]["quality"] = q

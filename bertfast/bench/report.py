@@ -50,11 +50,11 @@ def default_bertfast(d: dict) -> dict | None:
     return max(ok, key=lambda b: _seq(b, bs) or 0, default=None)
 
 
-def _agreement(task: str) -> str:
-    """What "label agreement" counts for `task` (`bertfast.tasks.agreement`)."""
+def _task(task: str | None):
+    """The report's task (reports written before tasks existed are single-label)."""
     from ..tasks import TASKS
 
-    return (TASKS.get(task) or TASKS["single_label"]).agreement
+    return TASKS.get(task) or TASKS["single_label"]
 
 
 def render_markdown(d: dict) -> str:
@@ -114,9 +114,9 @@ def render_markdown(d: dict) -> str:
     lines += [
         "",
         f"Batch-1 latency (one {'pair' if w.get('pair') else 'text'} per call, tokenization included) and agreement "
-        f"with `torch` on the same {'inputs (label agreement: ' + _agreement(task) + ')' if 'task' in w else 'texts'}.",
+        f"with `torch` on the same {'inputs (label agreement: ' + _task(task).agreement_rule + ')' if 'task' in w else 'texts'}.",
         "",
-        f"| backend | p50 ms | p90 ms | p99 ms | label agreement | {metric} | max {'score' if task == 'regression' else 'prob'} "
+        f"| backend | p50 ms | p90 ms | p99 ms | label agreement | {metric} | max {'prob' if _task(task).has_classes else 'score'} "
         "diff | load s | load RSS MiB | run peak +MiB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]

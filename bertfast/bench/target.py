@@ -67,7 +67,7 @@ def resolve_target(cfg: BenchConfig, model_dir: str | Path | None = None) -> Tar
         declared = tasks.task_of_config(view)
         task = declared or tasks.TASKS["single_label"]
         return Target(None, t, None, id2label, cfg.max_length or min(128, mml), mml, ModelShape.from_config(conf),
-                      task=task.name, pair=None, activation=tasks.score_activation(view, task),
+                      task=task.name, pair=None, activation=task.activation_for(view),
                       task_declared=declared is not None)
     raise BertfastError(
         f"TARGET {display_path(t)} is neither an export folder (bertfast.json) nor a model folder (config.json)."
@@ -92,10 +92,10 @@ def load_data(cfg: BenchConfig, target: Target, warnings: list[str] | None = Non
             model or pairs for a single-text one (one line, naming --text-pair-column).
     """
     from .. import tasks
-    from ..builtin_data import BUILTIN
-    from ..data import _MissingColumn, load_splits, read_labeled
+    from ..training.builtin_data import BUILTIN
+    from ..training.data import _MissingColumn, load_splits, read_labeled
     from ..formats import format_of
-    from ..labels import coerce
+    from ..training.labels import coerce
 
     warnings = [] if warnings is None else warnings
     where = f"TARGET {display_path(target.export_dir or target.model_dir)}"
@@ -104,7 +104,7 @@ def load_data(cfg: BenchConfig, target: Target, warnings: list[str] | None = Non
             f"--text-pair-column is for exports of text-pair models, but {where} classifies single texts; "
             "drop --text-pair-column."
         )
-    if cfg.label_separator is not None and target.task_declared and target.task != "multi_label":
+    if cfg.label_separator is not None and target.task_declared and not tasks.get(target.task).label_lists:
         raise BertfastError(f"--label-separator splits labels into multi-label lists, but {where} is {target.task}; "
                             "drop --label-separator.")
     eval_split = target.export_dir / "eval.jsonl" if target.export_dir is not None else None
@@ -163,8 +163,9 @@ def load_data(cfg: BenchConfig, target: Target, warnings: list[str] | None = Non
     if target.pair is None:
         target.pair = pairs
     if labels is not None and task is None and d.task != target.task:
-        if d.task == "multi_label":  # label lists for a model whose config names no task: sigmoid per label
-            target.task, target.activation = "multi_label", "sigmoid"
+        found = tasks.get(d.task)
+        if found.label_lists:  # label lists for a model whose config names no task: sigmoid per label
+            target.task, target.activation = found.name, found.activation
         else:
             labels, why = None, f"the labels are {d.task} scores, the model a {target.task} classifier"
     if why is not None:

@@ -10,7 +10,7 @@ What it is read as:
   declares is an error, not a guess;
 - pair or not: the data has a second text <=> the export is a pair export; a model whose
   training.json records `pair` must be validated on pairs (and a single-text one on texts);
-- ranking: pair data whose first texts repeat, with >= `tasks.RANKING_MIN_GROUP` candidates
+- ranking: pair data whose first texts repeat, with >= `tasks.ranking.MIN_GROUP` candidates
   per query on average (one score or two classes), is validated per query too (MRR, NDCG@10; NDCG@10 becomes the primary);
 - labels: class names of id2label (single- and multi-label), numbers (regression). Integer
   labels are class ids only when that cannot be wrong: every id2label name is transformers'
@@ -33,7 +33,7 @@ from .. import tasks as _tasks
 from ..errors import BertfastError, DataError
 
 if TYPE_CHECKING:
-    from ..data import LabeledTexts
+    from ..training.texts import LabeledTexts
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class EvalSet:
         id2label: the export's class names (renamed by --label-names when given).
         groups: a query id per row for reranking data, else None.
         label_mapping: how data labels were matched to class ids, when not by name (None).
+        positive: for a two-class reranker, the id of the class that means relevant.
     """
 
     source: str
@@ -64,6 +65,7 @@ class EvalSet:
     id2label: dict[int, str]
     groups: np.ndarray | None = None
     label_mapping: str | None = None
+    positive: int | None = None
 
     @property
     def pair(self) -> bool:
@@ -75,7 +77,7 @@ class EvalSet:
 
     @property
     def primary(self) -> str:
-        return _tasks.primary_metric(self.task, self.ranking)
+        return self.task.primary_metric(self.ranking)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -89,13 +91,7 @@ class EvalSet:
         d, out = self.data, []
         for i, t in enumerate(d.texts):
             row = {"text": t, "text_pair": d.pairs[i]} if d.pairs is not None else {"text": t}
-            if self.task.name == "single_label":
-                label = self.id2label[int(self.y[i])]
-            elif self.task.name == "multi_label":
-                label = [self.id2label[int(j)] for j in np.flatnonzero(self.y[i])]
-            else:
-                label = float(self.y[i])
-            out.append({**row, "label": label})
+            out.append({**row, "label": self.task.label_of(self.y[i], self.id2label)})
         return out
 
 
@@ -124,7 +120,8 @@ def load(cfg, model_dir: Path, config, training: dict) -> EvalSet:
         config: the model's transformers config (id2label, problem_type, num_labels).
         training: its training.json ({} for checkpoints not trained by bertfast).
     """
-    from ..data import read_labeled, subsample
+    from ..training.data import read_labeled
+    from ..training.splits import subsample
 
     src, pair_column = _source(cfg, model_dir, training)
     task = _tasks.get(cfg.task) if cfg.task else None
@@ -138,8 +135,8 @@ def load(cfg, model_dir: Path, config, training: dict) -> EvalSet:
     data = read(task.name if task else None)
     declared = _tasks.task_of_config(config)
     if task is None and declared is not None and data.task != declared.name:
-        if declared.name == "regression" and data.task == "single_label":
-            data = read("regression")  # integer scores (0..5 similarity, 0/1 relevance) of a score model
+        if not declared.has_classes and _tasks.get(data.task).has_classes and not _tasks.get(data.task).label_lists:
+            data = read(declared.name)  # integer scores (0..5 similarity, 0/1 relevance) of a score model
         else:
             _tasks.check_config_task(_tasks.get(data.task), config)
             raise DataError(
@@ -147,7 +144,8 @@ def load(cfg, model_dir: Path, config, training: dict) -> EvalSet:
                 f"({declared.name}); use data of that kind, or pass --task."
             )
     task = _tasks.get(data.task)
-    _check_outputs(task, config)
+    n_out = int(getattr(config, "num_labels", 0) or len(config.id2label))
+    task.check_outputs(n_out, [str(v) for v in config.id2label.values()])
 
     id2label = {int(k): v for k, v in config.id2label.items()}
     names = parse_label_names(cfg.label_names)
@@ -156,7 +154,7 @@ def load(cfg, model_dir: Path, config, training: dict) -> EvalSet:
             f"--label-names gives {len(names)} name(s) ({', '.join(names)}) but the model has {len(id2label)} "
             f"class(es) ({', '.join(id2label[i] for i in range(len(id2label)))}); give one name per class, in id order."
         )
-    lookup, mapping = ({}, None) if task.name == "regression" else _lookup(data, src, id2label, names)
+    lookup, mapping = _lookup(data, src, id2label, names) if task.has_classes else ({}, None)
     if names is not None:
         renamed = f"class names from --label-names (was {_short([id2label[i] for i in range(len(names))])})"
         mapping = f"{mapping}; {renamed}" if mapping else renamed
@@ -166,19 +164,27 @@ def load(cfg, model_dir: Path, config, training: dict) -> EvalSet:
 
     data = subsample(data, cfg.max_eval_samples, 0)
     n = len(id2label)
-    if task.name == "regression":
-        y = np.asarray(data.labels, dtype=np.float64)
-    elif task.name == "multi_label":
-        y = np.zeros((len(data), n), dtype=np.int8)
-        for i, ys in enumerate(data.labels):
-            y[i, [lookup[x] for x in ys]] = 1
-    else:
-        y = np.array([lookup[x] for x in data.labels], dtype=np.int64)
-    groups = _tasks.ranking_groups(data.groups(), task, n)  # the rule training uses too
+    y = task.encode(data.labels, lookup)
+    groups = _tasks.ranking.groups_for(data.groups(), task.can_rerank(n))  # the rule training uses too
+    positive = None
     if groups is not None:
         log.info("eval data is reranking data (%d queries, %.1f candidates each): primary metric %s",
-                 len(set(groups.tolist())), len(groups) / len(set(groups.tolist())), _tasks.RANKING_PRIMARY)
-    return EvalSet(src, data, task, y, id2label, groups, mapping)
+                 len(set(groups.tolist())), len(groups) / len(set(groups.tolist())), _tasks.ranking.PRIMARY)
+        positive = _positive(task, id2label, cfg.positive_label, training)
+    return EvalSet(src, data, task, y, id2label, groups, mapping, positive)
+
+
+def _positive(task: _tasks.Task, id2label: dict[int, str], given: str | None, training: dict) -> int | None:
+    """The relevant class of a two-class reranker: --positive-label, else what training
+    recorded, else inferred where the names leave no doubt; otherwise a one-line refusal."""
+    if not task.has_classes:
+        return None
+    labels = [id2label[i] for i in range(len(id2label))]
+    recorded = (training.get("task") or {}).get("positive_label") if isinstance(training.get("task"), dict) else None
+    pos = _tasks.ranking.positive_class(labels, given if given is not None else recorded)
+    if pos is None:
+        raise _tasks.ranking.unknown_positive(labels, "the model")
+    return pos
 
 
 def _source(cfg, model_dir: Path, training: dict) -> tuple[str, str | None]:
@@ -228,28 +234,12 @@ def first_row(path: Path) -> dict:
     return {}
 
 
-def _check_outputs(task: _tasks.Task, config) -> None:
-    """A task the model's head can express: softmax needs two classes or more, a score one output."""
-    n = int(getattr(config, "num_labels", 0) or len(config.id2label))
-    if task.name == "single_label" and n < 2:
-        raise BertfastError(
-            "the model has one output (a score), but single_label needs two classes or more; use --task "
-            "regression, or data with numeric scores."
-        )
-    if task.name == "regression" and n != 1:
-        raise BertfastError(
-            f"a regression task needs a one-output (score) model; this one has {n} outputs "
-            f"({_short([str(v) for v in config.id2label.values()])}): use data with class labels, or --task "
-            "single_label / multi_label."
-        )
-
-
 def _lookup(data: LabeledTexts, src: str, id2label: dict[int, str], names: list[str] | None) -> tuple[dict[str, int], str | None]:
     """Data label -> class id, and how it was matched when not by name; unknown labels are an error."""
     n = len(id2label)
     current = names if names is not None else [id2label[i] for i in range(n)]
     lookup = {name: i for i, name in enumerate(current)}
-    seen = {y for ys in data.labels for y in ys} if data.task == "multi_label" else set(data.labels)
+    seen = set(_tasks.get(data.task).flat(data.labels))
     unknown = seen - set(lookup)
     defaults = all((m := _DEFAULT_NAME.fullmatch(id2label[i])) and int(m.group(1)) == i for i in range(n))
     ids = {x for x in unknown if x.isdigit() and x.isascii() and str(int(x)) == x and int(x) < n}

@@ -41,8 +41,7 @@ def base_options(manifest) -> dict:
     return {"per_channel": True, "reduce_range": reduce_range}
 
 
-def search(ctx, manifest, name: str, inputs: list, ref: np.ndarray, y, ref_metrics: dict, threads: int,
-           gate) -> dict:
+def search(ctx, manifest, name: str, reference) -> dict:
     """Find the layers to keep in fp32 and build variant `name` with them into `ctx.folder`.
 
     Returns the record the manifest keeps under the variant's `mixed`: the base settings, each
@@ -50,11 +49,11 @@ def search(ctx, manifest, name: str, inputs: list, ref: np.ndarray, y, ref_metri
     `kept_fp32` (the layers of the built file). The variant's own `validation` is filled by
     the export's validation run, like every other variant.
     """
-    from .. import tasks as _tasks
     from ..runtime.classifier import Classifier
     from . import quantize
-    from .validate import compare
     from .variants import VARIANTS
+
+    inputs, ref, gate, threads = reference.inputs, reference.scores, reference.gate, reference.threads
 
     opts = base_options(manifest)
     layers = layer_nodes(ctx.shaped())
@@ -75,7 +74,7 @@ def search(ctx, manifest, name: str, inputs: list, ref: np.ndarray, y, ref_metri
 
     def score(p: np.ndarray) -> tuple[float, float]:
         # (decisions kept, mean |score difference|) vs PyTorch on the sample, in the task's terms
-        agree = _tasks.agreement(gate.task, p, ref[rows], gate.thresholds)["label_agreement"]
+        agree = gate.task.agreement(p, ref[rows], gate.thresholds)["label_agreement"]
         return float(agree), float(np.abs(p - ref[rows]).sum(axis=1).mean())
 
     base_agree, base_err = score(run([], rows))
@@ -91,7 +90,7 @@ def search(ctx, manifest, name: str, inputs: list, ref: np.ndarray, y, ref_metri
     everything = np.arange(len(inputs))
     for k in range(1, max(1, len(layers) // 2) + 1):
         kept = sorted(order[:k])
-        val = compare(run(kept, everything), ref, y, ref_metrics, gate)
+        val = reference.compare(run(kept, everything))
         ok, reason = gate.judge(val)
         steps.append({"kept_fp32": kept, "metric_drop_points": val["metric_drop_points"],
                       gate.agreement_key: val[gate.agreement_key], "eligible": ok, "reason": reason})
@@ -104,13 +103,13 @@ def search(ctx, manifest, name: str, inputs: list, ref: np.ndarray, y, ref_metri
             "steps": steps, "kept_fp32": kept, "layers": len(layers)}
 
 
-def build(name: str, ctx, manifest, inputs: list, ref: np.ndarray, y, ref_metrics: dict, threads: int, gate) -> dict:
+def build(name: str, ctx, manifest, reference) -> dict:
     """Variant `name`'s manifest record, built by `search` through `variants.build` (which
     records a failure and lets the export go on, as for any variant)."""
     from . import variants
 
     def make(ctx, dst) -> dict:
-        found = search(ctx, manifest, name, inputs, ref, y, ref_metrics, threads, gate)
+        found = search(ctx, manifest, name, reference)
         kept = ", ".join(map(str, found["kept_fp32"])) or "none"
         return {"description": f"int8 dynamic per-channel, encoder layer(s) {kept} of {found['layers']} kept fp32 "
                                "(the most sensitive, measured on the eval data)", "mixed": found}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..runtime.providers import PROVIDERS
-from ..tasks import RANKING_PRIMARY
+from ..tasks import TASKS, ranking
 
 
 def _drop(val: dict) -> float:
@@ -40,23 +40,8 @@ def choose_defaults(variants: dict) -> dict:
     return out
 
 
-# -- the table: columns per task ------------------------------------------------------------
+# -- the table: columns per task (`Task.table_columns`, `Task.reference_columns`) -------------
 # (header, width, value key, format): "pct" shows a share as a percentage, "num" a value as is.
-_METRIC_COLUMNS = {
-    "single_label": [("accuracy", 9, "accuracy", "pct")],
-    "multi_label": [("micro-F1", 9, "micro_f1", "pct"), ("exact", 8, "exact_match", "pct")],
-    "regression": [("pearson", 8, "pearson", "num"), ("spearman", 8, "spearman", "num"), ("mae", 7, "mae", "num")],
-    "ranking": [("ndcg@10", 8, "ndcg@10", "num"), ("mrr", 7, "mrr", "num"), ("top1", 8, "top1_agreement", "pct")],
-}
-_REFERENCE = {  # what the reference line names, per task
-    "single_label": [("accuracy", "accuracy", "pct"), ("macro-F1", "macro_f1", "pct")],
-    "multi_label": [("micro-F1", "micro_f1", "pct"), ("macro-F1", "macro_f1", "pct"),
-                    ("exact-match", "exact_match", "pct")],
-    "regression": [("pearson", "pearson", "num"), ("spearman", "spearman", "num"), ("MAE", "mae", "num")],
-    "ranking": [("NDCG@10", "ndcg@10", "num"), ("MRR", "mrr", "num")],
-}
-
-
 def format_table(m: dict) -> str:
     """The validation table printed after export, from a manifest dict (`Manifest.raw`).
 
@@ -66,23 +51,24 @@ def format_table(m: dict) -> str:
     Exports written before tasks existed show the single-label table they always showed.
     """
     task = m.get("task") or {}
-    name = task.get("name", "single_label")
-    ranking = task.get("primary_metric") == RANKING_PRIMARY
-    kind = "ranking" if ranking else name
+    t = TASKS[task.get("name", "single_label")]
+    name = t.name
+    is_ranking = task.get("primary_metric") == ranking.PRIMARY
+    metric_cols = list(ranking.TABLE_COLUMNS if is_ranking else t.table_columns)
     ref = m.get("reference") or {}
     unit = "pairs" if task.get("pair") else "texts"
     rows = [f"export {m['source']['architecture']} -> {len(m['variants'])} variant(s); validated on "
             f"{m['eval_data']['rows']} held-out {unit} ({m['eval_data']['source']})"]
     if task:
-        rows.append(_gate_line(m, task, name, ranking))
-    shown = [f"{label} {_fmt(ref.get(key), how)}" for label, key, how in _REFERENCE[kind]]
-    if ranking:
+        rows.append(_gate_line(m, task, name, is_ranking))
+    shown = [f"{label} {_fmt(ref.get(key), how)}"
+             for label, key, how in (ranking.REFERENCE_COLUMNS if is_ranking else t.reference_columns)]
+    if is_ranking:
         shown.append(f"{ref.get('queries', '?')} queries")
-        shown += [f"{label} {_fmt(ref.get(key), how)}" for label, key, how in _REFERENCE[name] if key in ref]
+        shown += [f"{label} {_fmt(ref.get(key), how)}" for label, key, how in t.reference_columns if key in ref]
     rows.append(f"reference PyTorch fp32: {', '.join(shown)}, {ref.get('seq_per_s', '?')} seq/s")
-    diff = "max|ds|" if name == "regression" else "max|dp|"  # raw scores vs probabilities
-    cols = [*_METRIC_COLUMNS[kind], ("drop", 6, None, "drop"), ("agree", 8, "label_agreement", "pct"),
-            (diff, 8, "max_abs_prob_diff", "diff"), ("seq/s", 8, None, "speed"), ("MB", 6, None, "size")]
+    cols = [*metric_cols, ("drop", 6, None, "drop"), ("agree", 8, "label_agreement", "pct"),
+            (t.diff_name, 8, "max_abs_prob_diff", "diff"), ("seq/s", 8, None, "speed"), ("MB", 6, None, "size")]
     if any("batch_flips" in (v.get("validation") or {}) for v in m["variants"].values()):
         # Decisions that change when an input runs alone instead of in a batch (see
         # validate.batch_invariance); exports made before it was measured show no column.
@@ -100,11 +86,11 @@ def format_table(m: dict) -> str:
             mark += f" (window {win['max_length']} {win['long_text']}, below)"
         cells = [_cell(val, sp, v, key, how, w) for _, w, key, how in cols]
         rows.append(f"{n:<19} " + " ".join(cells) + f"  {v.get('reason', '')}{mark}")
-    rows += _window_rows(m, kind)
+    rows += _window_rows(m, metric_cols)
     return "\n".join(rows)
 
 
-def _window_rows(m: dict, kind: str) -> list[str]:
+def _window_rows(m: dict, metric_cols: list) -> list[str]:
     """The window search's grid (exporter/window.py): each accepted variant at each window tried."""
     searched = {n: v["windows"] for n, v in m["variants"].items() if v.get("windows")}
     if not searched:
@@ -112,7 +98,7 @@ def _window_rows(m: dict, kind: str) -> list[str]:
     chosen = (m.get("window") or {}).get("cpu") or {}
     rows = [f"window search on the CPU (vs PyTorch fp32 at {m['max_length']} tokens, same gate; "
             "each mode stops at its first rejected window):"]
-    cols = [*_METRIC_COLUMNS[kind], ("drop", 6, None, "drop"), ("agree", 8, "label_agreement", "pct"),
+    cols = [*metric_cols, ("drop", 6, None, "drop"), ("agree", 8, "label_agreement", "pct"),
             ("seq/s", 8, None, "speed")]
     rows.append(f"{'variant':<19} {'window':<15}" + " ".join(f"{h:>{w}}" for h, w, _, _ in cols) + "  verdict")
     for n, entries in searched.items():
@@ -127,12 +113,12 @@ def _window_rows(m: dict, kind: str) -> list[str]:
     return rows
 
 
-def _gate_line(m: dict, task: dict, name: str, ranking: bool) -> str:
+def _gate_line(m: dict, task: dict, name: str, is_ranking: bool) -> str:
     pair = "text pairs" if task.get("pair") else "single texts"
     primary = task.get("primary_metric", "accuracy")
     budget = m.get("max_accuracy_drop")
-    agree = "top-1 agreement per query" if ranking else "agreement"
-    line = f"task {name}, {pair}{', reranking' if ranking else ''}: primary metric {primary}"
+    agree = "top-1 agreement per query" if is_ranking else "agreement"
+    line = f"task {name}, {pair}{', reranking' if is_ranking else ''}: primary metric {primary}"
     line += f"; gate: drop <= {budget} points" if budget is not None else ""
     if task.get("min_agreement") is not None:
         line += f", {agree} with PyTorch >= {task['min_agreement']:g}%"

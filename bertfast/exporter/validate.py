@@ -33,6 +33,7 @@ class Gate:
             label, same label set, a close score; for ranking: the same top document per query).
         thresholds: multi-label decision thresholds (tuned on PyTorch's scores, shared by all).
         groups: a query id per row (reranking), else None.
+        positive: the class that means "relevant" for a two-class reranker (None: a score model).
     """
 
     task: _tasks.Task = _tasks.TASKS["single_label"]
@@ -40,6 +41,7 @@ class Gate:
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     thresholds: list[float] | None = None
     groups: np.ndarray | None = None
+    positive: int | None = None
 
     @property
     def ranking(self) -> bool:
@@ -47,7 +49,7 @@ class Gate:
 
     @property
     def primary(self) -> str:
-        return _tasks.primary_metric(self.task, self.ranking)
+        return self.task.primary_metric(self.ranking)
 
     @property
     def agreement_key(self) -> str:
@@ -84,8 +86,8 @@ def metrics(scores: np.ndarray, y: np.ndarray | None, gate: Gate | None = None) 
     """The task's metrics of `scores` against `y` (primary metric None without labels)."""
     gate = gate or Gate()
     if y is None:
-        return {"accuracy": None, "macro_f1": None} if gate.task.name == "single_label" else {gate.primary: None}
-    return _tasks.evaluate(gate.task, scores, y, gate.thresholds, gate.groups)
+        return {**gate.task.empty_metrics(), gate.primary: None}
+    return gate.task.evaluate(scores, y, gate.thresholds, gate.groups, gate.positive)
 
 
 def torch_reference(model, tokenizer, texts: list[str], max_length: int, inputs: list[str],
@@ -115,6 +117,31 @@ def torch_reference(model, tokenizer, texts: list[str], max_length: int, inputs:
     return _tasks.activate(out, activation), len(texts) / seconds if seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class ExportReference:
+    """The PyTorch fp32 reference on the eval set and the gate every variant is judged by.
+
+    Attributes:
+        inputs: the eval inputs as a Classifier takes them (texts, or (text, text_pair) tuples).
+        scores: PyTorch's scores on them, caller order.
+        y: their truth in the task's terms (None: unlabeled).
+        metrics: PyTorch's metrics on them (`metrics`).
+        gate: what a variant must keep.
+        threads: CPU threads for validation and timing.
+    """
+
+    inputs: list
+    scores: np.ndarray
+    y: np.ndarray | None
+    metrics: dict
+    gate: Gate
+    threads: int
+
+    def compare(self, probs: np.ndarray) -> dict:
+        """`compare` of a variant's scores on the inputs."""
+        return compare(probs, self.scores, self.y, self.metrics, self.gate)
+
+
 def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metrics: dict,
             gate: Gate | None = None) -> dict:
     """Validation figures of one variant vs the PyTorch reference, in the task's terms.
@@ -124,7 +151,7 @@ def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metric
     """
     gate = gate or Gate()
     m = metrics(probs, y, gate)
-    close = _tasks.agreement(gate.task, probs, ref, gate.thresholds, gate.groups)
+    close = gate.task.agreement(probs, ref, gate.thresholds, gate.groups, gate.positive)
     if y is not None:
         sign = 1 if gate.ranking or gate.task.higher_is_better else -1
         drop = sign * (ref_metrics[gate.primary] - m[gate.primary]) * 100
@@ -132,7 +159,7 @@ def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metric
         # Without labels the worst case is that every disagreement is a new error.
         drop = (1 - close[gate.agreement_key]) * 100
     out = {**m, **close, "metric_drop_points": round(drop, 4), "n": int(len(probs))}
-    if gate.task.name == "single_label":
+    if "accuracy" in m:  # a single-label task: older readers know the drop by this name
         acc_drop = (ref_metrics["accuracy"] - m["accuracy"]) * 100 if gate.ranking and y is not None else drop
         out["accuracy_drop_points"] = round(acc_drop, 4)
     return out
@@ -149,7 +176,7 @@ def batch_invariance(clf, texts: list, batched: np.ndarray, gate: Gate,
     Dynamic int8 quantizes activations with one scale per batch (and padding changes the
     shapes kernels see), so the same text can get another label alone than in a batch. Re-runs
     an evenly spaced sample of the inputs one at a time and compares with the batched scores,
-    in the task's terms (`tasks.agreement`): `batch_flips` is the share whose decision changes,
+    in the task's terms (`Task.agreement`): `batch_flips` is the share whose decision changes,
     `batch_max_diff` the largest score difference.
     """
     n = len(texts)
@@ -157,7 +184,7 @@ def batch_invariance(clf, texts: list, batched: np.ndarray, gate: Gate,
         return {"batch_flips": 0.0, "batch_max_diff": 0.0, "batch_sample": 0}
     idx = np.unique(np.linspace(0, n - 1, min(n, sample)).astype(int))
     alone = np.concatenate([clf.predict_proba([texts[i]]) for i in idx])
-    a = _tasks.agreement(gate.task, alone, batched[idx], gate.thresholds)
+    a = gate.task.agreement(alone, batched[idx], gate.thresholds)
     return {"batch_flips": round(1 - a["label_agreement"], 6), "batch_max_diff": round(a["max_abs_prob_diff"], 6),
             "batch_sample": int(len(idx))}
 
@@ -202,8 +229,7 @@ def _validation_provider(devices: list[str], available: list[str]) -> str | None
     return None
 
 
-def validate_variants(manifest, texts: list, ref: np.ndarray, y: np.ndarray | None,
-                      ref_metrics: dict, threads: int, gate: Gate | None = None) -> None:
+def validate_variants(manifest, reference: ExportReference) -> None:
     """Validate every built variant of `manifest` (in its folder) on the eval inputs, then time them.
 
     `texts`: the inputs as a Classifier takes them (texts, or (text, text_pair) tuples). Fills
@@ -216,8 +242,7 @@ def validate_variants(manifest, texts: list, ref: np.ndarray, y: np.ndarray | No
     from ..runtime.classifier import Classifier
     from ..runtime.providers import available_providers
 
-    if gate is None:
-        gate = Gate(budget=DEFAULT_MAX_DROP if manifest.max_accuracy_drop is None else manifest.max_accuracy_drop)
+    texts, gate, threads = reference.inputs, reference.gate, reference.threads
     avail = available_providers()
     loaded = {}
     try:
@@ -232,7 +257,7 @@ def validate_variants(manifest, texts: list, ref: np.ndarray, y: np.ndarray | No
                 continue
             clf = loaded[name] = Classifier.load(manifest.folder, device=device, variant=name, threads=threads)
             batched = clf.predict_proba(texts)
-            v["validation"] = compare(batched, ref, y, ref_metrics, gate)
+            v["validation"] = reference.compare(batched)
             v["validation"].update(batch_invariance(clf, texts, batched, gate))
             v["eligible"], v["reason"] = gate.judge(v["validation"])
         for name, sp in interleaved_speed(loaded, texts).items():

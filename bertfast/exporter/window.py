@@ -20,8 +20,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
-
 log = logging.getLogger(__name__)
 
 FRACTIONS = (0.75, 0.5, 0.25)  # of the training length
@@ -65,8 +63,7 @@ def longest_input(tokenizer_file, inputs: list) -> int:
     return max(len(e.ids) for e in tok.encode_batch([tuple(x) if isinstance(x, (tuple, list)) else x for x in inputs]))
 
 
-def search(manifest, inputs: list, ref: np.ndarray, y: np.ndarray | None, ref_metrics: dict,
-           threads: int, gate) -> dict | None:
+def search(manifest, reference) -> dict | None:
     """Validate shorter windows of the CPU variants the gate accepted; time all accepted ones.
 
     Writes each searched variant's `windows` (one entry per window tried, the training length
@@ -75,7 +72,9 @@ def search(manifest, inputs: list, ref: np.ndarray, y: np.ndarray | None, ref_me
     accepted (the default stays as validation chose it, at the training length).
     """
     from ..runtime.classifier import Classifier
-    from .validate import compare, interleaved_speed
+    from .validate import interleaved_speed
+
+    inputs, gate, threads = reference.inputs, reference.gate, reference.threads
 
     names = [n for n, v in manifest.variants.items()
              if v.get("eligible") and (v.get("speed") or {}).get("device") == "cpu"]
@@ -98,7 +97,7 @@ def search(manifest, inputs: list, ref: np.ndarray, y: np.ndarray | None, ref_me
                 for n in lengths:
                     w = Window(n, mode)
                     clf = Classifier.load(manifest.folder, device="cpu", variant=name, threads=threads, **w.as_dict())
-                    val = compare(clf.predict_proba(inputs), ref, y, ref_metrics, gate)
+                    val = reference.compare(clf.predict_proba(inputs))
                     ok, reason = gate.judge(val)
                     entries[name].append(_entry(w, val, ok, reason))
                     log.info("  %-19s window %-14s %s %s  agree %.4f  %s", name, w.name, gate.primary,

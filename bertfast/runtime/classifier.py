@@ -26,7 +26,6 @@ import numpy as np
 from .. import tasks as _tasks
 from ..errors import BertfastError, InferenceError  # noqa: F401  (InferenceError re-exported for callers)
 from ..manifest import Manifest, ManifestError, load_manifest
-from ..metrics import top_k as best_k
 from .batching import Batcher, Encoded, aggregate_windows, check_pairs, check_texts
 from .options import DEFAULT_BATCH_TOKENS, RuntimeOptions
 from .providers import Provider
@@ -86,6 +85,9 @@ class Classifier:
         self.pair = manifest.pair  # True: inputs are [text, text_pair]
         self.activation = manifest.activation
         self.thresholds = manifest.thresholds
+        # Decided once, as TEI decides Classifier vs Reranker at load: whether (and by which
+        # class) this export ranks candidates.
+        self.positive, self.rerank_refusal = _rerank_rule(manifest, self.task)
         self.providers = list(session.get_providers())
         self.last_stats: dict = {}
         self._output = manifest.output
@@ -180,26 +182,11 @@ class Classifier:
             multi_label: {"labels": [labels at or over their threshold], "scores": {label: float}};
             regression: {"score": float}.
         """
-        if self.task.name != "single_label":
-            if top_k != 1:
-                raise BertfastError(
-                    f"top_k is for single-label exports; this {self.task.name} export returns "
-                    + ("every label over its threshold with all scores." if self.task.name == "multi_label"
-                       else "one score per input.")
-                )
-            items, single = self._inputs(texts)
-            out = self._task_outputs(self._proba(items))
-            return out[0] if single else out
-        if not isinstance(top_k, int) or not 1 <= top_k <= len(self.labels):
+        self.task.check_top_k(top_k, "this export", "top_k")
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= len(self.labels):
             raise BertfastError(f"top_k must be an integer between 1 and {len(self.labels)} (the number of labels); got {top_k!r}.")
         items, single = self._inputs(texts)
-        proba = self._proba(items)
-        best = best_k(proba, top_k)
-        scores = np.take_along_axis(proba, best, axis=1).tolist()
-        labels = self.labels
-        out = [[{"label": labels[b], "score": s} for b, s in zip(bs, ss)] for bs, ss in zip(best.tolist(), scores)]
-        if top_k == 1:
-            out = [o[0] for o in out]
+        out = self.task.outputs(self._proba(items), self.labels, self.thresholds, top_k)
         return out[0] if single else out
 
     def predict_proba(self, texts) -> np.ndarray:
@@ -222,16 +209,8 @@ class Classifier:
             [{"index": position in `documents`, "score": float, "document": str}, ...]
             (`document` only with return_documents), at most `top_k` of them.
         """
-        if not self.pair:
-            raise BertfastError(
-                f"rerank needs an export of a text-pair model; {self.manifest.folder} classifies single texts "
-                "(export a cross-encoder trained with --text-pair-column)."
-            )
-        if self.task.name == "multi_label" or (self.task.name == "single_label" and len(self.labels) != 2):
-            raise BertfastError(
-                f"rerank needs a one-score or two-class pair model; this export is {self.task.name} with "
-                f"{len(self.labels)} labels ({', '.join(self.labels[:5])}); use predict for it."
-            )
+        if self.rerank_refusal is not None:
+            raise BertfastError(self.rerank_refusal)
         if not isinstance(query, str):
             raise BertfastError(f"query must be a string; got {type(query).__name__}.")
         if isinstance(documents, str) or documents is None:
@@ -244,7 +223,7 @@ class Classifier:
                 raise BertfastError(f"documents[{i}] is {type(d).__name__}, not a string; convert or drop it.")
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
             raise BertfastError(f"top_k must be a positive integer or None (all documents); got {top_k!r}.")
-        rel = _tasks.relevance(self._proba([(query, d) for d in docs]))
+        rel = self.task.relevance(self._proba([(query, d) for d in docs]), self.positive)
         order = np.argsort(-rel, kind="stable")[: top_k or len(docs)]
         return [{"index": int(i), "score": float(rel[i]), **({"document": docs[i]} if return_documents else {})}
                 for i in order]
@@ -349,14 +328,6 @@ class Classifier:
     def _encode(self, items: list) -> Encoded:
         return self.batcher.encode_pairs(items) if self.pair else self.batcher.encode(items)
 
-    def _task_outputs(self, scores: np.ndarray) -> list[dict]:
-        """predict's per-input dicts for multi_label and regression exports."""
-        if self.task.name == "regression":
-            return [{"score": s} for s in scores[:, 0].tolist()]
-        on = _tasks.decide(self.task, scores, self.thresholds)
-        labels = self.labels
-        return [{"labels": [labels[j] for j in np.flatnonzero(row)], "scores": dict(zip(labels, ss))}
-                for row, ss in zip(on, scores.tolist())]
 
     def _proba(self, items: list) -> np.ndarray:
         if len(items) > PIPELINE_CHUNK:
@@ -443,3 +414,23 @@ class _Stats:
             "seconds": seconds,
             "tokenize_seconds": self.tokenize_s,
         }
+
+
+def _rerank_rule(manifest: Manifest, task: _tasks.Task) -> tuple[int | None, str | None]:
+    """(relevant class id or None, why this export cannot rerank or None)."""
+    labels = manifest.labels
+    if not manifest.pair:
+        return None, (f"rerank needs an export of a text-pair model; {manifest.folder} classifies single texts "
+                      "(export a cross-encoder trained with --text-pair-column).")
+    if not task.can_rerank(len(labels)):
+        return None, (f"rerank needs a one-score or two-class pair model; this export is {task.name} with "
+                      f"{len(labels)} labels ({', '.join(labels[:5])}); use predict for it.")
+    if not task.has_classes:
+        return None, None
+    try:
+        positive = _tasks.ranking.positive_class(labels, manifest.positive_label, "task.positive_label")
+    except BertfastError as e:
+        return None, f"{manifest.folder}/bertfast.json: {e}"
+    if positive is None:
+        return None, str(_tasks.ranking.unknown_positive(labels, f"the export {manifest.folder}"))
+    return positive, None

@@ -1,0 +1,118 @@
+"""`ExportConfig`: everything `bertfast export` takes, declared once (its flags are generated
+from the fields and their docstring entries by `bertfast.flags`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import tasks
+from ..checks import check_float, check_int
+from ..errors import BertfastError
+from ..flags import meta
+from . import variants as _variants
+from .evalset import parse_label_names
+from .validate import DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT
+from .variants import DEVICE_CHOICES
+
+
+@dataclass
+class ExportConfig:
+    """Everything `bertfast export` takes; each field is the CLI flag of the same name.
+
+    Attributes:
+        model_dir: fine-tuned model folder (from `bertfast train`, or any transformers
+            sequence-classification checkpoint).
+        out: export folder (default: exports/<model folder name>).
+        device: provider(s) to build for: cpu, a GPU provider (cuda, tensorrt: adds fp16) or all.
+        variants: comma list of variants, or auto (fp32 + int8 dynamic/per-channel/static, plus
+            int8-mixed when no plain int8 variant keeps the accuracy, plus fp16 for GPU providers).
+        quantize: int8 preset: auto (from CPU flags), avx512_vnni, avx2, arm64.
+        max_metric_drop: points (metric x 100) of the task's primary metric (accuracy, micro_f1,
+            pearson; ndcg@10 for reranking) a default variant may lose vs PyTorch fp32 (default 0.5).
+        min_agreement: percent of inputs on which a default variant must decide as PyTorch fp32
+            does (same top label / label set / close score; reranking: same top document per
+            query; default 99.5).
+        eval_data: labeled held-out file to validate on (default: the model's splits/validation.jsonl).
+        text_column: text column of --eval-data.
+        label_column: label column of --eval-data.
+        text_pair_column: second-text column of --eval-data (pair models).
+        label_separator: split string labels of --eval-data into multi-label lists.
+        task: task to validate (default: the checkpoint's problem_type, else inferred from the labels).
+        label_names: comma list naming the classes in id order (e.g. neg,pos); replaces id2label
+            in the export (then integer data labels are class ids too).
+        positive_label: the class meaning relevant for a two-class reranker (default: what
+            training recorded, else inferred where unambiguous: 0/1, yes/no, true/false,
+            relevant/irrelevant, positive/negative).
+        max_eval_samples: stratified cap on validation rows (keeps export time bounded).
+        calibration_samples: training texts used to calibrate int8-static.
+        max_length: tokens per text PyTorch's reference and every variant are validated at
+            (default: the training max length).
+        window_search: also try shorter windows (3/4, 1/2, 1/4; start or head+tail) of the
+            accepted variants and default to the fastest the gate accepts.
+        opset: ONNX opset.
+        threads: CPU threads for validation and timing (default: CPUs usable by this process).
+        force: replace an existing export folder.
+    """
+
+    model_dir: str
+    out: str | None = None
+    device: str = field(default="cpu", metadata=meta(choices=DEVICE_CHOICES))
+    variants: str = "auto"
+    quantize: str = "auto"
+    max_metric_drop: float | None = None
+    min_agreement: float | None = None
+    eval_data: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    text_pair_column: str | None = None
+    label_separator: str | None = None
+    task: str | None = field(default=None, metadata=meta(choices=tasks.TASK_NAMES))
+    label_names: str | None = None
+    positive_label: str | None = None
+    max_eval_samples: int | None = 2000
+    calibration_samples: int = 128
+    max_length: int | None = None
+    window_search: bool = field(default=True, metadata=meta(negatable=True))
+    opset: int = 17
+    threads: int | None = None
+    force: bool = False
+
+    def __post_init__(self):
+        _variants.check_device(self.device)
+        if self.variants != "auto":
+            _variants.parse_names(self.variants)
+        # NaN, inf, negatives and wrong types (Python API) all stop here, naming the flag.
+        check_float("--max-metric-drop", self.max_metric_drop, 0, 100, optional=True, example="0.5 (points)")
+        check_float("--min-agreement", self.min_agreement, 0, 100, optional=True, example="99.5 (percent)")
+        if self.task is not None:
+            tasks.get(self.task)
+        for flag, value in (("--text-pair-column", self.text_pair_column), ("--label-separator", self.label_separator),
+                            ("--positive-label", self.positive_label)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise BertfastError(f"{flag} must be a non-empty string; got {value!r}.")
+        parse_label_names(self.label_names)
+        check_int("--max-eval-samples", self.max_eval_samples, 2, optional=True)
+        check_int("--calibration-samples", self.calibration_samples, 1)
+        check_int("--max-length", self.max_length, 8, optional=True)
+        check_int("--opset", self.opset, 11, 21)
+        if not isinstance(self.window_search, bool):
+            raise BertfastError(f"--window-search must be True or False; got {self.window_search!r}.")
+        check_int("--threads", self.threads, 1, optional=True)
+        if self.out is None:
+            self.out = str(Path("exports") / Path(self.model_dir).resolve().name)
+
+    @property
+    def budget(self) -> float:
+        """The gate's budget in points of the primary metric."""
+        return DEFAULT_MAX_DROP if self.max_metric_drop is None else float(self.max_metric_drop)
+
+    @property
+    def agreement(self) -> float:
+        """The gate's minimum agreement with PyTorch fp32, percent."""
+        return DEFAULT_MIN_AGREEMENT if self.min_agreement is None else float(self.min_agreement)
+
+    def variant_list(self, preset: str = "avx512_vnni") -> list[str]:
+        """The variants to build up front (fp32 first) for the resolved int8 `preset`."""
+        names = _variants.auto_names(self.device, preset) if self.variants == "auto" else _variants.parse_names(self.variants)
+        return ["fp32", *[n for n in names if n != "fp32"]]

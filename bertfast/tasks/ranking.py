@@ -1,0 +1,73 @@
+"""Reranking: pair data evaluated per query, orthogonal to the task row.
+
+Pair data whose first texts repeat, with >= `MIN_GROUP` candidates per query on average, is a
+reranking list: MRR and NDCG@10 over queries are added to the task's metrics, and NDCG@10
+becomes the primary. A model grades a candidate with one score, or with two classes of which
+one means "relevant": which one is the export's `positive_label`, inferred only where the names
+leave no doubt (`positive_class`), else set with `--positive-label`. Taking "the last class"
+would silently invert match/other, duplicate/not_duplicate, entailment/not_entailment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import BertfastError
+from ..metrics import ranking_metrics
+
+PRIMARY = "ndcg@10"
+# A headline with its own article and one negative is a pair classification; five graded
+# candidates are a reranking list.
+MIN_GROUP = 3
+TABLE_COLUMNS = (("ndcg@10", 8, "ndcg@10", "num"), ("mrr", 7, "mrr", "num"), ("top1", 8, "top1_agreement", "pct"))
+REFERENCE_COLUMNS = (("NDCG@10", "ndcg@10", "num"), ("MRR", "mrr", "num"))
+
+# (irrelevant, relevant) name pairs, compared case-insensitively: the only two-class label sets
+# whose relevant class is not a guess.
+_POSITIVE_PAIRS = (("0", "1"), ("label_0", "label_1"), ("irrelevant", "relevant"), ("not_relevant", "relevant"), ("no", "yes"),
+                   ("false", "true"), ("negative", "positive"), ("neg", "pos"))
+
+
+def groups_for(groups, can_rerank: bool) -> np.ndarray | None:
+    """Query ids when pair data is evaluated as reranking, else None: `groups` (a query id per
+    row) with >= MIN_GROUP candidates per query on average, for a model that grades candidates."""
+    if not can_rerank or groups is None or len(groups) < MIN_GROUP * len(set(groups)):
+        return None
+    return np.asarray(groups)
+
+
+def metrics(relevance: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
+    return ranking_metrics(relevance, y, groups)
+
+
+def top1_agreement(a: np.ndarray, b: np.ndarray, groups: np.ndarray) -> float:
+    """The share of queries whose best candidate is the same by `a` as by `b`."""
+    return float(np.mean([int(np.argmax(a[groups == g])) == int(np.argmax(b[groups == g]))
+                          for g in np.unique(groups)]))
+
+
+def positive_class(labels: list[str], given: str | None = None, flag: str = "--positive-label") -> int | None:
+    """The index of the class that means "relevant" in a two-class label list.
+
+    `given` (the flag's value) must be one of `labels`; else it is inferred where unambiguous
+    (`_POSITIVE_PAIRS`, in either order); else None (the caller refuses ranking).
+    """
+    if given is not None:
+        if given not in labels:
+            raise BertfastError(f"{flag} {given!r} is not one of the model's labels ({', '.join(labels)}).")
+        return labels.index(given)
+    if len(labels) != 2:
+        return None
+    low = [str(x).strip().lower() for x in labels]
+    for neg, pos in _POSITIVE_PAIRS:
+        if set(low) == {neg, pos}:
+            return low.index(pos)
+    return None
+
+
+def unknown_positive(labels: list[str], where: str) -> BertfastError:
+    """The refusal when a two-class model's relevant class cannot be inferred."""
+    return BertfastError(
+        f"{where} has two classes ({', '.join(map(repr, labels))}) and it is not clear which one means relevant; "
+        f"pass --positive-label {labels[0]!r} or {labels[1]!r} (at train or export) to rank by it."
+    )
