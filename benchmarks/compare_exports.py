@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from bertfast.bench.paths import display_path
-    from bertfast.data import load_texts, read_labeled
     from bertfast.hardware import cpu_info, relevant_flags
     from bertfast.runtime.classifier import Classifier
+    from bertfast.training.data import load_texts, read_labeled
     from bertfast.utils import library_versions, usable_cpus, write_json
 
     workloads = {

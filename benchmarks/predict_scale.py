@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_input(path: Path, n: int) -> None:
-    from bertfast.data import read_labeled
+    from bertfast.training.data import read_labeled
 
     heads = read_labeled("bbc-news-headlines").texts
     bodies = [t.split("\n", 1)[-1].strip()[:200] for t in read_labeled("bbc-news").texts]  # ~40 tokens

@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     from bertfast.bench.paths import display_path
-    from bertfast.data import read_labeled
     from bertfast.manifest import load_manifest
     from bertfast.runtime.classifier import Classifier
     from bertfast.runtime.providers import PROVIDERS, session_options
+    from bertfast.training.data import read_labeled
     from bertfast.utils import usable_cpus
 
     m = load_manifest(args.export)

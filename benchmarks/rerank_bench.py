@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bertfast import Classifier, tasks  # noqa: E402
-from bertfast.builtin_data import _unique_articles  # noqa: E402
-from bertfast.data import load_splits  # noqa: E402
 from bertfast.hardware import cpu_info, int8_preset, relevant_flags  # noqa: E402
 from bertfast.metrics import ranking_metrics  # noqa: E402
+from bertfast.training.builtin_data import _unique_articles  # noqa: E402
+from bertfast.training.data import load_splits  # noqa: E402
 from bertfast.utils import library_versions  # noqa: E402
 
 

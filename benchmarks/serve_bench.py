@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         args.model_dir = Path(json.loads((args.export / "bertfast.json").read_text())["source"]["model_dir"])
-    from bertfast.data import load_texts, read_labeled
+    from bertfast.training.data import load_texts, read_labeled
 
     data = args.export / "eval.jsonl" if args.data == "eval" else args.data
     texts = read_labeled(data, "text", "label").texts if args.data == "eval" else load_texts(data)[0]

@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bertfast import Classifier, tasks  # noqa: E402
-from bertfast.data import load_splits  # noqa: E402
 from bertfast.hardware import cpu_info, int8_preset, relevant_flags  # noqa: E402
+from bertfast.training.data import load_splits  # noqa: E402
 from bertfast.utils import library_versions  # noqa: E402
 
 # name -> (dataset, train flags). Sample sizes keep each training run to minutes on 2 cores.

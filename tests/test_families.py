@@ -121,6 +121,6 @@ def test_unknown_family_is_generic_and_logged(caplog):
 def test_training_uses_the_family_table():
     from transformers import RobertaConfig
 
-    from bertfast.training import model_length_limit
+    from bertfast.training.checkpoints import model_length_limit
 
     assert model_length_limit(RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512

@@ -76,7 +76,7 @@ def test_unterminated_or_stray_quote_names_the_line(tmp_path, fmt, content, line
 
 
 def test_unterminated_quote_in_training_data(tmp_path):
-    from bertfast.data import read_labeled
+    from bertfast.training.data import read_labeled
 
     src = tmp_path / "train.csv"
     src.write_text('text,label\na goal,sport\n"a vote,politics\na chip,tech\n')
@@ -207,7 +207,7 @@ def test_labels_with_line_breaks_are_refused_for_txt_and_training(tmp_path, labe
     with pytest.raises(BertfastError, match="tab or line break"):
         check_labels("txt", ["ok", label])
     check_labels("csv", ["ok", label])  # quoted by the csv module
-    from bertfast.data import read_labeled
+    from bertfast.training.data import read_labeled
 
     src = tmp_path / "train.jsonl"
     src.write_text(json.dumps({"text": "x", "label": "ok"}) + "\n" + json.dumps({"text": "y", "label": label}) + "\n")
@@ -311,7 +311,7 @@ def test_txt_without_line_break_is_not_read_whole(tmp_path, monkeypatch):
 def test_hub_is_used_only_when_the_name_cannot_be_local(tmp_path, monkeypatch, caplog):
     import datasets
 
-    from bertfast.data import read_labeled
+    from bertfast.training.data import read_labeled
 
     calls = []
 

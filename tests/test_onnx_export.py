@@ -168,7 +168,7 @@ def test_export_and_train_paths_check_the_version(monkeypatch, tiny_model):
     import transformers
 
     from bertfast.exporter.onnx import load_torch_model
-    from bertfast.training import load_config_and_tokenizer
+    from bertfast.training.checkpoints import load_config_and_tokenizer
 
     monkeypatch.setattr(transformers, "__version__", "6.1.0")
     for call in (lambda: load_torch_model(tiny_model), lambda: load_config_and_tokenizer(str(tiny_model))):

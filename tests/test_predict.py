@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from _export_helpers import long_text, make_export, sharpen, shuffled_lengths
 
-from bertfast.data import read_labeled
 from bertfast.errors import BertfastError
 from bertfast.formats import EXTENSIONS, format_of
 from bertfast.formats import FORMATS as FILE_FORMATS
 from bertfast.runtime import predict as P
 from bertfast.runtime.classifier import Classifier
 from bertfast.runtime.options import RuntimeOptions
+from bertfast.training.data import read_labeled
 
 FORMATS = ["csv", "tsv", "jsonl", "parquet", "txt"]
 

@@ -101,11 +101,11 @@ def test_head_lr_puts_the_new_head_in_its_own_groups(tiny_model):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from bertfast.training import _optimizer
+    from bertfast.training.args import head_lr_optimizer
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
     cfg = TrainConfig(model="m", data="d", lr=1e-4, head_lr=2e-3)
-    opt = _optimizer(model, cfg, torch)
+    opt = head_lr_optimizer(model, cfg, torch)
     by_lr = {}
     for g in opt.param_groups:
         by_lr.setdefault(g["lr"], set()).update(id(p) for p in g["params"])

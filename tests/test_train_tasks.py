@@ -15,10 +15,10 @@ import pytest
 from conftest import COMMON, LABELS, TOPIC_WORDS, write_csv
 
 from bertfast import tasks
-from bertfast.data import LabeledTexts
 from bertfast.errors import BertfastError
-from bertfast.train_args import truth
 from bertfast.training import TrainConfig, train
+from bertfast.training.args import truth
+from bertfast.training.texts import LabeledTexts
 
 
 def _cfg(model, data, out, **kw):
@@ -266,7 +266,7 @@ def test_task_flags_are_checked_early():
 def test_cli_flags_reach_the_config():
     import argparse
 
-    from bertfast.training import add_arguments, config_from_args
+    from bertfast.training.trainer import add_arguments, config_from_args
 
     p = argparse.ArgumentParser()
     add_arguments(p)
@@ -282,7 +282,7 @@ def test_cli_flags_reach_the_config():
 
 
 def test_targets_and_ranking_groups():
-    from bertfast.train_args import targets
+    from bertfast.training.args import targets
 
     ids = {"a": 0, "b": 1, "c": 2}
     assert targets("multi_label", [["a", "c"], []], ids) == [[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
@@ -299,7 +299,7 @@ def test_targets_and_ranking_groups():
 def test_compute_metrics_adds_ranking_only_when_rows_line_up():
     from transformers import EvalPrediction
 
-    from bertfast.train_args import make_compute_metrics
+    from bertfast.training.args import make_compute_metrics
 
     y = np.array([1.0, 0.0, 0.5, 0.0, 1.0, 0.5])
     state = {"y": y, "groups": np.array([0, 0, 0, 1, 1, 1])}
@@ -317,7 +317,7 @@ def test_compute_metrics_adds_ranking_only_when_rows_line_up():
 def test_sigmoid_score_loss_is_bce_on_the_logit():
     import torch
 
-    from bertfast.train_args import sigmoid_score_loss
+    from bertfast.training.args import sigmoid_score_loss
 
     logits, labels = torch.tensor([[0.3], [-1.2], [2.0]]), torch.tensor([1.0, 0.0, 0.5])
     want = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], labels)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 
-from .errors import DataError
-from .tasks import TASK_NAMES
+from ..errors import DataError
+from ..tasks import TASK_NAMES
 
 _BREAKS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # tab + what str.splitlines splits on
 

@@ -12,8 +12,8 @@ import logging
 import re
 from pathlib import Path
 
-from .errors import DataError, MissingDependencyError
-from .formats import format_of
+from ..errors import DataError, MissingDependencyError
+from ..formats import format_of
 
 log = logging.getLogger(__name__)
 

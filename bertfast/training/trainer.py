@@ -20,42 +20,34 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from . import tasks
-from .checkpoints import (  # noqa: F401  (re-exported: imported from here by callers)
-    MODEL_ALIASES,
-    length_histogram,
-    load_config_and_tokenizer,
-    model_length_limit,
-    resolve_model,
-)
-from .checks import check_float, check_int
-from .compat import require_transformers
-from .data import Splits, load_splits
-from .errors import BertfastError, ModelError, require
-from .labels import check_separator
-from .metrics import classification_report
-from .train_args import (  # noqa: F401  (tests import _optimizer from here)
-    _compat_args,
-    _optimizer,
+from .. import tasks
+from ..checks import check_float, check_int
+from ..compat import require_transformers
+from ..errors import BertfastError, require
+from ..utils import check_output_dir
+from .args import (
+    head_lr_optimizer,
     make_compute_metrics,
-    same_rows,
     sigmoid_score_loss,
     targets,
     trainer_class,
+    training_arguments,
     truth,
 )
-from .utils import atomic_dir, check_output_dir, library_versions, write_json
+from .checkpoints import load_classifier, load_config_and_tokenizer, model_length_limit, resolve_model
+from .data import load_splits
+from .labels import check_separator
+from .outputs import test_report, training_summary, write_model_folder
+from .texts import Splits
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class TrainConfig:
@@ -234,33 +226,18 @@ def _check_checkpoints_dir(ckpt_dir: Path) -> None:
 def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_dir: Path) -> Path:
     torch = require("torch", "train")
     transformers = require_transformers()
-    datasets = require("datasets", "train")
     t0 = time.time()
     transformers.set_seed(cfg.seed)
 
     task = tasks.get(splits.task)
-    label2id = splits.label2id
     activation = tasks.score_activation(config, task)
     bce_scores = task.name == "regression" and activation == "sigmoid"  # a CrossEncoder's one logit
     if bce_scores:
         _check_unit_scores(cfg, splits)
-    try:
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            src, num_labels=len(label2id), problem_type=task.problem_type, id2label=splits.id2label, label2id=label2id,
-            ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a new head
-        )
-    except (OSError, ValueError, RuntimeError) as e:
-        raise ModelError(f"could not load weights of {cfg.model!r} as a sequence classifier: {str(e).splitlines()[0]}") from None
-
-    def encode(d):
-        # Pairs: the tokenizer's own pair template, truncated longest-first (what the runtime does).
-        enc = tokenizer(d.texts, d.pairs, truncation=True, max_length=cfg.max_length)
-        enc["labels"] = targets(task.name, d.labels, label2id)
-        return datasets.Dataset.from_dict(dict(enc))
-
-    train_ds, val_ds, test_ds = (encode(d) for d in (splits.train, splits.validation, splits.test))
-    y_val, y_test = (truth(task.name, d.labels, label2id) for d in (splits.validation, splits.test))
-    groups_val, groups_test = (tasks.ranking_groups(d.groups(), task, len(label2id))
+    model = load_classifier(transformers, src, cfg.model, task.problem_type, splits.id2label)
+    train_ds, val_ds, test_ds = _encode(cfg, tokenizer, splits, task)
+    y_val, y_test = (truth(task.name, d.labels, splits.label2id) for d in (splits.validation, splits.test))
+    groups_val, groups_test = (tasks.ranking_groups(d.groups(), task, len(splits.label2id))
                                for d in (splits.validation, splits.test))
     # Ranking metrics need each prediction's query id: rows come back in dataset order in one
     # process; under torchrun the best checkpoint is chosen on the task's own metric instead.
@@ -269,111 +246,58 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
     # Single-label keeps choosing its checkpoint by macro-F1 (as bertfast always has): on
     # imbalanced data accuracy rewards ignoring the small classes.
     best_metric = "macro_f1" if task.name == "single_label" and not ranking else primary
-    evaluating = {"y": y_val, "groups": groups_val}
+    evaluating = {"y": y_val, "groups": groups_val}  # compute_metrics' split; switched to test below
 
-    args = transformers.TrainingArguments(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=cfg.epochs,
-        learning_rate=cfg.lr,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size,
-        weight_decay=cfg.weight_decay,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=2,  # the best and the latest, so resume and best-model both work
-        load_best_model_at_end=True,
-        metric_for_best_model=best_metric,
-        greater_is_better=task.higher_is_better,
-        **_compat_args(transformers, cfg.warmup_ratio),
-        logging_strategy="steps",
-        logging_steps=max(1, math.ceil(len(train_ds) / cfg.batch_size / 4)),
-        report_to=[],
-        seed=cfg.seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        # Under torchrun on a machine without CUDA, accelerate sets up gloo DDP only when told the
-        # run is on CPU; without it every rank would silently train its own model (world_size 1).
-        use_cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
-        ddp_find_unused_parameters=False,  # every parameter of an encoder + head gets a gradient
-        disable_tqdm=False,
-        save_only_model=False,
-    )
-    callbacks = []
-    if cfg.early_stopping:
-        callbacks.append(transformers.EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping))
+    args = training_arguments(transformers, torch, cfg, ckpt_dir, len(train_ds), best_metric, task.higher_is_better)
+    callbacks = [transformers.EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping)] if cfg.early_stopping else []
     trainer = trainer_class(transformers, torch)(
         model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
         data_collator=transformers.DataCollatorWithPadding(tokenizer),
         compute_metrics=make_compute_metrics(task, activation, evaluating), callbacks=callbacks,
-        optimizers=(_optimizer(model, cfg, torch), None) if cfg.head_lr else (None, None),
+        optimizers=(head_lr_optimizer(model, cfg, torch), None) if cfg.head_lr else (None, None),
         compute_loss_func=sigmoid_score_loss(torch) if bce_scores else None,
     )
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
 
     val_metrics = trainer.evaluate(val_ds, metric_key_prefix="validation")
     evaluating.update(y=y_test, groups=groups_test)
-    pred = trainer.predict(test_ds, metric_key_prefix="test")
-    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    scores = tasks.activate(np.asarray(logits), activation)
-    in_order = same_rows(pred.label_ids, y_test)
-    test_metrics = tasks.evaluate(task, scores, y_test if in_order else np.asarray(pred.label_ids),
-                                  groups=groups_test if in_order else None)
-    metrics = {"validation": {k.removeprefix("validation_"): v for k, v in val_metrics.items()}, "test": test_metrics}
-    if task.name == "single_label":
-        metrics["test_per_class"] = classification_report(scores.argmax(-1), np.asarray(pred.label_ids), splits.label_names)
-    elif task.name == "multi_label":
-        # Each label as its own yes/no classifier at the default 0.5 threshold (export tunes them).
-        decided, y = tasks.decide(task, scores), np.asarray(pred.label_ids).astype(np.int8)
-        metrics["test_per_label"] = {
-            n: classification_report(decided[:, j], y[:, j], ["", n])[n] for j, n in enumerate(splits.label_names)}
+    report = test_report(trainer, test_ds, task, activation, y_test, groups_test, splits.label_names)
+    metrics = {"validation": {k.removeprefix("validation_"): v for k, v in val_metrics.items()}, **report}
 
     # Under torchrun / accelerate launch every rank runs this function and the evaluations above
     # (they are collective). Only the main process writes: two ranks renaming their own temp
     # folder onto `out`, or one removing the checkpoints another still reads, would race.
     if trainer.is_world_process_zero():
-        with atomic_dir(out) as tmp:
-            trainer.model.config.id2label = splits.id2label
-            trainer.model.config.label2id = label2id
-            trainer.model.config.problem_type = task.problem_type
-            trainer.save_model(str(tmp))
-            tokenizer.model_max_length = cfg.max_length
-            tokenizer.save_pretrained(str(tmp))
-            (tmp / "splits").mkdir()
-            for name in ("train", "validation", "test"):
-                getattr(splits, name).to_jsonl(tmp / "splits" / f"{name}.jsonl")
-            (tmp / "training_args.bin").unlink(missing_ok=True)
-            summary = {
-                "bertfast_training": 1,
-                "model": cfg.model, "model_source": src, "model_type": config.model_type,
-                "task": task.name, "pair": splits.pair, "problem_type": task.problem_type,
-                "activation": activation, "ranking": groups_val is not None, "primary_metric": primary,
-                "data": {"source": str(cfg.data), "split_note": splits.split_note,
-                         "text_column": cfg.text_column, "label_column": cfg.label_column,
-                         "text_pair_column": cfg.text_pair_column, "label_separator": cfg.label_separator,
-                         "rows": {k: len(getattr(splits, k)) for k in ("train", "validation", "test")},
-                         "label_counts": {k: getattr(splits, k).counts() for k in ("train", "validation", "test")},
-                         **_score_ranges(splits)},
-                "labels": splits.label_names,
-                "max_length": cfg.max_length, "model_max_length": limit,
-                "metrics": metrics,
-                "log_history": trainer.state.log_history,
-                "token_lengths": length_histogram(tokenizer, splits.train.texts, cfg.max_length, limit,
-                                                  pairs=splits.train.pairs),
-                "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
-                "train_seconds": round(time.time() - t0, 1),
-                "device": "cuda" if torch.cuda.is_available() else "cpu",
-                "world_size": trainer.args.world_size,  # processes that trained (torchrun / accelerate)
-                "versions": library_versions(),
-            }
-            write_json(tmp / "training.json", summary)
+        summary = training_summary(
+            cfg, src, config, tokenizer, splits, limit, trainer, task=task, activation=activation,
+            ranking=groups_val is not None, primary=primary, metrics=metrics, seconds=time.time() - t0,
+            device="cuda" if torch.cuda.is_available() else "cpu",
+        )
+        write_model_folder(out, trainer, tokenizer, splits, task, cfg.max_length, summary)
         if not cfg.keep_checkpoints:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items() if k != "queries")
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in report["test"].items() if k != "queries")
         log.info("test %s; model written to %s (%.0f s)", shown, out, time.time() - t0)
     # The other ranks return only once the folder is in place, so a script that goes on to use
     # `out` (export, evaluation) on any rank finds it complete.
     trainer.accelerator.wait_for_everyone()
     return out
+
+
+def _encode(cfg, tokenizer, splits: Splits, task):
+    """The three splits as tokenized `datasets.Dataset`s with the loss's targets as `labels`.
+
+    Unpadded: DataCollatorWithPadding pads each batch to its own longest row.
+    """
+    datasets = require("datasets", "train")
+
+    def encode(d):
+        # Pairs: the tokenizer's own pair template, truncated longest-first (what the runtime does).
+        enc = tokenizer(d.texts, d.pairs, truncation=True, max_length=cfg.max_length)
+        enc["labels"] = targets(task.name, d.labels, splits.label2id)
+        return datasets.Dataset.from_dict(dict(enc))
+
+    return tuple(encode(d) for d in (splits.train, splits.validation, splits.test))
 
 
 def _check_unit_scores(cfg, splits: Splits) -> None:
@@ -385,14 +309,6 @@ def _check_unit_scores(cfg, splits: Splits) -> None:
             f"{cfg.model!r} passes its score through a sigmoid (a sentence-transformers CrossEncoder), so regression "
             f"labels must lie in 0..1; {cfg.data} has scores from {lo:g} to {hi:g}. Rescale them to 0..1."
         )
-
-
-def _score_ranges(splits: Splits) -> dict:
-    """Regression data: min/max/mean score per split (what label counts are for classes)."""
-    if splits.task != "regression":
-        return {}
-    return {"score_stats": {k: {"min": min(d.labels), "max": max(d.labels), "mean": float(np.mean(d.labels))}
-                            for k in ("train", "validation", "test") for d in [getattr(splits, k)]}}
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -23,7 +23,8 @@ import functools
 import random
 from pathlib import Path
 
-from .errors import DataError, MissingDependencyError
+from ..errors import DataError, MissingDependencyError
+from .texts import LabeledTexts
 
 BUILTIN = ("bbc-news", "bbc-news-headlines", "bbc-news-pairs", "bbc-news-rerank", "bbc-news-multilabel")
 _SEED = 13
@@ -63,10 +64,8 @@ def _unique_articles() -> tuple[tuple[str, str, str, str], ...]:
     return tuple(out)
 
 
-def read_builtin(name: str):
+def read_builtin(name: str) -> LabeledTexts:
     """The built-in dataset `name` as LabeledTexts."""
-    from .data import LabeledTexts
-
     if name not in BUILTIN:
         raise DataError(f"unknown built-in dataset {name!r}; built-ins: {', '.join(BUILTIN)}.")
     arts = _articles()
