@@ -55,36 +55,44 @@ def plan_workers(
     """
     cpus = [float(n.get("CPU", 0)) for n in nodes]
     gpus = [float(n.get("GPU", 0)) for n in nodes]
-    total_cpu, total_gpu = sum(cpus), sum(gpus)
-    if not nodes or total_cpu <= 0:
+    if not nodes or sum(cpus) <= 0:
         raise BertfastError("the Ray cluster reports no CPUs; check `ray status` (or --address).")
     # Reserve I/O CPUs on the largest node, where a task asking for one whole CPU can run.
     big = max(range(len(cpus)), key=cpus.__getitem__)
     free = list(cpus)
     free[big] = max(0.0, free[big] - IO_RESERVE_CPUS)
-    usable = sum(free)
-    single_node = len(nodes) == 1
-
     if gpus_per_worker > 0:
-        if total_gpu == 0:
-            raise BertfastError(
-                f"--gpus-per-worker {gpus_per_worker:g}: the Ray cluster has no GPUs "
-                f"(resources: {total_cpu:g} CPUs, 0 GPUs), so the actors would wait forever. "
-                "Join a cluster with GPU nodes (--address), or drop --gpus-per-worker to run on CPU."
-            )
-        fit_gpu = sum(math.floor(g / gpus_per_worker + 1e-9) for g in gpus)
-        if workers is not None and workers > fit_gpu:
-            raise BertfastError(
-                f"--workers {workers} x --gpus-per-worker {gpus_per_worker:g} needs {workers * gpus_per_worker:g} GPUs "
-                f"but the cluster has {total_gpu:g} ({fit_gpu} such workers fit); lower --workers or --gpus-per-worker."
-            )
-        n = workers or fit_gpu
-        # A GPU actor needs a CPU to tokenize; one each if there is room, else a fair share.
-        cpu_each = float(threads) if threads else min(1.0, usable / n if single_node else 1.0)
-        plan = WorkerPlan(n, cpu_each, max(1, math.ceil(cpu_each - 1e-9)), gpus_per_worker)
-        _check_cpu_fit(plan, free, total_cpu, explicit_threads=threads is not None)
-        return plan
+        return _gpu_plan(cpus, gpus, free, workers, threads, gpus_per_worker)
+    return _cpu_plan(cpus, free, workers, threads)
 
+
+def _gpu_plan(cpus: list[float], gpus: list[float], free: list[float], workers: int | None, threads: int | None,
+              gpus_per_worker: float) -> WorkerPlan:
+    """`plan_workers` for GPU actors: as many as the GPUs hold, each with a CPU to tokenize."""
+    total_cpu, total_gpu, usable, single_node = sum(cpus), sum(gpus), sum(free), len(cpus) == 1
+    if total_gpu == 0:
+        raise BertfastError(
+            f"--gpus-per-worker {gpus_per_worker:g}: the Ray cluster has no GPUs "
+            f"(resources: {total_cpu:g} CPUs, 0 GPUs), so the actors would wait forever. "
+            "Join a cluster with GPU nodes (--address), or drop --gpus-per-worker to run on CPU."
+        )
+    fit_gpu = sum(math.floor(g / gpus_per_worker + 1e-9) for g in gpus)
+    if workers is not None and workers > fit_gpu:
+        raise BertfastError(
+            f"--workers {workers} x --gpus-per-worker {gpus_per_worker:g} needs {workers * gpus_per_worker:g} GPUs "
+            f"but the cluster has {total_gpu:g} ({fit_gpu} such workers fit); lower --workers or --gpus-per-worker."
+        )
+    n = workers or fit_gpu
+    # A GPU actor needs a CPU to tokenize; one each if there is room, else a fair share.
+    cpu_each = float(threads) if threads else min(1.0, usable / n if single_node else 1.0)
+    plan = WorkerPlan(n, cpu_each, max(1, math.ceil(cpu_each - 1e-9)), gpus_per_worker)
+    _check_cpu_fit(plan, free, total_cpu, explicit_threads=threads is not None)
+    return plan
+
+
+def _cpu_plan(cpus: list[float], free: list[float], workers: int | None, threads: int | None) -> WorkerPlan:
+    """`plan_workers` for CPU actors: one single-threaded session per core unless told otherwise."""
+    total_cpu, usable, single_node = sum(cpus), sum(free), len(cpus) == 1
     if threads is None and workers is None and single_node:
         # One single-threaded session per core (the best throughput per core for batch
         # inference); the cores' share of the I/O reserve makes each actor's CPU a fraction.
@@ -108,7 +116,7 @@ def plan_workers(
     if cpu_each == 0 and not single_node:
         raise BertfastError(
             f"--workers {workers}: more workers than the {usable:g} CPUs left after the {IO_RESERVE_CPUS:g} kept "
-            f"for Ray Data's read/write tasks on this {len(nodes)}-node cluster; lower --workers."
+            f"for Ray Data's read/write tasks on this {len(cpus)}-node cluster; lower --workers."
         )
     # ORT threads match the CPUs reserved, rounded up so a 0.5-CPU actor still gets a thread.
     plan = WorkerPlan(workers, cpu_each, max(1, math.ceil(cpu_each - 1e-9)), 0.0)
