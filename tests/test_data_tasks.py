@@ -1,4 +1,4 @@
-"""Data for every task (bertfast/labels.py, bertfast/data.py): label inference and coercion, text
+"""Data for every task (bertfast/training/labels.py, data.py): label inference and coercion, text
 pairs, query-grouped splits, one-line refusals naming the row or flag, built-in derived datasets."""
 
 from __future__ import annotations
@@ -55,6 +55,25 @@ def test_strata_per_task():
     assert stratum("multi_label", [["a", "b"], []]) == ["a|b", ""]
     q = stratum("regression", [i / 10 for i in range(10)])
     assert q == sorted(q) and len(set(q)) == 5  # quintiles
+
+
+def test_decimal_comma_scores_are_refused_until_task_says_what_they_are(tmp_path):
+    # A German/French spreadsheet export of scores: read as-is these would be 4 class names.
+    rows = [(f"text {i}", y) for i, y in enumerate(["0,5", "1,5", "2,25", "3"] * 5)]
+    path = write_csv(tmp_path / "scores.csv", rows)
+    with pytest.raises(DataError) as e:
+        read_labeled(path)
+    msg = str(e.value)
+    assert "\n" not in msg and "data row 1" in msg and "'0,5'" in msg
+    assert "--task regression" in msg and "--task single_label" in msg
+    d = read_labeled(path, task="regression")
+    assert d.task == "regression" and d.labels[:4] == [0.5, 1.5, 2.25, 3.0]
+    assert read_labeled(path, task="single_label").labels[:4] == ["0,5", "1,5", "2,25", "3"]
+    # Not numbers with a decimal comma: names with commas, label lists, both notations at once.
+    assert coerce(["a,b", "1,5"], "f") == ("single_label", ["a,b", "1,5"])
+    assert coerce(["1,5", "2"], "f", None, ",")[0] == "multi_label"
+    with pytest.raises(DataError, match="data row 1 is '1,5', not a number"):
+        coerce(["1,5", "2.5"], "f", "regression")
 
 
 # ----------------------------------------------------------------------------- files

@@ -125,3 +125,82 @@ def test_stale_checkpoints_need_resume_or_force(tiny_model, tiny_csv, tmp_path):
     (tmp_path / "out.checkpoints").mkdir()
     with pytest.raises(BertfastError, match="--resume: no checkpoints in"):
         train(_cfg(tiny_model, tiny_csv, tmp_path / "out", resume=True))
+
+
+def test_tensorflow_only_checkpoint_names_tf_model_h5_and_the_conversion(tiny_model, tiny_csv, tmp_path):
+    (tiny_model / "model.safetensors").unlink()
+    (tiny_model / "tf_model.h5").write_bytes(b"\x89HDF\r\n\x1a\n")  # what transformers' TF classes wrote
+    with pytest.raises(ModelError) as e:
+        train(_cfg(tiny_model, tiny_csv, tmp_path / "out"))
+    msg = str(e.value)
+    assert "\n" not in msg and "tf_model.h5" in msg and "from_tf=True" in msg and "save_pretrained" in msg
+    assert str(tiny_model) in msg and "transformers 5" in msg
+    assert not (tmp_path / "out").exists()
+
+
+def _load_report_records():
+    """A handler on transformers' loading logger: the records that reach its handlers."""
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record.getMessage())
+
+    return logging.getLogger("transformers.modeling_utils"), Keep()
+
+
+def test_a_new_head_is_one_line_and_other_missing_weights_keep_the_report(tmp_path, caplog):
+    import logging
+
+    import torch
+    import transformers
+
+    from bertfast.training.checkpoints import load_classifier
+
+    cfg = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=32)
+    torch.manual_seed(0)
+    encoder = transformers.BertModel(cfg)
+    encoder.save_pretrained(tmp_path / "encoder")  # an encoder without a classification head
+    state = encoder.state_dict()
+    del state["encoder.layer.0.output.dense.weight"]
+    encoder.save_pretrained(tmp_path / "damaged", state_dict=state)
+    logger, keep = _load_report_records()
+    logger.addHandler(keep)
+    try:
+        with caplog.at_level(logging.INFO, logger="bertfast"):
+            load_classifier(transformers, str(tmp_path / "encoder"), "enc", "single_label_classification",
+                            {0: "a", 1: "b"})
+        new_head = list(keep.records)
+        keep.records.clear()
+        load_classifier(transformers, str(tmp_path / "damaged"), "dmg", "single_label_classification", {0: "a", 1: "b"})
+    finally:
+        logger.removeHandler(keep)
+    assert new_head == []  # transformers' report of the new head is not shown ...
+    lines = [r.getMessage() for r in caplog.records if "classification head" in r.getMessage()]
+    assert lines == ["enc: new classification head (classifier.bias, classifier.weight), as expected when fine-tuning"]
+    # ... but a missing encoder weight is, as transformers reports it.
+    assert any("encoder.layer.0.output.dense.weight" in m for m in keep.records), keep.records
+    assert logging.getLogger("transformers.modeling_utils").filters == []
+
+
+def test_new_head_keys_accept_only_head_weights():
+    import transformers
+
+    from bertfast.training.checkpoints import new_head_keys
+
+    cfg = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=32, num_labels=2)
+    model = transformers.BertForSequenceClassification(cfg)
+    head = {"missing_keys": ["classifier.weight", "classifier.bias"], "unexpected_keys": [], "mismatched_keys": []}
+    assert new_head_keys(model, head) == ["classifier.bias", "classifier.weight"]
+    # A pretraining head the classifier has no place for, and a resized head: still the head case.
+    mlm = {"missing_keys": [], "unexpected_keys": ["cls.predictions.bias", "cls.seq_relationship.weight"],
+           "mismatched_keys": [("classifier.weight", (3, 16), (2, 16))]}
+    assert new_head_keys(model, mlm) == ["classifier.weight"]
+    assert new_head_keys(model, {"missing_keys": ["bert.embeddings.word_embeddings.weight"]}) is None
+    assert new_head_keys(model, {"missing_keys": [], "unexpected_keys": ["bert.encoder.layer.5.output.dense.weight"]}) is None

@@ -7,18 +7,24 @@
 
 The task is the caller's (`--task`), else inferred from the values: lists (or a separator) ->
 multi_label; numbers with any non-integer value -> regression; else single_label (fractional
-numbers next to words, "0.73" and "n/a", are refused rather than read as class names). Every
-refusal is one line naming the data row (1-based, header not counted) or the flag, and what to do.
+numbers next to words, "0.73" and "n/a", are refused rather than read as class names, and so is
+a column of numbers written with a decimal comma, "0,5" and "2,25" from a German or French
+spreadsheet: scores or class names, only `--task` can say; regression reads them as 0.5, 2.25).
+Every refusal is one line naming the data row (1-based, header not counted) or the flag, and
+what to do.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 from ..errors import DataError
 from ..tasks import TASK_NAMES
 
 _BREAKS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # tab + what str.splitlines splits on
+# One comma between digits: "0,5", "-2,25". Not "1,000,000", and not "a,b" (label lists).
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
 
 
 def _missing(y) -> bool:
@@ -37,6 +43,20 @@ def _number(y) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def _comma_number(y) -> float | None:
+    """y as a float when it is a string written with a decimal comma ("0,5" -> 0.5), else None."""
+    if isinstance(y, str) and _DECIMAL_COMMA.fullmatch(y.strip()):
+        return float(y.strip().replace(",", "."))
+    return None
+
+
+def _decimal_commas(raw: list) -> bool:
+    """Whether the column writes its fractions with a decimal comma: some value does, and no
+    string value uses a decimal point (with both, "1,5" could be a thousands separator)."""
+    strings = [y.strip() for y in raw if isinstance(y, str)]
+    return any(_comma_number(y) is not None for y in strings) and not any("." in y for y in strings)
 
 
 def _name(y, where: str, row: int) -> str:
@@ -71,15 +91,21 @@ def coerce(raw: list, where: str, task: str | None = None, separator: str | None
         task = infer(raw, separator)
         if task == "single_label":
             _refuse_scores_with_names(raw, where)
+            _refuse_decimal_commas(raw, where)
     _refuse_mixed(raw, where, task, separator)
     if task == "multi_label":
         return task, [_labels_list(y, where, i, separator) for i, y in enumerate(raw)]
     out = []
+    commas = None  # decided on the first value float() cannot read
     for i, y in enumerate(raw):
         if _missing(y):
             raise DataError(f"{where}: label in data row {i + 1} is missing; every row needs a label.")
         if task == "regression":
             n = _number(y)
+            if n is None and commas is None:
+                commas = _decimal_commas(raw)
+            if n is None and commas:
+                n = _comma_number(y)
             if n is None:
                 raise DataError(
                     f"{where}: label in data row {i + 1} is {str(y)[:40]!r}, not a number; a regression task needs "
@@ -175,6 +201,22 @@ def _refuse_scores_with_names(raw: list, where: str) -> None:
                 f"{word + 1}: {str(raw[word])[:30]!r}); fix that row, or pass --task single_label to read every label "
                 "as a class name."
             )
+
+
+def _refuse_decimal_commas(raw: list, where: str) -> None:
+    """Every label a number, some with a decimal comma ("0,5", "1,5", "3"): a spreadsheet's scores
+    exported with a German or French locale, which would otherwise train as one class per
+    distinct value. Refuse to guess; the message names both ways to say what they are."""
+    present = [(i, y) for i, y in enumerate(raw) if not _missing(y)]
+    if not present or not _decimal_commas(raw):
+        return
+    if all(_number(y) is not None or _comma_number(y) is not None for _, y in present):
+        i, y = next((i, y) for i, y in present if _comma_number(y) is not None)
+        raise DataError(
+            f"{where}: every label is a number and some have a decimal comma (data row {i + 1}: {y.strip()!r}); "
+            f"pass --task regression to read them as scores ({_comma_number(y):g}), or --task single_label to keep "
+            "them as class names."
+        )
 
 
 def label_set(task: str, labels: list) -> list[str]:
