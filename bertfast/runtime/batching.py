@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BertfastError, ModelError
-from .options import AGGREGATE, LONG_TEXT  # declared once, there; re-exported for old imports
 from .pairs import PairTemplate, check_pairs, truncate_pair
+from .tokens import encode, special_affixes, trim_word
 
-__all__ = ["AGGREGATE", "LONG_TEXT", "Batcher", "Encoded", "aggregate_windows", "check_pairs", "check_texts"]
+__all__ = ["Batcher", "Encoded", "check_pairs", "check_texts"]
 _KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SHRINK = 0.8  # see Batcher.encode
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class Batcher:
         self.max_batch_size = max_batch_size
         # None: a quarter of the budget (see _batch).
         self.min_batch_tokens = max(1, min_batch_tokens or batch_tokens // 4)
-        self.prefix, self.suffix = _special_affixes(tok)
+        self.prefix, self.suffix = special_affixes(tok)
         self.pair_template = PairTemplate.probe(tok)
         self.pair_truncation = pair_truncation
         self.budget = max_length - len(self.prefix) - len(self.suffix)  # content tokens per window
@@ -178,7 +178,7 @@ class Batcher:
             cap = budget * _CHARS_PER_TOKEN[0]
             ids: list = [None] * len(texts)
             short = [i for i, t in enumerate(texts) if len(t) <= cap]
-            for i, e in zip(short, _encode(self.tok, [texts[i] for i in short], True)):
+            for i, e in zip(short, encode(self.tok, [texts[i] for i in short], True)):
                 ids[i] = e.ids
             if len(short) < len(texts):
                 long = [i for i, t in enumerate(texts) if len(t) > cap]
@@ -235,17 +235,17 @@ class Batcher:
             n_head = min(head * per_token, MAX_SLICE_CHARS)
             n_tail = min(tail * per_token, MAX_SLICE_CHARS)
             whole = [i for i in todo if len(texts[i]) <= n_head + n_tail]
-            for i, e in zip(whole, _encode(self.tok_plain, [texts[i] for i in whole], False)):
+            for i, e in zip(whole, encode(self.tok_plain, [texts[i] for i in whole], False)):
                 out[i] = e.ids
             cut = [i for i in todo if len(texts[i]) > n_head + n_tail]
             if not cut:
                 break
-            heads = _encode(self.tok_plain, [texts[i][:n_head] for i in cut], False)
-            tails = _encode(self.tok_plain, [texts[i][len(texts[i]) - n_tail:] for i in cut], False) if tail else None
+            heads = encode(self.tok_plain, [texts[i][:n_head] for i in cut], False)
+            tails = encode(self.tok_plain, [texts[i][len(texts[i]) - n_tail:] for i in cut], False) if tail else None
             todo = []
             for j, i in enumerate(cut):
-                h = _trim_word(heads[j], last=True)
-                t = _trim_word(tails[j], last=False) if tail else []
+                h = trim_word(heads[j], last=True)
+                t = trim_word(tails[j], last=False) if tail else []
                 if len(h) >= head and len(t) >= tail:
                     out[i] = h[:head] + t[len(t) - tail:]
                 elif last:
@@ -377,53 +377,3 @@ class Batcher:
             else:  # token_type_ids of a pair: 0 for the first text, 1 for the second (BERT's template)
                 feeds[name] = np.asarray(types, dtype=self.input_dtypes[name]).reshape(ids.shape)
         return feeds
-
-
-def _encode(tok, texts: list[str], special: bool) -> list:
-    """`tok.encode_batch`, except for one text: encode_batch hands even one to a thread pool."""
-    if len(texts) == 1:
-        return [tok.encode(texts[0], add_special_tokens=special)]
-    return tok.encode_batch(texts, add_special_tokens=special) if texts else []
-
-
-def _trim_word(enc, last: bool) -> list[int]:
-    """The ids of a slice's encoding without its last (or first) pre-tokenizer word: the word the
-    cut may have split, whose tokens can differ from the whole text's."""
-    ids, words = enc.ids, enc.word_ids
-    if not ids:
-        return ids
-    edge = words[-1] if last else words[0]
-    k = len(ids) if last else 0
-    if last:
-        while k and words[k - 1] == edge:
-            k -= 1
-        return ids[:k]
-    while k < len(ids) and words[k] == edge:
-        k += 1
-    return ids[k:]
-
-
-def aggregate_windows(logits: np.ndarray, starts: np.ndarray | None, how: str) -> np.ndarray:
-    """Per-text logits from per-window logits (windows of one text are contiguous)."""
-    if starts is None:
-        return logits
-    if how == "max":
-        return np.maximum.reduceat(logits, starts, axis=0)
-    counts = np.diff(np.append(starts, len(logits))).astype(logits.dtype)
-    return np.add.reduceat(logits, starts, axis=0) / counts[:, None]
-
-
-def _special_affixes(tok) -> tuple[list[int], list[int]]:
-    """The special token ids the post-processor puts before and after a single text.
-
-    Found by encoding a probe with and without special tokens, so it works for any
-    single-sequence template ([CLS] x [SEP] for BERT, <s> x </s> for RoBERTa, none at all).
-    """
-    probe = "hello world"
-    plain = tok.encode(probe, add_special_tokens=False).ids
-    full = tok.encode(probe).ids
-    n = len(plain)
-    for i in range(len(full) - n + 1):
-        if full[i : i + n] == plain:
-            return full[:i], full[i + n :]
-    return [], []

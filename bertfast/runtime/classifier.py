@@ -26,10 +26,11 @@ import numpy as np
 from .. import tasks as _tasks
 from ..errors import BertfastError, InferenceError  # noqa: F401  (InferenceError re-exported for callers)
 from ..manifest import Manifest, ManifestError, load_manifest
-from .batching import Batcher, Encoded, aggregate_windows, check_pairs, check_texts
+from .batching import Batcher, Encoded, check_pairs, check_texts
 from .options import DEFAULT_BATCH_TOKENS, RuntimeOptions
 from .providers import Provider
 from .session import check_labels, input_dtypes, label_mismatch, open_session
+from .tokens import aggregate_windows
 
 log = logging.getLogger(__name__)
 
