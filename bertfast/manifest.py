@@ -1,51 +1,17 @@
 """The export manifest (`bertfast.json`): what an export folder holds and how it was made.
 
-Written by `bertfast.export`, read by the runtime and the benchmark. Reading it needs only the
-standard library, so the inference path stays free of torch/transformers.
+Written by `bertfast.export`, read by the runtime and the benchmark. Reading it needs no torch or
+transformers, so the inference path stays free of both.
 
-Schema (format 1)::
+Its layout (format 1) is declared once, field by field with what each must be: the top level in
+`Manifest` below, the blocks in bertfast/manifest_schema.py (`TaskBlock` for `task`,
+`WindowBlock` / `BatchingBlock` per provider for `window` / `batching`, `MixedBlock` for a
+variant's `mixed`). The checks on load are derived from those declarations; a variant entry
+(`variants.<name>`) is an object checked against `manifest_schema.VARIANT`. Lengths are checked
+against the positions the exported model has (its own config.json, see `position_limit`).
 
-    {
-      "format": "bertfast-export", "format_version": 1,
-      "bertfast_version": "0.1.0", "created": "2026-11-25T10:00:00Z",
-      "source": {"model_dir": "<as given, never resolved>", "sha256": "<weights hash>", "model_type": "bert",
-                 "family": "bert" | "generic", "architecture": "BertForSequenceClassification"},
-      "id2label": {"0": "business", ...},          # str(int) -> label, same as config.json
-      "max_length": 128,                           # tokens per window (incl. [CLS]/[SEP])
-      "model_max_length": 512,                     # hard limit (max_position_embeddings)
-      "inputs": ["input_ids", "attention_mask", "token_type_ids"],  # exact graph input names
-      "output": "logits",
-      "task": {"name": "single_label" | "multi_label" | "regression", "pair": false,   # null/absent: single_label
-               "activation": "softmax" | "sigmoid" | "identity", "thresholds": [0.5, ...] | null,
-               "pair_truncation": "longest_first", "primary_metric": "accuracy" | "micro_f1" | "pearson" | "ndcg@10",
-               "min_agreement": 99.5, "label_mapping": "..."},   # label_mapping: only when integers were mapped
-      "opset": 17,
-      "tokenizer": {"file": "tokenizer.json", "pad_token_id": 0, "lowercase": true},
-      "quantization_preset": "avx512_vnni",
-      "variants": {
-        "<name>": {"status": "ok", "file": "model_int8.onnx", "precision": "fp32|int8|fp16",
-                   "devices": ["cpu"] | ["cuda", "tensorrt"] | ...,  # provider names
-                   "description": "...", "fused_ops": {"Attention": 6, ...},
-                   "validation": {"accuracy": .., "macro_f1": .., "label_agreement": ..,
-                                  "max_abs_prob_diff": .., "accuracy_drop_points": .., "n": ..},
-                   "speed": {"seq_per_s": .., "batch_size": .., "threads": ..},
-                   "eligible": true, "reason": "..."},
-        "<failed>": {"status": "failed", "reason": "<one line>", "precision": .., "devices": [..]}
-      },                                           # a failed variant has no file and is never loaded
-      "default": {"cpu": "<variant>", "cuda": "<variant or null>", "tensorrt": ...},  # one key per provider
-      "max_accuracy_drop": 0.5,
-      "eval_data": {"source": "<as given>", "rows": .., "file": "eval.jsonl"},
-      "training": {"data": .., "metrics": .., "max_length": ..} | null,
-      "versions": {"onnxruntime": "...", ...},
-      "reference": {"accuracy": .., "macro_f1": .., "n": .., "backend": .., "seq_per_s": ..},  # PyTorch fp32
-      "batching": {"cpu": {"batch_tokens": 2048, "variant": .., "seq_per_s": {"1024": .., ...}}} | null,
-                                                   # token budget the export measured fastest, per provider
-      "window": {"cpu": {"variant": .., "max_length": 96, "long_text": "truncate"}} | null,
-                                                   # the window the export's search chose with the default
-      "export_seconds": 12.3
-    }
-
-Exports written before the tensorrt provider existed have only cpu/cuda defaults; they load as is.
+Exports written before a field existed load as is (it takes its default); fields this version
+does not know are kept (`extra`) and written back.
 """
 
 from __future__ import annotations
@@ -55,13 +21,37 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import BertfastError
-from .manifest_schema import FAILED, FIX, ManifestError, is_int, validate
+from .families import FAMILIES, GENERIC
+from .manifest_schema import (
+    FAILED,
+    FIX,
+    BatchingBlock,
+    ManifestError,
+    TaskBlock,
+    WindowBlock,
+    at_least,
+    bad,
+    is_dict,
+    is_int,
+    is_name,
+    is_names,
+    is_number,
+    is_str,
+    optional,
+    per_provider,
+    schema_of,
+    spec,
+    to_json,
+)
+from .manifest_schema import validate as _validate
+from .tasks import TASKS
 from .utils import write_json
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "Manifest", "ManifestError", "load_manifest", "validate"]
 
 MANIFEST_NAME = "bertfast.json"
 FORMAT_VERSION = 1
+OBJECT, OPT_OBJECT = ("an object", is_dict), ("an object or null", optional(is_dict))
 
 
 @dataclass(kw_only=True)
@@ -70,38 +60,54 @@ class Manifest:
 
     Field order is the order written. `path` is where it was read from (None before `write`);
     `extra` keeps fields this version does not know, so rewriting an export loses nothing.
+    `task`, `window` and `batching` hold typed blocks whoever sets them (a plain dict is parsed
+    and checked on assignment).
     """
 
-    format: str = "bertfast-export"
-    format_version: int = FORMAT_VERSION
-    bertfast_version: str = "0"
-    created: str | None = None
-    source: dict = field(default_factory=dict)
-    id2label: dict[int, str]
-    max_length: int
-    model_max_length: int | None = None
-    inputs: list[str]
-    output: str = "logits"
-    task: dict | None = None
-    opset: int | None = None
-    tokenizer: dict = field(default_factory=lambda: {"file": "tokenizer.json", "pad_token_id": 0})
-    quantization_preset: str | None = None
-    variants: dict[str, dict] = field(default_factory=dict)
-    default: dict[str, str | None] = field(default_factory=dict)
-    max_accuracy_drop: float | None = None
-    eval_data: dict | None = None
-    training: dict | None = None
-    versions: dict = field(default_factory=dict)
-    reference: dict | None = None
-    batching: dict | None = None
-    window: dict | None = None
-    export_seconds: float | None = None
+    format: str = spec('"bertfast-export"', lambda v: v == "bertfast-export", "bertfast-export", required=True)
+    format_version: int = spec("an integer >= 1", at_least(1), FORMAT_VERSION)
+    bertfast_version: str = spec("a string", is_str, "0")
+    created: str | None = spec("a string or null", optional(is_str), None)  # ISO 8601, UTC
+    # model_dir as given (never resolved), sha256 of the weights, model_type, family, architecture
+    source: dict = spec(*OBJECT, factory=dict)
+    id2label: dict[int, str] = spec('an object {"0": "label", "1": ...}', is_dict)  # as config.json's
+    max_length: int = spec("an integer >= 3", at_least(3))  # tokens per window, [CLS]/[SEP] included
+    model_max_length: int | None = spec("an integer >= 3 or null", optional(at_least(3)), None)  # positions
+    inputs: list[str] = spec("a non-empty list of input names", lambda v: is_names(v) and 0 < len(v) == len(set(v)))
+    output: str = spec("an output name (string)", is_name, "logits")
+    task: TaskBlock | None = spec(*OPT_OBJECT, None)  # None: single_label (exports before tasks)
+    opset: int | None = spec("an integer or null", optional(at_least(1)), None)
+    tokenizer: dict = spec(*OBJECT, factory=lambda: {"file": "tokenizer.json", "pad_token_id": 0})
+    quantization_preset: str | None = spec("a string or null", optional(is_str), None)
+    # name -> {status, file, precision, devices, description, fused_ops, validation, speed,
+    # eligible, reason[, mixed]}; a failed one has status "failed", its reason and no file.
+    variants: dict[str, dict] = spec("an object {name: {...}} with at least one variant",
+                                     lambda v: is_dict(v) and len(v) > 0, factory=dict)
+    default: dict[str, str | None] = spec("an object {device: variant name or null}", optional(is_dict),
+                                          factory=dict)  # one key per provider
+    max_accuracy_drop: float | None = spec("a finite number or null", optional(is_number), None)
+    eval_data: dict | None = spec(*OPT_OBJECT, None)  # {source, rows, file}
+    training: dict | None = spec(*OPT_OBJECT, None)  # {data, metrics, max_length} of bertfast train
+    versions: dict = spec(*OBJECT, factory=dict)
+    reference: dict | None = spec(*OPT_OBJECT, None)  # PyTorch fp32's figures and speed
+    batching: dict[str, BatchingBlock] | None = spec(*OPT_OBJECT, None)
+    window: dict[str, WindowBlock] | None = spec(*OPT_OBJECT, None)
+    export_seconds: float | None = spec("a finite number or null", optional(is_number), None)
     path: Path | None = field(default=None, repr=False, compare=False)
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         if self.model_max_length is None:
             self.model_max_length = self.max_length
+
+    def __setattr__(self, name: str, value):
+        # The exporter assigns blocks as the plain dicts it builds: parsed (and checked) here, so
+        # every reader gets the typed block and a bad one fails where it is made.
+        if name == "task":
+            value = TaskBlock.from_dict(value) if value else None
+        elif name in ("window", "batching"):
+            value = per_provider(WindowBlock if name == "window" else BatchingBlock, value, name)
+        super().__setattr__(name, value)
 
     # -- what the runtime reads
 
@@ -118,30 +124,38 @@ class Manifest:
         return [self.id2label[i] for i in range(len(self.id2label))]
 
     @property
+    def task_block(self) -> TaskBlock:
+        """`task`, or what an export written before tasks existed is: single_label, single texts."""
+        return self.task if self.task is not None else TaskBlock(name="single_label")
+
+    @property
     def task_name(self) -> str:
-        """`single_label`, `multi_label` or `regression` (exports before tasks: single_label)."""
-        return (self.task or {}).get("name", "single_label")
+        """A name in `bertfast.tasks.TASKS` (exports before tasks: single_label)."""
+        return self.task_block.name
 
     @property
     def pair(self) -> bool:
         """Whether the model classifies text pairs (`[a, b]`) instead of single texts."""
-        return bool((self.task or {}).get("pair", False))
+        return self.task_block.pair
 
     @property
     def activation(self) -> str:
         """Logits -> scores: the task's own unless the export recorded another."""
-        from .tasks import get
-
-        return (self.task or {}).get("activation") or get(self.task_name).activation
+        return self.task_block.activation or TASKS[self.task_name].activation
 
     @property
     def thresholds(self) -> list[float] | None:
         """Per-label decision thresholds of a multi-label export (None: 0.5 each)."""
-        return (self.task or {}).get("thresholds")
+        return self.task_block.thresholds
+
+    @property
+    def positive_label(self) -> str | None:
+        """The class that means relevant for a two-class reranker (None: not recorded)."""
+        return self.task_block.positive_label
 
     @property
     def pair_truncation(self) -> str:
-        return (self.task or {}).get("pair_truncation", "longest_first")
+        return self.task_block.pair_truncation
 
     @property
     def tokenizer_file(self) -> Path:
@@ -233,7 +247,7 @@ class Manifest:
             if f.name in ("path", "extra"):
                 continue
             value = getattr(self, f.name)
-            out[f.name] = {str(k): v for k, v in value.items()} if f.name == "id2label" else value
+            out[f.name] = {str(k): v for k, v in value.items()} if f.name == "id2label" else to_json(value)
         return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
 
     def write(self, folder: str | Path) -> Path:
@@ -244,21 +258,32 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, raw: dict, path: Path | None = None) -> Manifest:
-        """Parse a manifest dict, checked against the schema (`validate`).
+        """Parse a manifest dict, checked against the schema (`validate`), blocks typed.
 
         Raises:
             ManifestError: a missing or badly typed field, named in the message.
         """
-        validate(raw, path)
+        blocks = _validate(raw, path, schema_of(cls))
         names = {f.name for f in fields(cls)} - {"path", "extra", "id2label"}
         known = {k: v for k, v in raw.items() if k in names}
-        m = cls(**known, id2label={int(k): v for k, v in raw["id2label"].items()}, path=path,
-                extra={k: v for k, v in raw.items() if k not in names and k != "id2label"})
         # Copies, so editing the manifest never edits the caller's dict.
-        m.inputs, m.variants = list(m.inputs), {n: dict(v) for n, v in m.variants.items()}
-        m.tokenizer, m.default = dict(m.tokenizer), dict(m.default or {})
-        m.task = dict(m.task) if m.task else None
-        return m
+        known["variants"] = {n: {**v, **({"mixed": blocks.mixed[n]} if n in blocks.mixed else {})}
+                             for n, v in raw["variants"].items()}
+        known.update(inputs=list(raw["inputs"]), default=dict(raw.get("default") or {}), task=blocks.task,
+                     window=blocks.window, batching=blocks.batching)
+        if "tokenizer" in raw:
+            known["tokenizer"] = dict(raw["tokenizer"])
+        return cls(**known, id2label={int(k): v for k, v in raw["id2label"].items()}, path=path,
+                   extra={k: v for k, v in raw.items() if k not in names and k != "id2label"})
+
+
+def validate(raw, path=None) -> None:
+    """Check a parsed `bertfast.json` against `Manifest`'s fields, its blocks' and the rules across them.
+
+    Raises:
+        ManifestError: naming the first bad field, what it must be and what it holds.
+    """
+    _validate(raw, path, schema_of(Manifest))
 
 
 def load_manifest(folder: str | Path) -> Manifest:
@@ -289,6 +314,7 @@ def load_manifest(folder: str | Path) -> Manifest:
             "upgrade bertfast."
         )
     m = Manifest.from_dict(raw, path)
+    _check_positions(m, raw)
     if not any(m.usable(n) for n in m.variants):
         raise BertfastError(f"manifest {path} lists no usable variants; {FIX}.")
     for name in m.variants:
@@ -302,3 +328,48 @@ def load_manifest(folder: str | Path) -> Manifest:
     if m.eval_data and "file" in m.eval_data:
         m.inside(m.eval_data["file"], "eval_data.file")  # read by the benchmark
     return m
+
+
+def position_limit(folder: Path) -> tuple[int, str] | None:
+    """Token positions the exported model can encode, from the export's own config.json, and
+    where the number comes from; None where there is nothing to go by (no config.json, no
+    `max_position_embeddings`).
+
+    The rule of training's `model_length_limit` (`Family.position_limit`: RoBERTa-style models
+    reserve padding_idx + 1 positions), read from the JSON so the runtime needs no transformers.
+    """
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise BertfastError(f"export {folder}: config.json is unreadable or corrupt ({e}); {FIX}.") from None
+    if not isinstance(config, dict) or not is_int(config.get("max_position_embeddings")):
+        return None
+    family = FAMILIES.get(str(config.get("model_type") or ""), GENERIC)  # no log: the export logged it
+    try:
+        limit = family.position_limit(config)
+    except (TypeError, ValueError):  # a pad_token_id that is no number: nothing to go by
+        return None
+    n = config["max_position_embeddings"]
+    reserved = f", {n - limit} reserved by {family.model_type}" if n != limit else ""
+    return limit, f"max_position_embeddings {n} in config.json{reserved}"
+
+
+def _check_positions(m: Manifest, raw: dict) -> None:
+    """Refuse lengths over the model's positions: a longer text would otherwise fail inside ONNX
+    Runtime, with a message that names neither the field nor the limit."""
+    found = position_limit(m.folder)
+    if found is None:
+        return
+    limit, why = found
+    # A window is at most max_length: one over the limit is named first, it is what long texts get.
+    lengths = [(f"window.{device}.max_length", w.max_length) for device, w in (m.window or {}).items()]
+    lengths.append(("max_length", m.max_length))
+    if raw.get("model_max_length") is not None:
+        lengths.append(("model_max_length", m.model_max_length))
+    for where, n in lengths:
+        if n > limit:
+            raise bad(m.path, where, f"at most {limit}, the positions the model has ({why})", n)
+    if raw.get("model_max_length") is None:
+        m.model_max_length = limit  # an export before the field: the model's limit, not its window

@@ -15,6 +15,7 @@ import pytest
 
 from bertfast.errors import BertfastError
 from bertfast.manifest import MANIFEST_NAME, ManifestError, load_manifest
+from bertfast.tasks import TASKS
 
 FIX = "re-run `bertfast export --force`"
 
@@ -103,6 +104,31 @@ BAD = [
     ("eval_data.file", 5, "`eval_data.file`"),
     ("source", "runs/m", "`source` must be an object"),
     ("versions", [], "`versions`"),
+    # task: a name from the task table, thresholds inside (0, 1) and one per label (#23)
+    ("task", {"name": "ranking"}, "`task.name` must be one of single_label, multi_label, regression"),
+    ("task", {"name": "multi_label", "thresholds": [1.5, 2]}, "`task.thresholds[0]` must be a number between 0 and 1"),
+    ("task", {"name": "multi_label", "thresholds": [-1, -1]}, "`task.thresholds[0]` must be a number between 0 and 1"),
+    ("task", {"name": "multi_label", "thresholds": [0.5, 1.0]}, "`task.thresholds[1]` must be a number between 0 and 1"),
+    ("task", {"name": "multi_label", "thresholds": [0.5, "0.5"]}, "`task.thresholds[1]`"),
+    ("task", {"name": "multi_label", "thresholds": [0.5]}, "`task.thresholds` must be one threshold per label (2)"),
+    ("task", {"name": "multi_label", "thresholds": 0.5}, "`task.thresholds` must be a list of numbers"),
+    ("task", {"name": "single_label", "pair": "yes"}, "`task.pair` must be true or false"),
+    ("task", {"name": "single_label", "activation": "relu"}, "`task.activation` must be one of softmax, sigmoid"),
+    ("task", {"name": "single_label", "pair_truncation": "middle"}, "`task.pair_truncation` must be longest_first"),
+    ("task", {"name": "single_label", "min_agreement": 150}, "`task.min_agreement` must be a number between 0 and 100"),
+    ("task", {"name": "single_label", "positive_label": "c"}, "`task.positive_label` must be one of the labels (a, b)"),
+    ("task", {"pair": True}, "`task.name` is missing"),
+    ("task", ["single_label"], "`task` must be an object or null"),
+    ("window", {"cpu": {"variant": "fp32", "max_length": 16}}, "`window.cpu.long_text` is missing"),
+    ("window", {"cpu": {"variant": "fp32", "max_length": 64, "long_text": "truncate"}},
+     "`window.cpu.max_length` must be at most max_length (32)"),
+    ("window", {"cpu": {"variant": "fp32", "max_length": 2, "long_text": "truncate"}}, "`window.cpu.max_length` must be an integer >= 3"),
+    ("window", {"cpu": "fp32"}, "`window.cpu` must be an object {variant, max_length, long_text}"),
+    ("batching", {"cpu": {"batch_tokens": 0}}, "`batching.cpu.batch_tokens` must be an integer >= 1"),
+    ("batching", {"cpu": {"batch_tokens": 512, "seq_per_s": [1]}}, "`batching.cpu.seq_per_s`"),
+    ("variants.fp32.mixed", {"kept_fp32": ["a"]}, "`variants.fp32.mixed.kept_fp32[0]` must be a layer number"),
+    ("variants.fp32.mixed", {"steps": [1]}, "`variants.fp32.mixed.steps[0]` must be an object"),
+    ("variants.fp32.mixed", "0,1", "`variants.fp32.mixed` must be an object"),
 ]
 
 
@@ -124,6 +150,72 @@ def test_valid_manifest_and_unknown_fields_load(tmp_path):
     _write(tmp_path / "ex", raw)
     m = load_manifest(tmp_path / "ex")
     assert m.labels == ["a", "b"] and m.raw["future_field"] == {"kept": True}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_in_the_table_loads(tmp_path, task):
+    raw = _raw()
+    raw["task"] = {"name": task, "pair": False, "thresholds": [0.001, 0.999], "future": 1}
+    _write(tmp_path / "ex", raw)
+    m = load_manifest(tmp_path / "ex")
+    assert (m.task_name, m.thresholds, m.task.extra) == (task, [0.001, 0.999], {"future": 1})
+
+
+# -- lengths against the positions the model has (its own config.json) ---------------------
+
+
+def _positions(folder, **config) -> None:
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "max_position_embeddings": 64, **config}))
+
+
+@pytest.mark.parametrize(("edit", "config", "message"), [
+    ({"max_length": 2048, "model_max_length": None}, {},
+     "`max_length` must be at most 64, the positions the model has (max_position_embeddings 64 in config.json), got 2048"),
+    ({"max_length": 2048, "model_max_length": 2048}, {}, "`max_length` must be at most 64"),
+    ({"model_max_length": 2048}, {}, "`model_max_length` must be at most 64"),
+    ({"max_length": 100, "model_max_length": 100,
+      "window": {"cpu": {"variant": "fp32", "max_length": 80, "long_text": "head-tail"}}}, {},
+     "`window.cpu.max_length` must be at most 64"),
+    # RoBERTa-style: padding_idx + 1 positions are reserved, as training's model_length_limit says.
+    ({"max_length": 514, "model_max_length": None}, {"model_type": "roberta", "max_position_embeddings": 514,
+                                                     "pad_token_id": 1},
+     "`max_length` must be at most 512, the positions the model has (max_position_embeddings 514 in config.json, "
+     "2 reserved by roberta), got 514"),
+])
+def test_lengths_over_the_model_positions_are_refused(tmp_path, edit, config, message):
+    raw = {**_raw(), **edit}
+    raw = {k: v for k, v in raw.items() if v is not None}
+    _write(tmp_path / "ex", raw)
+    _positions(tmp_path / "ex", **config)
+    with pytest.raises(ManifestError) as e:
+        load_manifest(tmp_path / "ex")
+    msg = str(e.value)
+    assert message in msg and msg.endswith(f"{FIX}.") and "\n" not in msg, msg
+
+
+def test_lengths_within_the_positions_load_and_fill_an_old_export_limit(tmp_path):
+    raw = _raw()
+    del raw["model_max_length"]  # an export before the field: the limit was its window
+    _write(tmp_path / "ex", raw)
+    assert load_manifest(tmp_path / "ex").model_max_length == 32
+    _positions(tmp_path / "ex", model_type="xlm-roberta", max_position_embeddings=514, pad_token_id=1)
+    assert load_manifest(tmp_path / "ex").model_max_length == 512
+    (tmp_path / "ex" / "config.json").write_text("{not json")
+    with pytest.raises(BertfastError, match="config.json is unreadable or corrupt"):
+        load_manifest(tmp_path / "ex")
+
+
+def test_a_max_length_override_over_the_positions_is_refused(tiny_export, tmp_path):
+    from bertfast.runtime.classifier import Classifier
+
+    limit = json.loads((tiny_export / "config.json").read_text())["max_position_embeddings"]
+    with pytest.raises(BertfastError) as e:
+        Classifier.load(tiny_export, device="cpu", max_length=4 * limit)
+    msg = str(e.value)
+    assert f"max_length must be an integer between 3 and the model's limit {limit}; got {4 * limit}" in msg
+    ex = _edited(tiny_export, tmp_path / "ex", max_length=4 * limit, model_max_length=4 * limit)
+    with pytest.raises(ManifestError, match=rf"`max_length` must be at most {limit}, the positions the model has"):
+        Classifier.load(ex, device="cpu")
 
 
 @pytest.mark.parametrize("junk", ["[]", '"x"', "3", "null", "[" * 100_000])

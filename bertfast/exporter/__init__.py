@@ -184,7 +184,7 @@ def _reference(cfg: ExportConfig, src: _Source, m: Manifest, progress: _Progress
     # Decision thresholds (multi-label) are tuned once, on PyTorch's scores; every variant is judged with them.
     thresholds = ev.task.calibrate(ref, ev.y)
     gate = Gate(ev.task, cfg.budget, cfg.agreement, thresholds, ev.groups, ev.positive)
-    m.task["thresholds"] = thresholds
+    m.task = m.task.replace(thresholds=thresholds)
     ref_metrics = validate.metrics(ref, ev.y, gate)
     m.reference = {**ref_metrics, "n": len(ev), "backend": "pytorch fp32", "seq_per_s": round(torch_speed, 1)}
     return ExportReference(ev.inputs(), ref, ev.y, ref_metrics, gate, src.threads)
