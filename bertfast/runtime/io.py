@@ -7,10 +7,20 @@ and the same refusals of malformed input: see `readers.py`). The Ray engine shar
 columns (`outputs.py`: `Predictions`, `prediction_names`, `prediction_values`) and the pair
 flags (`PredictionRun.pair_column`). Parquet needs pyarrow
 (`pip install 'bertfast[io]'`); the other formats only the standard library.
+
+`-` as the input or output path means standard input or output (`Stdin`, `STDIO`): a batch
+script pipes rows in and predictions out. Stdin's format is sniffed (`sniff_format`) unless
+`--input-format` is given.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +42,100 @@ from .writers import WRITERS, check_labels, json_default
 __all__ = [
     "Chunk", "read_chunks", "WRITERS", "MAX_LINE_CHARS", "LINE_BREAKS", "check_labels", "check_unique_columns",
     "json_default", "check_io_flags", "PredictionRun", "require_int", "prediction_names", "prediction_values",
-    "is_label_column", "Predictions", "model_inputs", "pair_spec", "read_inputs",
+    "is_label_column", "Predictions", "model_inputs", "pair_spec", "read_inputs", "STDIO", "is_stdio", "Stdin",
+    "sniff_format",
 ]
+
+STDIO = "-"  # the path that means standard input (--input) or standard output (--output)
+
+
+def is_stdio(path) -> bool:
+    """True for `-`, the conventional name of standard input/output."""
+    return str(path) == STDIO
+
+
+class _Replay(io.RawIOBase):
+    """`head` (bytes already read from `raw`), then the rest of `raw`."""
+
+    def __init__(self, head: bytes, raw):
+        self.head, self.raw = memoryview(head), raw  # a view: slicing it copies nothing
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.head:
+            data, self.head = self.head[:len(b)], self.head[len(b):]
+        else:
+            # read1: whatever the pipe holds now, so rows stream instead of waiting for a full buffer.
+            data = self.raw.read1(len(b)) if hasattr(self.raw, "read1") else self.raw.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
+class Stdin:
+    """Standard input (`--input -`) as the readers' source: read once, front to back.
+
+    `first_line` peeks at the first non-blank line (for `sniff_format`); the readers then get
+    those bytes again through `open_text`. Parquet, whose footer is at the end, is spooled to an
+    anonymous temp file first (`seekable_copy`), so memory stays bounded.
+    """
+
+    def __init__(self, raw=None):
+        self.raw = raw if raw is not None else sys.stdin.buffer
+        self.head = b""
+
+    def __str__(self) -> str:
+        return f"{STDIO} (standard input)"  # error messages say "--input - (standard input) ..."
+
+    def first_line(self) -> str:
+        """The first non-blank line ('' if there is none), without its line break."""
+        line = b""
+        while len(self.head) < MAX_LINE_CHARS:
+            line = self.raw.readline(MAX_LINE_CHARS)
+            self.head += line
+            if self.head == line:  # the first line: a UTF-8 byte order mark is not content
+                line = line.removeprefix(b"\xef\xbb\xbf")
+            if not line or line.strip():
+                break
+        return line.decode("utf-8", "replace").rstrip("\r\n")
+
+    def open_text(self, newline: str | None):
+        """The whole input as text (UTF-8, BOM dropped), peeked bytes included."""
+        raw, self.head = _Replay(self.head, self.raw), b""
+        return io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8-sig", newline=newline)
+
+    def seekable_copy(self):
+        raw, self.head = _Replay(self.head, self.raw), b""
+        f = tempfile.TemporaryFile()
+        shutil.copyfileobj(io.BufferedReader(raw), f)
+        f.seek(0)
+        return f
+
+
+def sniff_format(first: str, text_column: str) -> str:
+    """The format of standard input, from its first non-blank line (`Stdin.first_line`).
+
+    Parquet's magic bytes -> parquet; a JSON object -> jsonl; a comma- or tab-separated header
+    that holds `text_column` -> csv or tsv; anything else -> txt (one text per line, so a
+    header-less file is never mistaken for a table).
+    """
+    if first.startswith("PAR1"):
+        return "parquet"
+    try:
+        if isinstance(json.loads(first), dict):
+            return "jsonl"
+    except (ValueError, RecursionError):
+        pass
+    for fmt, delim in (("csv", ","), ("tsv", "\t")):
+        if delim in first:
+            try:
+                header = next(csv.reader([first], delimiter=delim), [])
+            except csv.Error:  # e.g. a quoted field spanning lines: not a header we can read
+                continue
+            if text_column in header:
+                return fmt
+    return "txt"
 
 
 def check_io_flags(input_format: str | None, output_format: str | None, chunk_size: int, top_k: int,

@@ -1,7 +1,8 @@
 """The prediction columns `bertfast predict` appends to every row, per task (both engines).
 
 Columns, after every input column (if the input already has one of these names, all of ours get a
-`pred_` prefix; if it has that too, the run is refused):
+`pred_` prefix; if it has that too, the run is refused; `--output-prefix P` names them `P<name>`
+instead, and a clash with an input column is refused):
 
 - single_label: `label`, `score` (the best class and its probability); `--top-k K` adds
   `label_2`, `score_2`, ... `label_K`, `score_K`; `--all-scores` adds `prob_<label>` per class.
@@ -70,16 +71,25 @@ def _names(task: str, labels: list[str], top_k: int, all_scores: bool, txt: bool
 
 
 def prediction_names(columns: list[str], labels: list[str], top_k: int, all_scores: bool,
-                     src: str = "the input", task: str = "single_label", txt: bool = False) -> list[str]:
+                     src: str = "the input", task: str = "single_label", txt: bool = False,
+                     prefix: str | None = None) -> list[str]:
     """The prediction columns appended to `columns` (see the module docstring; `txt`: the columns
     of a TXT line only).
 
     If the input already has one of them (e.g. a labeled test set), all get a `pred_` prefix; if
-    it has one of those too, DataError naming the column to rename (an input column is never
-    overwritten, and the names never depend on more than one fallback).
+    it has one of those too, DataError naming both columns and `--output-prefix` (an input column
+    is never overwritten, and the names never depend on more than one fallback). `prefix`
+    (`--output-prefix`): every name is `prefix + name`, no fallback; a clash is a DataError.
     """
     names = _names(task, labels, top_k, all_scores, txt)
     taken = set(columns)
+    if prefix and not txt:
+        names = [prefix + n for n in names]
+        clash = next((n for n in names if n in taken), None)
+        if clash is not None:
+            raise DataError(f"{src} already has the column {clash!r}, which --output-prefix {prefix!r} would "
+                            "overwrite with a prediction column; choose another --output-prefix.")
+        return names
     if txt or taken.isdisjoint(names):  # TXT output holds no input column
         return names
     prefixed = [f"pred_{n}" for n in names]
@@ -87,11 +97,13 @@ def prediction_names(columns: list[str], labels: list[str], top_k: int, all_scor
     if clash:
         first = next(n for n in names if n in taken)
         raise DataError(
-            f"{src} has the columns {first!r} and {clash[0]!r}: the prediction column {first!r} and its "
-            f"fallback {clash[0]!r} would both overwrite input columns; rename {clash[0]!r} in the input."
+            f"{src} has both {first!r} and {clash[0]!r} columns, so the prediction column {first!r} and its "
+            f"fallback {clash[0]!r} would both overwrite input columns; pass --output-prefix PREFIX to name "
+            f"the prediction columns (--output-prefix p2_ writes p2_{first}), or rename {clash[0]!r} in the input."
         )
     # e.g. a labeled test set: never overwrite the gold `label` column.
-    log.warning("the input already has a column among %s; prediction columns get a `pred_` prefix", names)
+    log.warning("the input already has a column among %s; prediction columns get a `pred_` prefix "
+                "(--output-prefix chooses another)", names)
     return prefixed
 
 
@@ -137,17 +149,20 @@ class Predictions:
     thresholds: tuple[float, ...] | None = None
     separator: str | None = None  # multi_label: `labels` joined with it; None: a list
     txt: bool = False
+    prefix: str | None = None  # --output-prefix, which every name carries (writers strip it for types)
 
     @classmethod
     def plan(cls, columns: list[str], model, *, top_k: int = 1, all_scores: bool = False,
-             separator: str | None = None, txt: bool = False, src: str = "the input") -> Predictions:
-        """For a `Classifier` or `Manifest` `model` (its task name, labels, thresholds)."""
+             separator: str | None = None, txt: bool = False, src: str = "the input",
+             prefix: str | None = None) -> Predictions:
+        """For a `Classifier` or `Manifest` `model` (its task name, labels, thresholds);
+        `prefix`: `--output-prefix` (see `prediction_names`)."""
         task = _task(model)
         labels = list(model.labels)
-        names = prediction_names(columns, labels, top_k, all_scores, src=src, task=task, txt=txt)
+        names = prediction_names(columns, labels, top_k, all_scores, src=src, task=task, txt=txt, prefix=prefix)
         th = tuple(model.thresholds) if model.thresholds is not None else None
         return cls(task, tuple(labels), tuple(names), top_k, all_scores, th,
-                   separator if task == "multi_label" else None, txt)
+                   separator if task == "multi_label" else None, txt, prefix if prefix and not txt else None)
 
     def values(self, scores: np.ndarray) -> list[list]:
         return prediction_values(scores, list(self.labels), self.top_k, self.all_scores, self.task,

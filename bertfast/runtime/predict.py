@@ -18,16 +18,24 @@ output is written to a temporary file and renamed at the end: an interrupted or 
 malformed row found mid-file included) never leaves a file under the final name. Reading and
 writing live in `runtime/readers.py` and `runtime/writers.py` (what each refuses is listed
 there); `--engine ray` runs the same classification on Ray Data (`runtime/ray/`).
+
+`-i -` reads standard input (format: `--input-format`, else sniffed from the first non-blank
+line: a JSON object is JSONL, a comma/tab-separated header holding `--text-column` is CSV/TSV,
+anything else one text per line); `-o -` writes standard output (JSONL unless
+`--output-format`), each chunk as soon as it is classified, so `| head` works: a closed pipe
+ends the run quietly with exit 0. Progress and logs go to stderr; `--quiet` keeps warnings only.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections import deque
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from itertools import chain
 from pathlib import Path
@@ -39,10 +47,13 @@ from .io import (
     Chunk,
     PredictionRun,
     Predictions,
+    Stdin,
     check_io_flags,
     check_labels,
+    is_stdio,
     model_inputs,
     read_inputs,
+    sniff_format,
 )
 from .options import RuntimeOptions, option_keywords
 from .options import add_arguments as add_option_arguments
@@ -52,6 +63,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = NAMES
 ENGINES = ("single", "ray")
+STDOUT_FORMAT = "jsonl"  # `-o -` without --output-format: one self-describing object per line
 
 
 @option_keywords
@@ -61,11 +73,17 @@ class PredictConfig(PredictionRun):
 
     Attributes:
         export: export folder (written by `bertfast export`).
-        input: file to classify.
-        output: predictions file to write (refused if it exists, unless `force`).
-        input_format: csv|tsv|jsonl|parquet|txt; default: from the input's extension.
-        output_format: same choices; default: from the output's extension, else the input format.
+        input: file to classify; `-`: standard input.
+        output: predictions file to write (refused if it exists, unless `force`); `-`: standard
+            output, written chunk by chunk (not atomic).
+        input_format: csv|tsv|jsonl|parquet|txt; default: from the input's extension (`-`:
+            sniffed from its first non-blank line, see `io.sniff_format`).
+        output_format: same choices; default: from the output's extension (`-`: jsonl), else the
+            input format.
         text_column: column (CSV/TSV/Parquet) or field (JSONL) holding the text.
+        output_prefix: name the prediction columns `<prefix><name>` (`p2_label`, `p2_score`, ...)
+            instead of `label`, ... (or `pred_label`, ... when the input has those); a prefixed
+            name the input already has is refused.
         options: the inference settings, passed to `Classifier.load` (`--device`, `--threads`,
             `--long-text`, ...). Their keywords are accepted here too:
             `PredictConfig(export, input, output, device="cpu", threads=2)`.
@@ -85,24 +103,39 @@ class PredictConfig(PredictionRun):
     input_format: str | None = None
     output_format: str | None = None
     text_column: str = "text"
+    output_prefix: str | None = None
 
     def __post_init__(self):
         self.export, self.input, self.output = Path(self.export), Path(self.input), Path(self.output)
         check_io_flags(self.input_format, self.output_format, self.chunk_size, self.top_k)
         self.check_pair_flags(self.text_column)
+        if self.output_prefix is not None and (not isinstance(self.output_prefix, str) or not self.output_prefix):
+            raise BertfastError(f"--output-prefix must be a non-empty string; got {self.output_prefix!r}.")
         if not isinstance(self.options, RuntimeOptions):
             raise BertfastError(f"options must be a RuntimeOptions; got {type(self.options).__name__}.")
-        if not self.input.is_file():
-            what = "is a folder" if self.input.is_dir() else "does not exist"
-            raise BertfastError(f"--input {self.input} {what}; pass the file to classify.")
-        self.input_format = self.input_format or format_of(self.input, "--input")
-        self.output_format = self.output_format or format_of(self.output) or self.input_format
+        if not is_stdio(self.input):
+            if not self.input.is_file():
+                what = "is a folder" if self.input.is_dir() else "does not exist"
+                raise BertfastError(f"--input {self.input} {what}; pass the file to classify, or - for standard input.")
+            self.input_format = self.input_format or format_of(self.input, "--input")
+        # Standard input's format, unless given, is sniffed once `predict` reads it.
+        self.output_format = (self.output_format or (STDOUT_FORMAT if is_stdio(self.output) else format_of(self.output))
+                              or self.input_format)
+        self.check_output_format()
+        if not is_stdio(self.output):
+            self._check_output_path()
+
+    def check_output_format(self) -> None:
+        """TXT output holds one label and score per line (None: not known until stdin is sniffed)."""
         if self.output_format == "txt" and (self.top_k > 1 or self.all_scores):
             raise BertfastError(
                 "--top-k > 1 and --all-scores need a columnar output (csv, tsv, jsonl, parquet), not txt; "
                 "change --output's extension or pass --output-format."
             )
-        if self.output.exists() and self.output.resolve() == self.input.resolve():
+
+    def _check_output_path(self) -> None:
+        if (not is_stdio(self.input) and self.output.exists()
+                and self.output.resolve() == self.input.resolve()):
             raise BertfastError(f"--output {self.output} is the input file; choose another output path.")
         if self.output.is_dir():
             raise BertfastError(f"--output {self.output} is a folder; pass a file path.")
@@ -114,12 +147,14 @@ def predict(cfg: PredictConfig) -> Path:
     """Classify `cfg.input` with the export `cfg.export` and write `cfg.output`.
 
     Returns:
-        The path of the predictions file.
+        The path of the predictions file (`-` for standard output).
 
     Raises:
         BertfastError: bad input file (empty, malformed, missing text column, non-text value,
             a column the predictions would overwrite: the message names the line or row and
-            field), unusable export or device. Nothing is left under `cfg.output`.
+            field), unusable export or device. Nothing is left under `cfg.output`; on standard
+            output, the chunks before the bad row have been written already.
+        BrokenPipeError: standard output was closed by its reader (`main` ends quietly on it).
     """
     from tqdm import tqdm
 
@@ -129,16 +164,18 @@ def predict(cfg: PredictConfig) -> Path:
 
     # The export's task decides which flags and columns apply: checked before any row is read.
     manifest = load_manifest(cfg.export)
+    source, in_fmt, out_fmt = _source(cfg)
     pair_column, pair_flag, query_first = cfg.pair_column()
-    separator = cfg.separator(cfg.output_format)
+    separator = cfg.separator(out_fmt)
     check_task_flags(manifest, top_k=cfg.top_k, pair_flag=pair_flag, separator=separator, where=f"export {cfg.export}")
-    check_labels(cfg.output_format, manifest.labels)
-    chunks = read_inputs(cfg.input, cfg.input_format, cfg.text_column, cfg.chunk_size, pair_column,
+    check_labels(out_fmt, manifest.labels)
+    chunks = read_inputs(source, in_fmt, cfg.text_column, cfg.chunk_size, pair_column,
                          pair_flag or "--text-pair-column")
     first = next(chunks)  # fail on an empty file or a missing column before loading the model
     preds = Predictions.plan(first.columns, manifest, top_k=cfg.top_k, all_scores=cfg.all_scores,
-                             separator=separator, txt=cfg.output_format == "txt", src=first.src)
+                             separator=separator, txt=out_fmt == "txt", src=first.src, prefix=cfg.output_prefix)
     clf = Classifier.load(cfg.export, options=cfg.options)
+    to_stdout = is_stdio(cfg.output)
     pending: deque[Chunk] = deque()
 
     def inputs() -> Iterator[list]:
@@ -149,15 +186,18 @@ def predict(cfg: PredictConfig) -> Path:
 
     t0 = time.perf_counter()
     rows = 0
-    with clf, atomic_file(cfg.output) as tmp, tqdm(
+    # Standard output cannot be published atomically: rows go out as they are classified.
+    with clf, nullcontext(cfg.output) if to_stdout else atomic_file(cfg.output) as tmp, tqdm(
         total=first.total_rows, unit=" rows", unit_scale=True, disable=not cfg.progress, file=sys.stderr,
         desc="predict", dynamic_ncols=True,
     ) as bar:
-        writer = WRITERS[cfg.output_format](tmp, cfg.output_format)
+        writer = WRITERS[out_fmt](tmp, out_fmt, prefix=preds.prefix)
         try:
             for proba in clf.iter_proba(inputs()):
                 chunk = pending.popleft()
                 writer.write(chunk, list(preds.names), preds.values(proba))
+                if to_stdout:  # the reader downstream (`| head`) sees each chunk when it is done
+                    writer.flush()
                 rows += len(chunk.texts)
                 bar.update(len(chunk.texts))
         finally:
@@ -166,9 +206,26 @@ def predict(cfg: PredictConfig) -> Path:
     secs = time.perf_counter() - t0
     log.info(
         "wrote %d rows to %s in %.1f s (%.0f rows/s; %s variant on %s; %.0f%% padding)",
-        rows, cfg.output, secs, rows / max(secs, 1e-9), clf.variant, clf.device, 100 * stats.get("padding_ratio", 0.0),
+        rows, "standard output" if to_stdout else cfg.output, secs, rows / max(secs, 1e-9), clf.variant, clf.device,
+        100 * stats.get("padding_ratio", 0.0),
     )
     return cfg.output
+
+
+def _source(cfg: PredictConfig) -> tuple[Path | Stdin, str, str]:
+    """What to read, its format and the output's: standard input's format is sniffed here
+    (reading its first lines), unless `--input-format` names it."""
+    if not is_stdio(cfg.input):
+        return cfg.input, cfg.input_format, cfg.output_format
+    source = Stdin()
+    in_fmt = cfg.input_format
+    if in_fmt is None:
+        in_fmt = sniff_format(source.first_line(), cfg.text_column)
+        log.info("--input -: reading %s (guessed from the first line; --input-format sets it)", in_fmt)
+    if cfg.output_format is None:  # a file output without a known extension: the input's format
+        cfg.output_format = in_fmt
+        cfg.check_output_format()
+    return source, in_fmt, cfg.output_format
 
 
 # -- CLI -----------------------------------------------------------------------------------
@@ -181,11 +238,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     exts = " ".join(EXTENSIONS)
     p.add_argument("export", help="export folder written by `bertfast export` (--engine ray: also a URI)")
     p.add_argument("--input", "-i", required=True,
-                   help=f"file to classify ({exts}); --engine ray: also a folder, glob or URI (s3://...)")
+                   help=f"file to classify ({exts}), or - for standard input; --engine ray: also a folder, glob or "
+                        "URI (s3://...)")
     p.add_argument("--output", "-o", required=True,
-                   help="predictions file, written atomically; --engine ray: a folder of part files (local or URI)")
-    p.add_argument("--input-format", choices=FORMATS, help="override the format guessed from --input's extension")
-    p.add_argument("--output-format", choices=FORMATS, help="default: from --output's extension, else the input format")
+                   help="predictions file, written atomically, or - for standard output (rows as they are "
+                        "classified); --engine ray: a folder of part files (local or URI)")
+    p.add_argument("--input-format", choices=FORMATS,
+                   help="default: from --input's extension; -i -: guessed from the first line (a JSON object: "
+                        "jsonl; a comma/tab-separated header holding --text-column: csv/tsv; else txt)")
+    p.add_argument("--output-format", choices=FORMATS,
+                   help=f"default: from --output's extension (-o -: {STDOUT_FORMAT}), else the input format")
     p.add_argument("--text-column", default="text", help="column (CSV/TSV/Parquet) or field (JSONL) holding the text")
     p.add_argument("--text-pair-column", metavar="COL",
                    help="pair exports: the column holding the second text of each pair (pairs: --text-column, COL)")
@@ -201,8 +263,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-separator", metavar="SEP",
                    help="multi-label exports: joins each row's labels in CSV/TSV/TXT output (default |); "
                         "JSONL/Parquet hold a list")
+    p.add_argument("--output-prefix", metavar="PREFIX",
+                   help="name the prediction columns PREFIX<name> (p2_: p2_label, p2_score, ...); default: label, "
+                        "score, ... or, when the input has those, pred_label, ...")
     p.add_argument("--force", action="store_true", help="replace an existing --output")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and warnings only on stderr")
     g = p.add_argument_group("scale out (--engine ray; see bertfast.runtime.ray, needs pip install 'bertfast[ray]')")
     g.add_argument("--engine", choices=ENGINES, default="single",
                    help="single: this process; ray: a Ray Data actor pool over every file of --input")
@@ -213,9 +279,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run `bertfast predict` from parsed flags (`--engine ray`: `bertfast.runtime.ray.classify`)."""
+    given = dict(vars(args))
+    if not given.get("quiet"):
+        return _main(args, given)
+    # Progress lines are INFO on the `bertfast` logger (cli.main sets it); warnings still show.
+    # Restored afterwards: a caller in this process keeps its own logging.
+    logger = logging.getLogger("bertfast")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        return _main(args, {**given, "progress": False})
+    finally:
+        logger.setLevel(level)
+
+
+def _main(args: argparse.Namespace, given: dict) -> int:
     opts = RuntimeOptions.from_namespace(args)
-    given = vars(args)
     if given.get("engine", "single") == "ray":
+        for flag, what in (("--input", "standard input"), ("--output", "standard output")):
+            if is_stdio(given.get(flag[2:])):
+                raise BertfastError(f"{flag} - ({what}) needs the single-process engine; --engine ray reads and "
+                                    "writes files, folders or URIs.")
+        if given.get("output_prefix") is not None:
+            raise BertfastError("--output-prefix needs the single-process engine; drop --engine ray or the prefix.")
         # Imported here: the Ray engine imports io.py, never this module (no cycle), and Ray
         # itself is only needed for --engine ray.
         from .ray import ClassifyConfig, classify
@@ -228,7 +314,18 @@ def main(args: argparse.Namespace) -> int:
     ):
         if value != default:
             raise BertfastError(f"{flag} needs --engine ray (the single-process engine runs in this process only).")
-    predict(PredictConfig(options=opts, **_config_flags(PredictConfig, given)))
+    cfg = PredictConfig(options=opts, **_config_flags(PredictConfig, given))
+    try:
+        predict(cfg)
+    except BrokenPipeError:
+        if not is_stdio(cfg.output):
+            raise
+        # The reader of our standard output left (`| head`): that ends the run, not an error.
+        # Python's recipe (docs, signal module): point stdout at devnull so that the flush at
+        # exit does not raise again.
+        log.debug("standard output was closed; stopped early")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return 0
 
 

@@ -15,6 +15,8 @@ and what to fix. The rules:
   tokenized nor written); a proper surrogate pair (an emoji) is fine.
 - Length: one line (and one CSV field) holds at most `MAX_LINE_CHARS` characters, so a file
   without line breaks (or an unterminated quote) is refused instead of read into memory whole.
+
+A source is a local path or standard input (`io.Stdin`: anything with `open_text`).
 """
 
 from __future__ import annotations
@@ -118,13 +120,21 @@ def read_chunks(path: Path, fmt: str, text_column: str | None, chunk_size: int, 
                 empty = False
                 yield chunk
     except UnicodeDecodeError as e:
-        # The text decoder reads ahead, so the line it was on is not the bad one: find that line.
-        where = f" line {_first_bad_utf8_line(path)}" if fmt != "parquet" else ""
+        # The text decoder reads ahead, so the line it was on is not the bad one: find that line
+        # (standard input cannot be read again).
+        where = f" line {_first_bad_utf8_line(path)}" if fmt != "parquet" and isinstance(path, Path) else ""
         raise DataError(f"{src}{where} is not UTF-8 text ({e.reason}); re-encode the file as UTF-8.") from None
     finally:
         gen.close()
     if empty and require_rows:
         raise DataError(f"{src} has no rows to classify; check the file (and --input-format).")
+
+
+def _open_text(path, newline: str | None):
+    """A text file object over a path or standard input (UTF-8; a BOM is dropped)."""
+    if hasattr(path, "open_text"):
+        return path.open_text(newline)
+    return open(path, encoding="utf-8-sig", newline=newline)
 
 
 def _first_bad_utf8_line(path: Path) -> int:
@@ -196,7 +206,7 @@ def _read_delimited(path: Path, delim: str, col: str | None, n: int, src: str) -
     # A field is bounded like a line: a quoted field may span lines, so this is its own cap.
     csv.field_size_limit(MAX_LINE_CHARS)
     name = "CSV" if delim == "," else "TSV"
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with _open_text(path, "") as f:
         # strict: an unterminated quote is an error at EOF instead of one giant last field.
         reader = csv.reader(text_lines(f, src), delimiter=delim, strict=True)
         try:
@@ -283,7 +293,7 @@ def _check_surrogates(obj: dict, lineno: int, src: str) -> None:
 
 
 def _read_jsonl(path: Path, col: str | None, n: int, src: str) -> Iterator[Chunk]:
-    with open(path, encoding="utf-8-sig") as f:
+    with _open_text(path, None) as f:
         rows: list[dict] = []
         lines: list[int] = []
         columns: list[str] | None = None
@@ -325,7 +335,7 @@ def _check_json_text(obj: dict, col: str, lineno: int, src: str, columns: list[s
 def _read_txt(path: Path, n: int, src: str) -> Iterator[Chunk]:
     # One text per line; an empty line is an empty text (kept, so output lines align with input).
     # Universal newlines: "\r\n" and "\r" end a line too, U+2028 & co. do not.
-    with open(path, encoding="utf-8-sig", newline=None) as f:
+    with _open_text(path, None) as f:
         lines = text_lines(f, src)
         start = 1
         while True:
@@ -349,7 +359,7 @@ def _read_parquet(path: Path, col: str | None, n: int, src: str) -> Iterator[Chu
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path.seekable_copy() if hasattr(path, "seekable_copy") else path)
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{src} is not a readable Parquet file ({e}).") from None
     names = pf.schema_arrow.names

@@ -15,7 +15,10 @@ Rules (each refusal is a DataError naming the input file, line or row, and colum
 - TXT output is one line per row, the task's TXT columns joined by tabs (`outputs.py`:
   `label<TAB>score`, the joined multi-label `labels`, or the regression `score`): labels holding
   a tab or a line break are refused (`check_labels`, before the model runs).
-- Prediction column types (Parquet): `outputs.arrow_type` (a multi-label `labels` is list<string>).
+- Prediction column types (Parquet): `outputs.arrow_type` (a multi-label `labels` is list<string>),
+  of the name without its `--output-prefix`.
+- The path `-` is standard output: text formats are written as UTF-8 whatever the locale, and
+  `flush` after each chunk lets a reader downstream (`| head`) see rows as they are classified.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import csv
 import datetime
 import json
 import math
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -104,19 +108,33 @@ def _check_fields(chunk: Chunk, columns: list[str], fmt: str) -> None:
             )
 
 
-class _TextWriter:
-    """A local text file; `write` is per format (CSV/TSV: the csv module does its own newlines)."""
+def _open_out(path: Path, mode: str, newline: str | None = None):
+    """`path`, or standard output for `-`: a second file object over its descriptor, so our
+    encoding (UTF-8) and newlines apply, and closing it leaves the descriptor open."""
+    if str(path) != "-":
+        return open(path, mode, encoding="utf-8" if "b" not in mode else None, newline=newline)
+    sys.stdout.flush()  # anything printed before must come first
+    return open(sys.stdout.fileno(), mode, encoding="utf-8" if "b" not in mode else None, newline=newline,
+                closefd=False)
 
-    def __init__(self, path: Path, fmt: str):
+
+class _TextWriter:
+    """A local text file or standard output; `write` is per format (CSV/TSV: the csv module does
+    its own newlines)."""
+
+    def __init__(self, path: Path, fmt: str, prefix: str | None = None):
         self.fmt = fmt
-        self.f = open(path, "w", encoding="utf-8", newline="" if fmt in ("csv", "tsv") else None)
+        self.f = _open_out(path, "w", newline="" if fmt in ("csv", "tsv") else None)
+
+    def flush(self) -> None:
+        self.f.flush()
 
     def close(self) -> None:
         self.f.close()
 
 
 class _DelimitedWriter(_TextWriter):
-    def __init__(self, path: Path, fmt: str):
+    def __init__(self, path: Path, fmt: str, prefix: str | None = None):
         super().__init__(path, fmt)
         self.w = csv.writer(self.f, delimiter="," if fmt == "csv" else "\t")
         self.columns: list[str] | None = None
@@ -141,8 +159,8 @@ class _JsonlWriter(_TextWriter):
                 clash = next(k for k in d if k in taken)
                 raise DataError(
                     f"{chunk.src} {chunk.where(i)} has the field {clash!r}, which the first row lacks, so the "
-                    f"prediction column of that name would overwrite it; rename {clash!r} in the input, or add it "
-                    "to the first row (the predictions then get a `pred_` prefix)."
+                    f"prediction column of that name would overwrite it; rename {clash!r} in the input, add it "
+                    "to the first row (the predictions then get a `pred_` prefix), or pass --output-prefix."
                 )
             out.append(to_json({**d, **dict(zip(names, p))}, chunk, i) + "\n")
         self.f.writelines(out)
@@ -154,11 +172,12 @@ class _TxtWriter(_TextWriter):
 
 
 class _ParquetWriter:
-    def __init__(self, path: Path, fmt: str):
+    def __init__(self, path: Path, fmt: str, prefix: str | None = None):
         from ..errors import require
 
         require("pyarrow", "io")
-        self.path = path
+        self.path, self.prefix = path, prefix or ""
+        self.sink = None  # standard output's file object, once opened
         self.writer = None
         self.schema = None
         self.columns: list[str] | None = None
@@ -182,19 +201,29 @@ class _ParquetWriter:
         except (pa.ArrowException, OverflowError, TypeError, ValueError) as e:
             raise _type_error(chunk, self.schema, e) from None
         for name, col in zip(names, values):
-            table = table.append_column(name, pa.array(col, arrow_type(name, pa.float32())))
+            typ = arrow_type(name.removeprefix(self.prefix), pa.float32())
+            table = table.append_column(name, pa.array(col, typ))
         if self.writer is None:
             self.schema = table.schema
-            self.writer = pq.ParquetWriter(str(self.path), self.schema)
+            # A pipe works: Parquet is written front to back, the footer last.
+            self.sink = _open_out(self.path, "wb") if str(self.path) == "-" else None
+            self.writer = pq.ParquetWriter(str(self.path) if self.sink is None else self.sink, self.schema)
         try:
             table = table.cast(self.schema)
         except (pa.ArrowException, ValueError) as e:
             raise _type_error(chunk, self.schema, e) from None
         self.writer.write_table(table)
 
+    def flush(self) -> None:
+        """Nothing to flush before the end: a Parquet reader needs the footer anyway."""
+
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            if self.sink is not None:
+                self.sink.close()
 
 
 def _type_error(chunk: Chunk, schema, e: Exception) -> DataError:
@@ -226,6 +255,7 @@ def _type_error(chunk: Chunk, schema, e: Exception) -> DataError:
     return DataError(f"{chunk.src}: rows {chunk.where(0)} on do not fit one Parquet schema ({e}); write JSONL output.")
 
 
-# One writer per format name: `WRITERS[fmt](path, fmt)`, then `.write(chunk, names, values)`, `.close()`.
+# One writer per format name: `WRITERS[fmt](path, fmt, prefix=None)`, then `.write(chunk, names, values)`,
+# `.flush()` (standard output: after each chunk), `.close()`. `prefix`: the names' --output-prefix.
 WRITERS = {"csv": _DelimitedWriter, "tsv": _DelimitedWriter, "jsonl": _JsonlWriter, "txt": _TxtWriter,
            "parquet": _ParquetWriter}
