@@ -63,7 +63,8 @@ class TrainConfig:
         label_separator: split string labels into multi-label sets ("sport|politics" with "|").
         task: single_label, multi_label or regression (`bertfast.tasks`); default: what the
             labels imply (lists -> multi_label, fractional numbers -> regression, else
-            single_label). Needed to read whole-number scores (0/1 relevance) as regression.
+            single_label). Needed to read whole-number scores (0/1 relevance) as regression, and
+            to say what numbers with a decimal comma ("0,5") are (refused without it).
         validation_data / test_data: optional separate files; else stratified splits are made.
         val_fraction / test_fraction: sizes of the splits made when files are not given.
         max_length: tokens per text during training (texts are truncated to it).
@@ -327,7 +328,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="split string labels into multi-label sets ('sport|politics' with '|'); CSV/TSV multi-label data")
     p.add_argument("--task", default=None, choices=tasks.TASK_NAMES,
                    help="what to train; unset: inferred from the labels (lists -> multi_label, fractional numbers -> "
-                        "regression, else single_label). Pass regression for whole-number scores such as 0/1")
+                        "regression, else single_label). Pass regression for whole-number scores such as 0/1 "
+                        "or decimal-comma scores such as 0,5")
     p.add_argument("--validation-data", default=None, help="separate validation file (else a stratified split is made)")
     p.add_argument("--test-data", default=None, help="separate test file (else a stratified split or the hub's test split)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation share when splitting")
