@@ -207,8 +207,45 @@ def test_display_path(tmp_path, monkeypatch):
 def test_cli_help_lists_the_flags():
     out = subprocess.run([sys.executable, "-m", "bertfast.cli", "bench", "--help"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    for flag in ("--batch-sizes", "--backends", "--max-length", "--threads", "--device", "--out", "--quick"):
+    for flag in ("TARGET", "--data", "--text-column", "--label-column", "--text-pair-column", "--label-separator",
+                 "--model-dir", "--max-length", "--batch-sizes", "--backends", "--threads", "--device", "--out",
+                 "--force", "--quick", "--min-runs", "--min-seconds", "--max-texts", "--latency-texts",
+                 "--peak-seconds", "--cache-dir", "--optimum-per-channel", "--seed", "--no-plot", "--name", "--note"):
         assert flag in out.stdout
+
+
+def test_flags_come_from_the_config_with_its_help_and_defaults(tiny_model):
+    """Every BenchConfig field with a flag has help from the docstring and the dataclass default;
+    the flags left alone give the dataclass's own config."""
+    import argparse
+    from dataclasses import fields
+
+    from bertfast.bench import BenchConfig, add_arguments, from_args
+    from bertfast.bench.config import PRESETS, STANDARD_BACKENDS, parse_int_list
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    actions = {a.dest: a for a in p._actions if a.dest != "help"}
+    declared = {f.name: f for f in fields(BenchConfig)}
+    python_only = {n for n, f in declared.items() if not f.metadata.get("cli", True)}
+    assert python_only == {"preset", "busy_cv", "extra"}
+    assert set(actions) == set(declared) - python_only | {"quick"}  # --quick stands for preset="quick"
+    for name, action in actions.items():
+        assert action.help and action.help.strip(), name
+        if name == "quick":
+            assert action.default is False
+        elif name == "target":
+            assert action.required
+        elif name == "batch_sizes":  # a comma string on the command line
+            assert parse_int_list(action.default, "--batch-sizes") == declared[name].default
+        else:
+            assert action.default == declared[name].default, name
+    for name in PRESETS["default"]:  # each preset's value shown where the flag is
+        assert all(f"{preset} {values[name]}" in actions[name].help for preset, values in PRESETS.items())
+    assert all(n in actions["backends"].help for n in STANDARD_BACKENDS)
+    assert from_args(p.parse_args([str(tiny_model)])) == BenchConfig(target=tiny_model)
+    cfg = from_args(p.parse_args([str(tiny_model), "--quick", "--min-runs", "5", "--no-plot", "--batch-sizes", "4,2"]))
+    assert (cfg.preset, cfg.min_runs, cfg.min_seconds, cfg.plot, cfg.batch_sizes) == ("quick", 5, 0.5, False, (4, 2))
 
 
 def test_bench_package_import_is_light():

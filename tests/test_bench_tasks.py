@@ -164,6 +164,7 @@ def test_single_text_export_refuses_a_pair_column(multi_label, tmp_path):
 
 def test_load_data_reads_labels_as_the_task(multi_label, pair_regression, tmp_path):
     """CSV multi-label labels with --label-separator; labels of another kind: a warning, no metric."""
+    from bertfast import tasks
     from bertfast.bench.quality import truth
     from bertfast.bench.target import load_data, resolve_target
 
@@ -173,7 +174,7 @@ def test_load_data_reads_labels_as_the_task(multi_label, pair_regression, tmp_pa
     target = resolve_target(cfg)
     texts, labels, _ = load_data(cfg, target)
     assert texts == ["the match", "the vote", "the chip"] and labels == [["sport", "tech"], [], ["tech"]]
-    y, why = truth("multi_label", labels, target.id2label)
+    y, why = truth(tasks.get("multi_label"), labels, target.id2label)
     assert why is None and y.tolist() == [[1, 1, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0]]
 
     text_labels = _write_jsonl(tmp_path / "classes.jsonl", [{"text": r["text"], "text_pair": r["text_pair"],

@@ -105,6 +105,7 @@ BENCH_BAD = [
     ("peak_seconds", NAN, "--peak-seconds"), ("peak_seconds", INF, "--peak-seconds"),
     ("min_runs", 0, "--min-runs"), ("min_runs", 2.5, "--min-runs"), ("max_texts", 0, "--max-texts"),
     ("latency_texts", -1, "--latency-texts"), ("seed", -1, "--seed"), ("busy_cv", NAN, "busy_cv"),
+    ("preset", "fast", "preset"),  # no flag of its own: --quick sets it
 ]
 
 

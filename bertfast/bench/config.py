@@ -6,16 +6,20 @@ execution-provider table (`runtime.providers`); this module only reads them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import argparse
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .. import flags
 from ..checks import check_float, check_int
 from ..errors import BertfastError
+from ..flags import meta
 from ..runtime.providers import DEVICES
 from .backends import FACTORIES, STANDARD_BACKENDS
 from .paths import display_path
 
-__all__ = ["BenchConfig", "DEVICES", "PRESETS", "STANDARD_BACKENDS", "known_backends", "parse_int_list"]
+__all__ = ["BenchConfig", "DEVICES", "PRESETS", "STANDARD_BACKENDS", "add_arguments", "from_args", "known_backends",
+           "parse_int_list"]
 
 # Presets over knobs: `--quick` is for smoke runs (numbers are indicative only).
 PRESETS: dict[str, dict] = {
@@ -48,43 +52,48 @@ def parse_int_list(value: str | int | list | tuple, flag: str) -> tuple[int, ...
 
 @dataclass
 class BenchConfig:
-    """Settings of one `bertfast bench` run; every field is a CLI flag of the same name.
+    """Settings of one `bertfast bench` run; each field is the CLI flag of the same name, except
+    `preset` (the flag `--quick`), `busy_cv` and `extra` (Python only).
 
-    Args:
-        target: an export folder (holding `bertfast.json`) or a trained model folder.
-        model_dir: the PyTorch model folder for the torch/optimum backends (default: the
-            export manifest's `source.model_dir`, or TARGET itself when it is a model folder).
-        data: texts to replay: anything `bertfast predict` accepts or a built-in dataset name.
-            Default: the export's `eval.jsonl` (its held-out split), else `bbc-news`.
-        text_column: text column of `data`.
-        label_column: label column of `data` (for the task's quality metric; optional in the data).
-        text_pair_column: column of `data` holding the second text of each pair; required for an
-            export of a text-pair model benchmarked on other data than its own `eval.jsonl`
-            (which holds `text_pair`), refused for a single-text export.
-        label_separator: multi-label data in CSV/TSV: the string joining a row's labels
-            ("sport|politics"); JSONL/Parquet rows hold lists and need none.
+    Attributes:
+        target: export folder (with bertfast.json) or trained model folder.
+        model_dir: PyTorch model folder for the torch/optimum backends (default: the export
+            manifest's source.model_dir, or TARGET itself when it is a model folder).
+        data: texts to replay: a CSV/TSV/JSONL/Parquet/TXT file or a built-in dataset (bbc-news,
+            bbc-news-headlines); default: the export's eval.jsonl (its held-out split), else bbc-news.
+        text_column: text column of --data.
+        label_column: label column of --data, for the task's quality metric (accuracy, micro-F1,
+            Pearson); the data may lack it.
+        text_pair_column: text-pair exports: the column of --data holding the second text of each
+            pair (not needed for the export's own eval.jsonl, whose column is text_pair); refused
+            for a single-text export.
+        label_separator: multi-label --data in CSV/TSV: the string joining a row's labels (e.g.
+            '|'); JSONL/Parquet rows hold lists and need none.
         max_length: tokens per text (default: the export's max length, else 128).
-        batch_sizes: batch sizes for the throughput measurements ("1,8,32").
-        backends: comma list or "all": torch-seed, torch, torch-int8, optimum, optimum-int8,
-            bertfast (= every variant), bertfast:default (the export's default) or bertfast:<variant>.
-        threads: intra-op threads for every backend (default: CPUs usable by this process).
-        device: auto or an execution provider of `runtime.providers.PROVIDERS` (cpu, cuda,
-            tensorrt); auto picks a GPU provider when ONNX Runtime and torch can both use it.
-        out: results folder (results.json, results.md, plot.png); None writes nothing.
+        batch_sizes: comma-separated batch sizes for the throughput measurements.
+        backends: comma list: all, torch-seed, torch, torch-int8, optimum, optimum-int8, bertfast
+            (every variant), bertfast:default (the export's default), bertfast:<variant>.
+        threads: threads for every backend (default: CPUs usable by this process).
+        device: execution provider for every backend (torch uses CUDA for any GPU provider);
+            auto: a GPU when both ONNX Runtime and torch can use one, else cpu.
+        out: results folder for results.json, results.md and plot.png (the command's default:
+            benchmarks/results/<TARGET name>-L<max length>; from Python, None writes nothing).
         force: replace an existing results folder.
-        preset: "default" or "quick" (short smoke-run durations); explicit fields win.
+        preset: "default" or "quick" (the command's --quick): the durations (`PRESETS`) of the
+            fields left None.
         min_runs: timed repeats per measurement, at least.
         min_seconds: timed seconds per measurement, at least.
-        max_texts: texts in the throughput sample (a seeded random sample, original order).
-        latency_texts: texts timed one by one for batch-1 latency.
+        max_texts: texts in the throughput sample (a seeded random sample, kept in the data's order).
+        latency_texts: texts timed one by one at batch 1.
         peak_seconds: seconds per peak matmul kernel measurement (0 skips the roofline peaks).
-        cache_dir: where Optimum exports/quantizations are cached (default ~/.cache/bertfast).
+        cache_dir: cache for Optimum exports and quantizations (default ~/.cache/bertfast/bench).
         optimum_per_channel: per-channel weight scales for Optimum's int8 (default per-tensor).
         seed: seed of the text samples.
         busy_cv: warn that the machine seemed busy when repeats vary more than this (0.10 = 10%).
         plot: write plot.png (needs matplotlib).
-        name: workload name in reports (default: the out folder name or the target name).
+        name: workload name in the reports (default: the --out folder name, else TARGET's).
         note: free text recorded in the report (e.g. "random weights: speed only").
+        extra: free-form entries copied into the report's config.
     """
 
     target: str | Path
@@ -92,16 +101,16 @@ class BenchConfig:
     data: str | None = None
     text_column: str = "text"
     label_column: str = "label"
-    text_pair_column: str | None = None
-    label_separator: str | None = None
+    text_pair_column: str | None = field(default=None, metadata=meta(metavar="COL"))
+    label_separator: str | None = field(default=None, metadata=meta(metavar="SEP"))
     max_length: int | None = None
     batch_sizes: tuple[int, ...] | str = (1, 8, 32)
     backends: tuple[str, ...] | str = "all"
     threads: int | None = None
-    device: str = "auto"
+    device: str = field(default="auto", metadata=meta(choices=DEVICES))
     out: str | Path | None = None
     force: bool = False
-    preset: str = "default"
+    preset: str = field(default="default", metadata=meta(cli=False))
     min_runs: int | None = None
     min_seconds: float | None = None
     max_texts: int | None = None
@@ -110,11 +119,11 @@ class BenchConfig:
     cache_dir: str | Path | None = None
     optimum_per_channel: bool = False
     seed: int = 0
-    busy_cv: float = 0.10
+    busy_cv: float = field(default=0.10, metadata=meta(cli=False))
     plot: bool = True
     name: str | None = None
     note: str = ""
-    extra: dict = field(default_factory=dict, repr=False)  # free-form, copied into the report
+    extra: dict = field(default_factory=dict, repr=False, metadata=meta(cli=False))
 
     def __post_init__(self) -> None:
         from ..utils import usable_cpus
@@ -127,7 +136,8 @@ class BenchConfig:
         if self.model_dir is not None and not (Path(self.model_dir) / "config.json").is_file():
             raise BertfastError(f"--model-dir {self.model_dir} is not a model folder (no config.json).")
         if self.preset not in PRESETS:
-            raise BertfastError(f"--preset must be one of {', '.join(PRESETS)}; got {self.preset!r}.")
+            raise BertfastError(f"preset must be one of {', '.join(PRESETS)} (the command's --quick is quick); "
+                                f"got {self.preset!r}.")
         for key, value in PRESETS[self.preset].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
@@ -176,3 +186,31 @@ class BenchConfig:
         d["batch_sizes"] = list(self.batch_sizes)
         d["backends"] = list(self.backends)
         return d
+
+
+# Flags whose command-line form differs from the field (the others come from `bertfast.flags`):
+# TARGET is a positional with a metavar, the batch sizes a comma string, the preset the switch
+# --quick, and the preset's fields show each preset's value.
+_OWN_FORMS = ("target", "batch_sizes", *PRESETS["default"])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `bertfast bench` flags: one per `BenchConfig` field, help from its docstring."""
+    helps = flags.docstring_help(BenchConfig)
+    default = {f.name: f.default for f in fields(BenchConfig)}
+    parser.add_argument("target", metavar="TARGET", help=helps["target"])
+    flags.add_arguments(parser, BenchConfig, skip=_OWN_FORMS)
+    group = parser.add_argument_group("measurements", "a flag given wins over the preset (default, or --quick)")
+    group.add_argument("--batch-sizes", default=",".join(map(str, default["batch_sizes"])), help=helps["batch_sizes"])
+    group.add_argument("--quick", action="store_true",
+                       help="the quick preset: short smoke-run durations (indicative numbers only)")
+    for name, value in PRESETS["default"].items():
+        by_preset = "; ".join(f"{preset} {values[name]}" for preset, values in PRESETS.items())
+        group.add_argument(flags.flag_name(name), type=type(value), default=default[name],
+                           help=f"{helps[name].rstrip('.')} ({by_preset})")
+
+
+def from_args(args: argparse.Namespace, **overrides) -> BenchConfig:
+    """The config the `bertfast bench` flags describe (`--quick` picks the quick preset)."""
+    preset = {"preset": "quick"} if args.quick else {}
+    return flags.from_args(BenchConfig, argparse.Namespace(**{**vars(args), **overrides}), **preset)

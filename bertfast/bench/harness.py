@@ -3,11 +3,11 @@
 Order of work:
 1. resolve TARGET (export folder or model folder, its task and whether it takes text pairs), the
    data (texts or `(text, text_pair)` tuples), the max length, the device (`target`);
-2. record the environment and measure the peak matmul rates (roofline);
+2. record the environment, the workload (token counts, FLOPs) and the peak matmul rates (roofline);
 3. load each backend (load time and RSS delta recorded; a failure is recorded, not fatal);
 4. per batch size: warm-up (with an RSS sampler), end-to-end throughput rounds, then
-   model-only rounds, every round rotating the backend order;
-5. batch-1 latency, text by text, rotating the backend order per text;
+   model-only rounds, every round rotating the backend order (`measure`);
+5. batch-1 latency, text by text, rotating the backend order per block (`measure`);
 6. quality vs `torch` in the task's terms (agreement, score difference) and the task's metric
    vs labels (`quality`: accuracy, micro-F1 or Pearson);
 7. write results.json / results.md / plot.png (`report`), every path as `paths.display_path` shows it.
@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +30,60 @@ from ..hardware import cpu_flags
 from ..runtime.providers import PROVIDERS
 from .backends import BackendContext, BackendSkipped, describe, expand_names, make_backend
 from .config import BenchConfig
+from .measure import measure_batch_size, measure_latency
 from .paths import display_path, scrub_paths
 from .quality import quality
 from .report import Report
 from .roofline import measure_peaks, total_flops
-from .target import load_data, resolve_device, resolve_target, token_counts
-from .timing import RssSampler, interleave_order, interleaved_rounds, rss_mb, summarize, time_call
+from .target import Target, load_data, resolve_device, resolve_target, token_counts
+from .timing import rss_mb, time_call
 
 log = logging.getLogger("bertfast.bench")
+
+
+@dataclass
+class Run:
+    """What one benchmark works on, filled in step by step by `run_benchmark`."""
+
+    cfg: BenchConfig
+    target: Target
+    device: str
+    inputs: list  # texts, or (text, text_pair) tuples
+    labels: list | None
+    source: str  # the data as reports show it
+    sample_idx: list[int]  # the throughput sample's rows (quality's too)
+    sample: list
+    lat_texts: list  # timed one by one at batch 1
+    warnings: list[str]
+    tokens: np.ndarray | None = None  # per sample text, after truncation
+    flops: float | None = None  # of the whole sample
+    results: dict[str, dict] = field(default_factory=dict)  # per backend: its report entry
+    live: dict[str, object] = field(default_factory=dict)  # loaded backends not failed (yet)
+    work: dict[str, tuple] = field(default_factory=dict)  # per backend: (tokens per text it runs, sample FLOPs)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # per backend: its outputs on the sample
+
+    @property
+    def max_length(self) -> int:
+        return int(self.target.max_length)
+
+    @property
+    def pair(self) -> bool:
+        return bool(self.inputs) and isinstance(self.inputs[0], (tuple, list))
+
+    def fail(self, name: str, e: BaseException, stage: str) -> None:
+        """Record that backend `name` failed at `stage` and drop it; the others go on."""
+        self.results[name]["status"] = "failed"
+        self.results[name]["error"] = f"{stage}: {type(e).__name__}: {e}"
+        log.warning("backend %s failed during %s: %s", name, stage, e)
+        self.close(name)
+
+    def close(self, name: str) -> None:
+        backend = self.live.pop(name, None)
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception:  # closing a broken backend may fail too; nothing to add
+                pass
 
 
 def _preimport() -> None:
@@ -66,18 +113,39 @@ def run_benchmark(cfg: BenchConfig) -> Report:
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers run 1 thread for all backends
     t_start = time.time()
+    run = _start(cfg)
+    env = _environment(run)
+    workload = _workload(run)
+    peaks = {"peaks": {}, "kernels": [], "skipped": True}
+    if cfg.peak_seconds > 0:
+        log.info("measuring peak matmul rates (%d threads)...", cfg.threads)
+        peaks = measure_peaks(cfg.threads, seconds=cfg.peak_seconds, quick=cfg.preset == "quick",
+                              cuda=PROVIDERS[run.device].gpu)
+    names = _load_backends(run)
+    for B in cfg.batch_sizes:
+        measure_batch_size(run, B, peaks)
+    if run.lat_texts:
+        measure_latency(run)
+    for name in list(run.live):
+        run.close(name)
+    t = run.target
+    quality(run.results, run.outputs, run.sample_idx, run.labels, t.id2label, run.warnings, task=t.task,
+            activation=t.activation, thresholds=t.thresholds)
+    _busy_warning(run)
+    return _write(run, env, workload, peaks, names, t_start)
+
+
+def _start(cfg: BenchConfig) -> Run:
+    """TARGET, the data and its seeded samples, torch's threads, then the device."""
     target = resolve_target(cfg, cfg.model_dir)
     L = int(target.max_length)
     if L > target.model_max_length:
         raise BertfastError(f"--max-length {L} exceeds the model's limit of {target.model_max_length} tokens.")
     warnings: list[str] = []
-    texts, labels, source = load_data(cfg, target, warnings)  # texts: str, or (text, text_pair) tuples
+    inputs, labels, source = load_data(cfg, target, warnings)  # inputs: str, or (text, text_pair) tuples
     rng = random.Random(cfg.seed)
-    sample_idx = _sample(len(texts), int(cfg.max_texts), rng)
-    lat_idx = _sample(len(texts), int(cfg.latency_texts), rng)
-    sample = [texts[i] for i in sample_idx]
-    lat_texts = [texts[i] for i in lat_idx]
-    pair = bool(texts) and isinstance(texts[0], (tuple, list))
+    sample_idx = _sample(len(inputs), int(cfg.max_texts), rng)
+    lat_idx = _sample(len(inputs), int(cfg.latency_texts), rng)
 
     from ..errors import require
 
@@ -88,135 +156,140 @@ def run_benchmark(cfg: BenchConfig) -> Report:
     except RuntimeError:  # only settable once per process, before parallel work
         pass
     device = resolve_device(cfg.device)
+    return Run(cfg, target, device, inputs, labels, source, sample_idx, sample=[inputs[i] for i in sample_idx],
+               lat_texts=[inputs[i] for i in lat_idx], warnings=warnings)
 
+
+def _environment(run: Run) -> dict:
+    """The machine and library versions; a warning when the machine is already busy."""
     from .env import environment
 
-    env = environment(cfg.threads)
-    env["device"] = device
+    env = environment(run.cfg.threads)
+    env["device"] = run.device
     load1 = (env.get("loadavg_start") or [0])[0]
     if load1 >= 0.5 * env["usable_cpus"]:
-        warnings.append(
+        run.warnings.append(
             f"the machine was busy at start (1-min load average {load1:.1f} on {env['usable_cpus']} usable CPUs): "
             "absolute numbers are low; the side-by-side ratios are less affected, but rerun on a quiet machine."
         )
+    return env
 
-    tokens = token_counts(target, sample, L)
-    tokens_all = token_counts(target, texts, L) if len(texts) <= 20000 else tokens
+
+def _workload(run: Run) -> dict:
+    """What is replayed: the data, its token counts (kept on `run` for the measurements), the
+    model's shape and work per text, the task."""
+    cfg, target, L, sample = run.cfg, run.target, run.max_length, run.sample
+    run.tokens = tokens = token_counts(target, sample, L)
+    tokens_all = token_counts(target, run.inputs, L) if len(run.inputs) <= 20000 else tokens
     shape = target.shape
-    sample_flops = total_flops(shape, tokens) if shape else None
+    run.flops = total_flops(shape, tokens) if shape else None
     workload = {
         "name": cfg.name,
         "target": display_path(cfg.target),
         "export_dir": display_path(target.export_dir),
         "model_dir": display_path(target.model_dir),
-        "data": display_path(source),
-        "n_data_texts": len(texts),
+        "data": display_path(run.source),
+        "n_data_texts": len(run.inputs),
         "n_texts": len(sample),
-        "n_latency_texts": len(lat_texts),
+        "n_latency_texts": len(run.lat_texts),
         "max_length": L,
-        "device": device,
+        "device": run.device,
         "tokens": {
             "mean": float(tokens.mean()), "median": float(np.median(tokens)),
             "p90": float(np.percentile(tokens, 90)), "max": int(tokens.max()),
             "truncated_share": float((tokens_all >= L).mean()),
         },
         "model": shape.__dict__ if shape else None,
-        "flops_per_text_mean": sample_flops / len(sample) if sample_flops else None,
+        "flops_per_text_mean": run.flops / len(sample) if run.flops else None,
         "flops_per_text_at_max_length": None,
         "task": target.task,
-        "pair": pair,
+        "pair": run.pair,
         "metric": _tasks.get(target.task).primary,
         "activation": target.activation,
         "thresholds": target.thresholds,
-        "labels_known": labels is not None,
+        "labels_known": run.labels is not None,
         "default_variant": None,
         "note": cfg.note,
     }
     if target.manifest is not None:
         try:
-            workload["default_variant"] = target.manifest.pick_variant(device)
+            workload["default_variant"] = target.manifest.pick_variant(run.device)
         except BertfastError:
             pass
     if shape:
         from .roofline import flops_per_text
 
         workload["flops_per_text_at_max_length"] = flops_per_text(shape, L)
+    return workload
 
-    peaks = {"peaks": {}, "kernels": [], "skipped": True}
-    if cfg.peak_seconds > 0:
-        log.info("measuring peak matmul rates (%d threads)...", cfg.threads)
-        peaks = measure_peaks(cfg.threads, seconds=cfg.peak_seconds, quick=cfg.preset == "quick", cuda=PROVIDERS[device].gpu)
 
+def _load_backends(run: Run) -> list[str]:
+    """Load every requested backend (load time and RSS delta recorded); the names in report order.
+    A backend that cannot run here is skipped, one that fails is recorded: neither stops the run."""
+    cfg, target = run.cfg, run.target
+    manifest = target.manifest
     ctx = BackendContext(
-        model_dir=target.model_dir, export_dir=target.export_dir, max_length=L, threads=cfg.threads, device=device,
-        cache_dir=Path(cfg.cache_dir or Path.home() / ".cache" / "bertfast" / "bench"),
+        model_dir=target.model_dir, export_dir=target.export_dir, max_length=run.max_length, threads=cfg.threads,
+        device=run.device, cache_dir=Path(cfg.cache_dir or Path.home() / ".cache" / "bertfast" / "bench"),
         optimum_per_channel=cfg.optimum_per_channel, cpu_flags=cpu_flags(),
-        variants=target.manifest.variants if target.manifest is not None else {},
-        pair=pair, export_max_length=target.manifest.max_length if target.manifest is not None else None,
+        variants=manifest.variants if manifest is not None else {},
+        pair=run.pair, export_max_length=manifest.max_length if manifest is not None else None,
     )
-    names = expand_names(cfg.backends, ctx.variants, device,
-                         target.manifest.default if target.manifest is not None else None)
+    names = expand_names(cfg.backends, ctx.variants, run.device, manifest.default if manifest is not None else None)
     _preimport()  # so the first backend's RSS delta is its model, not library code
-    results: dict[str, dict] = {}
-    live: dict[str, object] = {}
-
-    def fail(name: str, e: BaseException, stage: str) -> None:
-        results[name]["status"] = "failed"
-        results[name]["error"] = f"{stage}: {type(e).__name__}: {e}"
-        log.warning("backend %s failed during %s: %s", name, stage, e)
-        backend = live.pop(name, None)
-        if backend is not None:
-            try:
-                backend.close()
-            except Exception:  # closing a broken backend may fail too; nothing to add
-                pass
-
-    work: dict[str, tuple] = {}  # per backend: (tokens per text it runs, FLOPs of the sample)
     for name in names:
-        results[name] = {"name": name, "status": "ok", "error": None, "throughput": {}, "model_only": {}}
+        result = run.results[name] = {"name": name, "status": "ok", "error": None, "throughput": {}, "model_only": {}}
         try:
             backend = make_backend(name, ctx)
-            results[name].update(describe(backend))
+            result.update(describe(backend))
             before = rss_mb()
             load_s, _ = time_call(backend.load)
-            results[name].update(describe(backend))
-            results[name]["load_s"] = load_s
-            results[name]["memory"] = {"load_rss_mb": rss_mb() - before, "run_peak_extra_mb": 0.0}
-            live[name] = backend
-            work[name] = _backend_work(backend, tokens, sample_flops, shape, L)
+            result.update(describe(backend))
+            result["load_s"] = load_s
+            result["memory"] = {"load_rss_mb": rss_mb() - before, "run_peak_extra_mb": 0.0}
+            run.live[name] = backend
+            run.work[name] = _backend_work(backend, run.tokens, run.flops, target.shape, run.max_length)
             log.info("loaded %s in %.1f s", name, load_s)
         except BackendSkipped as e:
-            results[name].update(status="skipped", error=str(e))
+            result.update(status="skipped", error=str(e))
             log.info("skipping %s: %s", name, e)
         except Exception as e:
-            fail(name, e, "load")
+            run.fail(name, e, "load")
+    return names
 
-    outputs: dict[str, np.ndarray] = {}
-    for B in cfg.batch_sizes:
-        _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, work, peaks, fail)
-    if lat_texts:
-        _measure_latency(cfg, live, results, lat_texts, fail)
-    for backend in list(live.values()):
-        try:
-            backend.close()
-        except Exception:  # pragma: no cover
-            pass
 
-    quality(results, outputs, sample_idx, labels, target.id2label, warnings, task=target.task,
-            activation=target.activation, thresholds=target.thresholds)
+def _backend_work(backend, tokens: np.ndarray, flops: float | None, shape, L: int) -> tuple:
+    """(tokens per text, sample FLOPs) a backend really runs: a bertfast export's chosen window
+    shorter than the benchmark's max length runs fewer tokens, and its tokens/s and share of
+    peak count those, not the ones it never computed."""
+    win = ((getattr(backend, "info", None) or {}).get("window") or {}).get("max_length")
+    if not win or win >= L:
+        return tokens, flops
+    cut = np.minimum(tokens, win)
+    return cut, (total_flops(shape, cut) if shape else None)
+
+
+def _busy_warning(run: Run) -> None:
+    """Warn when repeats varied more than `busy_cv`: another process was competing."""
+    cv = run.cfg.busy_cv
     noisy = [
         f"{name}@{B} ({100 * t['time']['cv']:.0f}%)"
-        for name, r in results.items() for B, t in r["throughput"].items()
-        if t.get("time", {}).get("cv", 0) > cfg.busy_cv
+        for name, r in run.results.items() for B, t in r["throughput"].items()
+        if t.get("time", {}).get("cv", 0) > cv
     ]
     if noisy:
-        warnings.append(
-            f"the machine seemed busy: repeats varied by more than {100 * cfg.busy_cv:.0f}% (coefficient of "
+        run.warnings.append(
+            f"the machine seemed busy: repeats varied by more than {100 * cv:.0f}% (coefficient of "
             f"variation) for {len(noisy)} measurement(s): {', '.join(noisy)}. Rerun on a quiet machine "
             "before quoting absolute numbers."
         )
+
+
+def _write(run: Run, env: dict, workload: dict, peaks: dict, names: list[str], t_start: float) -> Report:
+    """The report (every path as `paths.display_path` shows it), written to `--out` when set."""
     import resource
 
+    cfg = run.cfg
     env["peak_rss_mb_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     env["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     data = {
@@ -229,146 +302,10 @@ def run_benchmark(cfg: BenchConfig) -> Report:
         "environment": env,
         "workload": workload,
         "roofline": peaks,
-        "backends": [results[n] for n in names],
-        "warnings": warnings,
+        "backends": [run.results[n] for n in names],
+        "warnings": run.warnings,
     }
     report = Report(scrub_paths(data))  # paths quoted in errors/warnings too: never the machine's layout
     if cfg.out is not None:
         report.write(cfg.out, plot=cfg.plot)
     return report
-
-
-def _backend_work(backend, tokens: np.ndarray, flops: float | None, shape, L: int) -> tuple:
-    """(tokens per text, sample FLOPs) a backend really runs: a bertfast export's chosen window
-    shorter than the benchmark's max length runs fewer tokens, and its tokens/s and share of
-    peak count those, not the ones it never computed."""
-    win = ((getattr(backend, "info", None) or {}).get("window") or {}).get("max_length")
-    if not win or win >= L:
-        return tokens, flops
-    from .roofline import total_flops
-
-    cut = np.minimum(tokens, win)
-    return cut, (total_flops(shape, cut) if shape else None)
-
-
-def _throughput_entry(times: list[float], n: int, tokens: np.ndarray, flops: float | None, peak: float | None) -> dict:
-    st = summarize(times)
-    med = st["p50"]
-    entry = {
-        "seq_per_s": n / med,
-        "seq_per_s_best": n / st["min"],
-        "tokens_per_s": float(tokens.sum()) / med,
-        "time": st,
-        "runs": st["n"],
-    }
-    if flops:
-        entry["gflops_per_s"] = flops / med / 1e9
-        entry["fraction_of_peak"] = flops / med / 1e9 / peak if peak else None
-    return entry
-
-
-def _measure_batch_size(cfg, B, live, results, outputs, sample, tokens, work, peaks, fail) -> None:
-    """Warm-up + RSS, end-to-end rounds, model-only rounds for one batch size."""
-    log.info("batch size %d: warm-up", B)
-    order = np.argsort(-tokens, kind="stable")
-    # The B longest texts make the largest batch (ORT arenas and allocators grow to it);
-    # then B more, so every code path ran at least once before timing.
-    warm = [sample[i] for i in order[:B]] + [sample[i] for i in order[B : 2 * B]]
-    for name in list(live):
-        try:
-            live[name].prepare(B)
-            with RssSampler() as s:
-                live[name].run(warm)
-            mem = results[name]["memory"]
-            mem["run_peak_extra_mb"] = max(mem["run_peak_extra_mb"], s.extra_mb)
-        except Exception as e:
-            fail(name, e, f"warm-up at batch {B}")
-    last: dict[str, np.ndarray] = {}
-
-    def e2e(name):
-        def fn():
-            last[name] = live[name].run(sample)
-
-        return fn
-
-    log.info("batch size %d: end-to-end rounds (%s)", B, ", ".join(live))
-    times = interleaved_rounds(
-        {n: e2e(n) for n in live}, int(cfg.min_runs), float(cfg.min_seconds),
-        on_error=lambda n, e: fail(n, e, f"end-to-end run at batch {B}"),
-    )
-    for name in list(live):
-        r = results[name]
-        peak = peaks["peaks"].get(r.get("precision", "fp32"), {}).get("gflops")
-        entry = _throughput_entry(times[name], len(sample), *work[name], peak)
-        try:
-            entry["padding_ratio"] = live[name].padding()
-        except Exception:  # padding is informative only
-            entry["padding_ratio"] = None
-        r["throughput"][str(B)] = entry
-        if B == max(cfg.batch_sizes):
-            outputs[name] = last[name]
-    encoded = {}
-    for name in list(live):
-        b = live[name]
-        if hasattr(b, "encode") and hasattr(b, "run_encoded"):
-            try:
-                encoded[name] = b.encode(sample)
-            except Exception as e:
-                results[name]["model_only_error"] = f"{type(e).__name__}: {e}"
-    if not encoded:
-        return
-    log.info("batch size %d: model-only rounds", B)
-
-    def model_only(name):
-        enc = encoded[name]
-        return lambda: live[name].run_encoded(enc)
-
-    failed_mo: dict[str, str] = {}
-    mo_times = interleaved_rounds(
-        {n: model_only(n) for n in encoded}, int(cfg.min_runs), float(cfg.min_seconds),
-        on_error=lambda n, e: failed_mo.__setitem__(n, f"{type(e).__name__}: {e}"),
-    )
-    for name in encoded:
-        if name in failed_mo:
-            results[name]["model_only_error"] = failed_mo[name]
-            continue
-        peak = peaks["peaks"].get(results[name].get("precision", "fp32"), {}).get("gflops")
-        results[name]["model_only"][str(B)] = _throughput_entry(mo_times[name], len(sample), *work[name], peak)
-    encoded.clear()
-
-
-def _measure_latency(cfg, live, results, lat_texts, fail) -> None:
-    """Batch-1 latency: one input (text or pair) per call, in blocks, rotating the backend order per block.
-
-    The sample is cut into `min_runs` blocks; in each round every backend times one block,
-    after one untimed call that absorbs the switch from the previous backend (thread pools
-    of another runtime may still be spinning, caches are cold). Rounds repeat over the blocks
-    until every backend has at least `min_seconds` of timed calls.
-    """
-    log.info("batch-1 latency on %d texts", len(lat_texts))
-    for name in list(live):
-        try:
-            live[name].prepare(1)
-            for t in lat_texts[:3]:
-                live[name].run([t])
-        except Exception as e:
-            fail(name, e, "latency warm-up")
-    k = max(1, min(int(cfg.min_runs), len(lat_texts)))
-    blocks = [lat_texts[i::k] for i in range(k)]
-    lat: dict[str, list[float]] = {n: [] for n in live}
-    for r in range(100 * k):
-        for name in interleave_order(list(live), r):
-            try:
-                b = live[name]
-                b.run([blocks[r % k][0]])  # untimed: the switch from the previous backend
-                for text in blocks[r % k]:
-                    dt, _ = time_call(lambda t=text, b=b: b.run([t]))
-                    lat[name].append(dt)
-            except Exception as e:
-                fail(name, e, "latency")
-        if r + 1 >= k and all(sum(lat[n]) >= cfg.min_seconds for n in live):
-            break
-    for name in live:
-        ms = [x * 1000 for x in lat[name]]
-        results[name]["latency_ms"] = summarize(ms)
-        results[name]["latency_samples_ms"] = [round(x, 3) for x in ms]  # for the distribution plot

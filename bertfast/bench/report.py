@@ -52,16 +52,20 @@ def default_bertfast(d: dict) -> dict | None:
 
 def _task(task: str | None):
     """The report's task (reports written before tasks existed are single-label)."""
-    from ..tasks import TASKS
+    from .. import tasks
 
-    return TASKS.get(task) or TASKS["single_label"]
+    return tasks.TASKS.get(task) or tasks.get(None)
 
 
 def render_markdown(d: dict) -> str:
     """The Markdown report: throughput table with ratios, latency/quality table, peaks, warnings."""
-    w, env, bs_list = d["workload"], d["environment"], [int(x) for x in d["config"]["batch_sizes"]]
-    H = headline_batch(d)
-    by_name = {b["name"]: b for b in _ok(d)}
+    lines = _header(d) + _throughput_table(d) + _latency_table(d) + _footer(d)
+    return "\n".join(lines) + "\n"
+
+
+def _header(d: dict) -> list[str]:
+    """What ran where: model, data and its token counts, machine, task, work per text."""
+    w, env = d["workload"], d["environment"]
     model = w.get("model") or {}
     lines = [
         f"## Benchmark: {d['name']}",
@@ -74,11 +78,9 @@ def render_markdown(d: dict) -> str:
         f"- machine: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['usable_cpus']} usable CPUs, "
         f"device {w['device']}, threads: {d['config']['threads']} for every backend; {d['created']}",
     ]
-    task = w.get("task") or "single_label"  # results written before tasks: single-label classifiers
-    metric = w.get("metric") or "accuracy"
     if "task" in w:
-        lines.append(f"- task: {task}{' on text pairs' if w.get('pair') else ''} (scores: "
-                     f"{w.get('activation') or 'softmax'}; quality metric: {metric})")
+        lines.append(f"- task: {w['task'] or _task(None).name}{' on text pairs' if w.get('pair') else ''} (scores: "
+                     f"{w.get('activation') or 'softmax'}; quality metric: {_metric(w)})")
     if w.get("flops_per_text_mean"):
         lines.append(
             f"- work: {w['flops_per_text_mean'] / 1e9:.2f} GFLOP per text on average "
@@ -86,7 +88,20 @@ def render_markdown(d: dict) -> str:
         )
     if w.get("note"):
         lines.append(f"- note: {w['note']}")
-    lines += [
+    return lines
+
+
+def _metric(w: dict) -> str:
+    """The quality column's metric (results written before tasks: accuracy)."""
+    return w.get("metric") or "accuracy"
+
+
+def _throughput_table(d: dict) -> list[str]:
+    """Texts/s per batch size, tokens/s, model-only, share of peak, padding and the ratios at
+    the headline batch size."""
+    w, bs_list, H = d["workload"], [int(x) for x in d["config"]["batch_sizes"]], headline_batch(d)
+    by_name = {b["name"]: b for b in _ok(d)}
+    lines = [
         "",
         "Throughput in texts/s, end to end (tokenization included), median of the repeats; ratios at batch "
         f"{H}. Model-only: tokenized up front.",
@@ -111,12 +126,22 @@ def render_markdown(d: dict) -> str:
             mine = _seq(b, H)
             row.append(f"{mine / ref:.2f}×" if ref and mine else "–")
         lines.append("| " + " | ".join(row) + " |")
-    lines += [
+    return lines
+
+
+def _latency_table(d: dict) -> list[str]:
+    """Batch-1 latency, agreement with `torch` and the task's metric, load time and memory."""
+    w = d["workload"]
+    task, metric = _task(w.get("task")), _metric(w)
+    # Correlations are shown as such (0.912), accuracy and F1 as percentages: as the task's own
+    # columns show them (a metric no task names, as a percentage).
+    as_number = any(key == metric and fmt == "num" for _, key, fmt in task.reference_columns)
+    lines = [
         "",
         f"Batch-1 latency (one {'pair' if w.get('pair') else 'text'} per call, tokenization included) and agreement "
-        f"with `torch` on the same {'inputs (label agreement: ' + _task(task).agreement_rule + ')' if 'task' in w else 'texts'}.",
+        f"with `torch` on the same {'inputs (label agreement: ' + task.agreement_rule + ')' if 'task' in w else 'texts'}.",
         "",
-        f"| backend | p50 ms | p90 ms | p99 ms | label agreement | {metric} | max {'prob' if _task(task).has_classes else 'score'} "
+        f"| backend | p50 ms | p90 ms | p99 ms | label agreement | {metric} | max {'prob' if task.has_classes else 'score'} "
         "diff | load s | load RSS MiB | run peak +MiB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -124,14 +149,19 @@ def render_markdown(d: dict) -> str:
         lat, q, m = b.get("latency_ms") or {}, b.get("quality") or {}, b.get("memory") or {}
         agree = q.get("label_agreement")
         value = q.get(metric)
-        # correlations are shown as such (0.912); accuracy and F1 as percentages
-        shown = "–" if value is None else _fmt(value, 3) if metric in ("pearson", "spearman") else _fmt(100 * value, 2, "%")
+        shown = "–" if value is None else _fmt(value, 3) if as_number else _fmt(100 * value, 2, "%")
         lines.append(
             f"| `{b['name']}` | {_fmt(lat.get('p50'), 2)} | {_fmt(lat.get('p90'), 2)} | {_fmt(lat.get('p99'), 2)} | "
             f"{_fmt(100 * agree, 2, '%') if agree is not None else '–'} | {shown} | "
             f"{_fmt(q.get('max_abs_prob_diff'), 4)} | {_fmt(b.get('load_s'), 1)} | {_fmt(m.get('load_rss_mb'), 0)} | "
             f"{_fmt(m.get('run_peak_extra_mb'), 0)} |"
         )
+    return lines
+
+
+def _footer(d: dict) -> list[str]:
+    """The measured peaks, the backends not measured and why, the warnings."""
+    lines: list[str] = []
     peaks = (d.get("roofline") or {}).get("peaks") or {}
     if peaks:
         lines += ["", "Peak matrix-multiply rates measured in this run (the roofline's ceiling): " + "; ".join(
@@ -144,7 +174,7 @@ def render_markdown(d: dict) -> str:
         lines += [f"- `{b['name']}`: {b['status']}: {b['error']}" for b in other]
     if d.get("warnings"):
         lines += ["", "Warnings:", ""] + [f"- {x}" for x in d["warnings"]]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def render_plot(d: dict, path: str | Path) -> Path:

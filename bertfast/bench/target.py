@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .. import tasks
 from ..errors import BertfastError, DataError, ProviderError
 from .backends.base import split_inputs
 from .config import BenchConfig
@@ -57,7 +58,6 @@ def resolve_target(cfg: BenchConfig, model_dir: str | Path | None = None) -> Tar
         return Target(t, mdir, m, m.id2label, cfg.max_length or m.max_length, m.model_max_length, shape,
                       task=m.task_name, pair=m.pair, activation=m.activation, thresholds=m.thresholds)
     if (t / "config.json").is_file():
-        from .. import tasks
         from ..families import family_of
 
         conf = json.loads((t / "config.json").read_text())
@@ -80,25 +80,42 @@ def load_data(cfg: BenchConfig, target: Target, warnings: list[str] | None = Non
 
     Default: the export's held-out `eval.jsonl` (pairs in its `text_pair` column), else the
     `bbc-news` test split; built-in datasets give their held-out test split. Labels are read
-    as the target's task (`bertfast.labels.coerce`: class names, label lists, floats); labels
+    as the target's task (`training.labels.coerce`: class names, label lists, floats); labels
     that do not fit it are dropped with a warning (the speed numbers stand without them), and
     a file without the label column gives labels None.
 
     A model-folder TARGET learns here what its config does not say: `target.pair` (whether the
-    data holds pairs) and, for label lists, `target.task` = multi_label (sigmoid).
+    data holds pairs) and, for label lists, its task (the labels' one, e.g. multi_label: sigmoid).
 
     Raises:
         BertfastError: a pair model on data without a pair column, single-text data for a pair
             model or pairs for a single-text one (one line, naming --text-pair-column).
     """
-    from .. import tasks
     from ..training.builtin_data import BUILTIN
-    from ..training.data import _MissingColumn, load_splits, read_labeled
-    from ..formats import format_of
-    from ..training.labels import coerce
 
     warnings = [] if warnings is None else warnings
     where = f"TARGET {display_path(target.export_dir or target.model_dir)}"
+    _check_flags(cfg, target, where)
+    source, text_column, label_column, pair_column = _source(cfg, target)
+    shown, s = display_path(source), str(source)
+    task = target.task if target.task_declared else None  # None: the labels decide (model folder)
+    if s in BUILTIN:
+        d, labels, why = _read_builtin(s, pair_column, task)
+    else:
+        d, labels, why = _read_file(cfg, source, (text_column, label_column, pair_column), task)
+    _check_pairs(d, target, where, shown)
+    if target.pair is None:
+        target.pair = d.pairs is not None
+    if labels is not None and task is None and d.task != target.task:
+        labels, why = _labels_decide(target, d.task, labels, why)
+    if why is not None:
+        metric = tasks.get(target.task).primary
+        warnings.append(f"labels of --data {shown} do not fit the {target.task} task ({why}); {metric} not reported.")
+    return list(d.inputs()), labels, shown
+
+
+def _check_flags(cfg: BenchConfig, target: Target, where: str) -> None:
+    """Refuse flags the target cannot use, before any data is read."""
     if target.pair is False and cfg.text_pair_column is not None:
         raise BertfastError(
             f"--text-pair-column is for exports of text-pair models, but {where} classifies single texts; "
@@ -107,48 +124,65 @@ def load_data(cfg: BenchConfig, target: Target, warnings: list[str] | None = Non
     if cfg.label_separator is not None and target.task_declared and not tasks.get(target.task).label_lists:
         raise BertfastError(f"--label-separator splits labels into multi-label lists, but {where} is {target.task}; "
                             "drop --label-separator.")
+
+
+def _source(cfg: BenchConfig, target: Target) -> tuple:
+    """(source, text column, label column, pair column): the export's eval.jsonl unless --data."""
     eval_split = target.export_dir / "eval.jsonl" if target.export_dir is not None else None
     if cfg.data is None and eval_split is not None and eval_split.is_file():
-        source, text_column, label_column = eval_split, "text", "label"
-        pair_column = "text_pair" if target.pair else None
-    else:
-        source, text_column, label_column = cfg.data or "bbc-news", cfg.text_column, cfg.label_column
-        pair_column = cfg.text_pair_column
-    shown, s = display_path(source), str(source)
-    task = target.task if target.task_declared else None  # None: the labels decide (model folder)
-    labels, why = None, None
-    if s in BUILTIN:
-        if pair_column is not None:
-            raise BertfastError(f"--text-pair-column does not apply to the built-in dataset {s}; drop it.")
-        d = load_splits(s).test  # its held-out rows, never the training ones
-        labels = d.labels
-        if task is not None and d.task != task:  # e.g. 0/1 pair labels for a regression model: 0.0/1.0
-            try:
-                labels = coerce(d.labels, s, task)[1]
-            except DataError as e:
-                labels, why = None, str(e)
-    else:
-        if format_of(s) == "txt" and pair_column is not None:
-            raise BertfastError(f"--data {shown}: a .txt file holds single texts (one per line); text pairs "
-                                "need a CSV/TSV/JSONL/Parquet file with --text-pair-column.")
+        return eval_split, "text", "label", "text_pair" if target.pair else None
+    return cfg.data or "bbc-news", cfg.text_column, cfg.label_column, cfg.text_pair_column
 
-        def read(with_labels: bool):
-            return read_labeled(source, text_column, label_column if with_labels else None, split="test",
-                                text_pair_column=pair_column, label_separator=cfg.label_separator,
-                                task=task if with_labels else None)
 
-        d = None
-        if format_of(s) != "txt":  # a .txt file is one text per line, never labeled
-            try:
-                d = read(True)
-                labels = d.labels
-            except _MissingColumn as e:  # no label column: speed without quality
-                if not label_column or e.column != label_column:
-                    raise
-            except DataError as e:  # labels of another kind than the task's; a text error recurs below
-                why = str(e)
-        if d is None:
-            d = read(False)
+def _read_builtin(name: str, pair_column: str | None, task: str | None) -> tuple:
+    """(data, labels, why labels are None) of a built-in dataset's held-out test split."""
+    from ..training.data import load_splits
+    from ..training.labels import coerce
+
+    if pair_column is not None:
+        raise BertfastError(f"--text-pair-column does not apply to the built-in dataset {name}; drop it.")
+    d = load_splits(name).test  # its held-out rows, never the training ones
+    if task is None or d.task == task:
+        return d, d.labels, None
+    try:  # e.g. 0/1 pair labels for a regression model: 0.0/1.0
+        return d, coerce(d.labels, name, task)[1], None
+    except DataError as e:
+        return d, None, str(e)
+
+
+def _read_file(cfg: BenchConfig, source, columns: tuple, task: str | None) -> tuple:
+    """(data, labels, why labels are None) of a file: labeled when its labels fit the task,
+    else its texts alone."""
+    from ..formats import format_of
+    from ..training.data import _MissingColumn, read_labeled
+
+    text_column, label_column, pair_column = columns
+    if format_of(str(source)) == "txt" and pair_column is not None:
+        raise BertfastError(f"--data {display_path(source)}: a .txt file holds single texts (one per line); text "
+                            "pairs need a CSV/TSV/JSONL/Parquet file with --text-pair-column.")
+
+    def read(with_labels: bool):
+        return read_labeled(source, text_column, label_column if with_labels else None, split="test",
+                            text_pair_column=pair_column, label_separator=cfg.label_separator,
+                            task=task if with_labels else None)
+
+    if format_of(str(source)) != "txt":  # a .txt file is one text per line, never labeled
+        try:
+            d = read(True)
+            return d, d.labels, None
+        except _MissingColumn as e:  # no label column: speed without quality
+            if not label_column or e.column != label_column:
+                raise
+            why = None
+        except DataError as e:  # labels of another kind than the task's; a text error recurs below
+            why = str(e)
+    else:
+        why = None
+    return read(False), None, why
+
+
+def _check_pairs(d, target: Target, where: str, shown: str) -> None:
+    """Pairs for a pair model, single texts for a single-text one; something to replay."""
     pairs = d.pairs is not None
     if target.pair and not pairs:
         raise BertfastError(
@@ -160,18 +194,16 @@ def load_data(cfg: BenchConfig, target: Target, warnings: list[str] | None = Non
                             "use single-text data.")
     if not len(d):
         raise DataError(f"--data {shown} holds no texts.")
-    if target.pair is None:
-        target.pair = pairs
-    if labels is not None and task is None and d.task != target.task:
-        found = tasks.get(d.task)
-        if found.label_lists:  # label lists for a model whose config names no task: sigmoid per label
-            target.task, target.activation = found.name, found.activation
-        else:
-            labels, why = None, f"the labels are {d.task} scores, the model a {target.task} classifier"
-    if why is not None:
-        metric = tasks.get(target.task).primary
-        warnings.append(f"labels of --data {shown} do not fit the {target.task} task ({why}); {metric} not reported.")
-    return list(d.inputs()), labels, shown
+
+
+def _labels_decide(target: Target, found_name: str, labels: list, why: str | None) -> tuple:
+    """A model folder whose config names no task: label lists make it multi-label (sigmoid per
+    label); labels of another kind are not its (labels None, and why)."""
+    found = tasks.get(found_name)
+    if found.label_lists:
+        target.task, target.activation = found.name, found.activation
+        return labels, why
+    return None, f"the labels are {found.name} scores, the model a {target.task} classifier"
 
 
 def resolve_device(device: str) -> str:
