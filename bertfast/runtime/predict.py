@@ -217,6 +217,8 @@ def _source(cfg: PredictConfig) -> tuple[Path | Stdin, str, str]:
     (reading its first lines), unless `--input-format` names it."""
     if not is_stdio(cfg.input):
         return cfg.input, cfg.input_format, cfg.output_format
+    if sys.stdin is not None and sys.stdin.isatty():  # else the run seems to hang, waiting for typing
+        log.info("--input -: reading texts from the terminal, one per line; end with Ctrl-D")
     source = Stdin()
     in_fmt = cfg.input_format
     if in_fmt is None:
