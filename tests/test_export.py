@@ -219,6 +219,18 @@ def test_corrupt_weights(tiny_trained, tmp_path):
     assert not (tmp_path / "e").exists()
 
 
+def test_tensorflow_only_folder_names_tf_model_h5_and_the_conversion(tiny_trained, tmp_path):
+    tf = tmp_path / "tf"
+    shutil.copytree(tiny_trained, tf)
+    (tf / "model.safetensors").unlink()
+    (tf / "tf_model.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    with pytest.raises(BertfastError) as e:
+        export(ExportConfig(model_dir=str(tf), out=str(tmp_path / "e")))
+    msg = str(e.value)
+    assert "\n" not in msg and "tf_model.h5" in msg and "from_tf=True" in msg
+    assert not (tmp_path / "e").exists()
+
+
 def test_eval_labels_must_match_id2label(tiny_trained, tmp_path):
     ev = write_csv(tmp_path / "ev.csv", [("hello", "cooking"), ("world", "sport")])
     with pytest.raises(DataError, match="'cooking' that the model does not know; its labels.*sport"):

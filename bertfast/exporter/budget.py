@@ -22,7 +22,7 @@ SAMPLE = 256  # inputs per timed call: enough for several batches at every candi
 def choose_batch_tokens(folder, variant: str, inputs: list, threads: int, device: str = "cpu") -> dict:
     """{"batch_tokens": fastest, "variant", "device", "seq_per_s": {budget: rate}} for `variant`."""
     from ..runtime.classifier import Classifier
-    from .validate import interleaved_speed
+    from . import speed as _speed
 
     if not inputs:
         return {}
@@ -31,16 +31,16 @@ def choose_batch_tokens(folder, variant: str, inputs: list, threads: int, device
     try:
         for bt in CANDIDATES:
             loaded[bt] = Classifier.load(folder, device=device, variant=variant, threads=threads, batch_tokens=bt)
-        rates = interleaved_speed(loaded, sample, max_texts=SAMPLE)
+        rates = _speed.interleaved(loaded, sample, max_texts=SAMPLE)
     finally:
         for clf in loaded.values():
             clf.close()
     speed = {bt: r["seq_per_s"] for bt, r in rates.items()}
-    top = max(speed.values())
-    # Within 3% of the fastest is a tie on a short measurement: take the largest such budget,
-    # which degrades least on longer texts than the eval set holds.
-    best = max(bt for bt, s in speed.items() if s >= 0.97 * top)
+    # Budgets no other beats beyond the noise are tied: take the largest such budget, which
+    # degrades least on longer texts than the eval set holds.
+    best = _speed.pick(list(rates.items()), lambda bt: bt)
     log.info("token budget per batch for %s on %s: %d (seq/s by budget: %s)", variant, device, best,
              ", ".join(f"{bt} {s:.1f}" for bt, s in speed.items()))
     return {"batch_tokens": best, "variant": variant, "device": device,
-            "seq_per_s": {str(bt): s for bt, s in speed.items()}, "texts": len(sample)}
+            "seq_per_s": {str(bt): s for bt, s in speed.items()}, "texts": len(sample),
+            "spread": {str(bt): r["spread"] for bt, r in rates.items()}}

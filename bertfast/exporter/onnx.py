@@ -51,6 +51,9 @@ def check_model_dir(model_dir: Path) -> dict:
             f"{model_dir} holds a {', '.join(archs) or config.get('model_type', 'unknown')} checkpoint, not a "
             "sequence classifier; fine-tune it first with `bertfast train`."
         )
+    from ..training.checkpoints import refuse_tf_only
+
+    refuse_tf_only(model_dir)  # tf_model.h5 only: name the conversion, not "no weights"
     if not any((model_dir / f).exists() for f in WEIGHT_FILES) and not list(model_dir.glob("model-*.safetensors")):
         raise ModelError(f"{model_dir} has no weights ({' or '.join(WEIGHT_FILES)}).")
     return config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..runtime.providers import PROVIDERS
 from ..tasks import TASKS, ranking
+from . import speed
 
 
 def _drop(val: dict) -> float:
@@ -11,9 +12,16 @@ def _drop(val: dict) -> float:
     return val.get("metric_drop_points", val.get("accuracy_drop_points", 0.0))
 
 
+def faithfulness(val: dict) -> tuple:
+    """How closely a variant follows PyTorch, larger is better: batch-invariant first (same
+    decision alone as in any batch), then the agreement's 95% bound, then the smaller drop."""
+    return (-val.get("batch_flips", 0.0), val.get("agreement_bound", val.get("label_agreement", 0.0)),
+            val.get("label_agreement", 0.0), -_drop(val))
+
+
 def choose_defaults(variants: dict) -> dict:
-    """Fastest eligible variant per provider (near-ties go to a batch-invariant one, then the most
-    faithful one).
+    """Per provider, the fastest eligible variant beyond the timing noise; ties go to the most
+    faithful one (`faithfulness`), then to the build order (`speed.pick`).
 
     Returns one key per row of `PROVIDERS`. fp32 is the fallback when nothing else qualifies
     on a provider it targets; None where no variant targets the provider. Variants that failed
@@ -22,17 +30,9 @@ def choose_defaults(variants: dict) -> dict:
     out = {}
     for device in PROVIDERS:
         cands = [(n, v) for n, v in variants.items() if device in v["devices"] and v.get("status") != "failed"]
-        ok = [(n, v) for n, v in cands if v.get("eligible") and v.get("speed") and v["speed"]["device"] == device]
+        ok = [(n, v["speed"]) for n, v in cands if v.get("eligible") and v.get("speed") and v["speed"]["device"] == device]
         if ok:
-            # Variants within 3% of the fastest are a tie on a short measurement: among them
-            # take the one that agrees most with PyTorch (then the fastest).
-            top = max(v["speed"]["seq_per_s"] for _, v in ok)
-            tied = [(n, v) for n, v in ok if v["speed"]["seq_per_s"] >= 0.97 * top]
-            # A batch-invariant variant (same decision alone as in any batch) wins a tie first.
-            out[device] = max(tied, key=lambda nv: (-nv[1]["validation"].get("batch_flips", 0.0),
-                                                    nv[1]["validation"]["label_agreement"],
-                                                    -_drop(nv[1]["validation"]),
-                                                    nv[1]["speed"]["seq_per_s"]))[0]
+            out[device] = speed.pick(ok, lambda n: faithfulness(variants[n]["validation"]))
         elif "fp32" in dict(cands):
             out[device] = "fp32"
         else:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import tasks as _tasks
 from ..errors import require
+from . import evidence, speed
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +57,42 @@ class Gate:
         return "top1_agreement" if self.ranking else "label_agreement"
 
     def judge(self, val: dict) -> tuple[bool, str]:
-        """(eligible, reason) of one variant's validation figures (`compare`'s dict)."""
+        """(eligible, reason) of one variant's validation figures (`compare`'s dict).
+
+        Eligible only when the evidence supports it at 95%: the drop's interval stays within the
+        budget and the agreement's lower bound (`agreement_bound`) reaches `min_agreement`.
+        Figures written before intervals existed are judged by their point values.
+        """
         drop = val.get("metric_drop_points", val.get("accuracy_drop_points"))
-        shown = f"{round(drop, 2) + 0.0:.2f}"  # + 0.0: never "-0.00"
-        name = self.primary
+        drop_hi = (val.get("drop_ci") or [drop, drop])[1]
+        name, n = self.primary, val.get("evidence_n", val.get("n"))
         agree = 100 * val[self.agreement_key]
+        bound = val.get("agreement_bound")
         what = "top-1 agreement" if self.ranking else "agreement"
         failed = []
         if drop > self.budget:
-            failed.append(f"{name} drop {shown} > {self.budget} points budget")
+            failed.append(f"{name} drop {_shown(drop)} > {self.budget} points budget")
+        elif drop_hi > self.budget:
+            failed.append(f"{name} drop {_shown(drop)} not shown within {self.budget} points "
+                          f"(95% interval up to {_shown(drop_hi)}, {val.get('labeled_n', n)} labeled)")
         # Rounded: 0.995 * 100 is 99.49999999999999 in floating point.
         if round(agree, 6) < self.min_agreement:
             failed.append(f"{what} {_below(agree, self.min_agreement)}% < {self.min_agreement:g}%")
+        elif bound is not None and round(100 * bound, 6) < self.min_agreement:
+            limit = 1 - self.min_agreement / 100
+            need = evidence.texts_needed(n or 0, 1 - val.get("agreement_estimate", val[self.agreement_key]),
+                                         1 - bound, limit)
+            more = f"; about {need:,} inputs would settle it" if need else ""
+            failed.append(f"{what} >= {self.min_agreement:g}% not shown: 95% bound {100 * bound:.2f}% on {n} "
+                          f"inputs{more}")
         if failed:
             return False, "; ".join(failed)
-        return True, f"{name} drop {shown} <= {self.budget} points"
+        shown_bound = f", {what} >= {100 * bound:.2f}% (95%, {n} inputs)" if bound is not None else ""
+        return True, f"{name} drop {_shown(drop)} <= {self.budget} points{shown_bound}"
+
+
+def _shown(x: float) -> str:
+    return f"{round(x, 2) + 0.0:.2f}"  # + 0.0: never "-0.00"
 
 
 def _below(x: float, limit: float) -> str:
@@ -144,21 +166,43 @@ class ExportReference:
 
 def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metrics: dict,
             gate: Gate | None = None) -> dict:
-    """Validation figures of one variant vs the PyTorch reference, in the task's terms.
+    """Validation figures of one variant vs the PyTorch reference, in the task's terms, each
+    with its evidence (`exporter/evidence.py`).
+
+    Rows: the first `len(y)` inputs are labeled (all of them when `y` covers every input;
+    none when `y` is None); the rest are unlabeled agreement data. Agreement and its interval
+    count every input; the metric and its drop count the labeled ones.
 
     `metric_drop_points`: (reference - variant) x 100 of the primary metric (for single_label
-    also as `accuracy_drop_points`, the name older readers know).
+    also as `accuracy_drop_points`, the name older readers know); `drop_ci` its 95% interval.
+    `agreement_ci`: the 95% interval of the agreement rate estimated from every input's margin
+    (`evidence.flip_rate`); `agreement_bound` its lower end, which the gate compares.
     """
     gate = gate or Gate()
-    m = metrics(probs, y, gate)
-    close = gate.task.agreement(probs, ref, gate.thresholds, gate.groups, gate.positive)
+    labeled = 0 if y is None else len(y)
+    m = metrics(probs[:labeled], y, gate)
+    if gate.ranking:
+        close = gate.task.agreement(probs[:labeled], ref[:labeled], gate.thresholds, gate.groups, gate.positive)
+        margins, moves = _tasks.ranking.margins(gate.task.relevance(ref[:labeled], gate.positive),
+                                                gate.task.relevance(probs[:labeled], gate.positive), gate.groups)
+    else:
+        close = gate.task.agreement(probs, ref, gate.thresholds)
+        margins, moves = gate.task.margins(np.asarray(ref, np.float64), np.asarray(probs, np.float64), gate.thresholds)
+    flips = evidence.flip_rate(margins, moves)
+    agree_ci = [round(1 - flips["flip_ci"][1], 6), round(1 - flips["flip_ci"][0], 6)]
+    out = {**m, **close, "agreement_ci": agree_ci, "agreement_bound": agree_ci[0],
+           "agreement_estimate": round(1 - flips["flip_rate"], 6), "evidence_n": flips["n"], "labeled_n": labeled}
     if y is not None:
         sign = 1 if gate.ranking or gate.task.higher_is_better else -1
         drop = sign * (ref_metrics[gate.primary] - m[gate.primary]) * 100
+        out["drop_ci"] = None if gate.ranking else evidence.paired_drop(
+            lambda s, yy, idx: gate.task.metrics(s[idx], yy[idx], gate.thresholds)[gate.primary],
+            ref[:labeled], probs[:labeled], y, sign)
     else:
         # Without labels the worst case is that every disagreement is a new error.
         drop = (1 - close[gate.agreement_key]) * 100
-    out = {**m, **close, "metric_drop_points": round(drop, 4), "n": int(len(probs))}
+        out["drop_ci"] = [round(100 * (1 - agree_ci[1]), 4), round(100 * (1 - agree_ci[0]), 4)]
+    out.update(metric_drop_points=round(drop, 4), n=int(len(probs)))
     if "accuracy" in m:  # a single-label task: older readers know the drop by this name
         acc_drop = (ref_metrics["accuracy"] - m["accuracy"]) * 100 if gate.ranking and y is not None else drop
         out["accuracy_drop_points"] = round(acc_drop, 4)
@@ -185,36 +229,9 @@ def batch_invariance(clf, texts: list, batched: np.ndarray, gate: Gate,
     idx = np.unique(np.linspace(0, n - 1, min(n, sample)).astype(int))
     alone = np.concatenate([clf.predict_proba([texts[i]]) for i in idx])
     a = gate.task.agreement(alone, batched[idx], gate.thresholds)
-    return {"batch_flips": round(1 - a["label_agreement"], 6), "batch_max_diff": round(a["max_abs_prob_diff"], 6),
-            "batch_sample": int(len(idx))}
-
-
-def interleaved_speed(classifiers: dict, texts: list[str], rounds: int = 3, round_seconds: float = 0.3,
-                      max_texts: int = 32) -> dict[str, dict]:
-    """Short end-to-end throughput of each loaded Classifier (tokenization included).
-
-    A ranking signal for choosing the default, not a benchmark (`bertfast bench` is the
-    benchmark): each round times every variant once in turn, and the median round counts.
-    """
-    sample = texts[:max_texts]
-    for clf in classifiers.values():
-        clf.predict_proba(sample[:8])  # warm-up: first-run allocations, kernel selection
-    rates: dict[str, list[float]] = {n: [] for n in classifiers}
-    for r in range(rounds):
-        names = list(classifiers)
-        names = names[r % len(names):] + names[:r % len(names)] if names else names  # rotate the order
-        for name in names:
-            clf, n, t0 = classifiers[name], 0, time.perf_counter()
-            while True:
-                clf.predict_proba(sample)
-                n += len(sample)
-                el = time.perf_counter() - t0
-                if el >= round_seconds:
-                    break
-            rates[name].append(n / el)
-    return {name: {"seq_per_s": round(float(np.median(v)), 1), "rounds": rounds, "texts": len(sample),
-                   "threads": classifiers[name].threads, "device": classifiers[name].device}
-            for name, v in rates.items()}
+    flipped = int(round((1 - a["label_agreement"]) * len(idx)))
+    return {"batch_flips": round(1 - a["label_agreement"], 6), "batch_flips_ci": evidence.wilson(flipped, len(idx)),
+            "batch_max_diff": round(a["max_abs_prob_diff"], 6), "batch_sample": int(len(idx))}
 
 
 def _validation_provider(devices: list[str], available: list[str]) -> str | None:
@@ -260,7 +277,7 @@ def validate_variants(manifest, reference: ExportReference) -> None:
             v["validation"] = reference.compare(batched)
             v["validation"].update(batch_invariance(clf, texts, batched, gate))
             v["eligible"], v["reason"] = gate.judge(v["validation"])
-        for name, sp in interleaved_speed(loaded, texts).items():
+        for name, sp in speed.interleaved(loaded, texts).items():
             manifest.variants[name]["speed"] = sp
     finally:
         for clf in loaded.values():

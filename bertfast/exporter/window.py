@@ -72,7 +72,7 @@ def search(manifest, reference) -> dict | None:
     accepted (the default stays as validation chose it, at the training length).
     """
     from ..runtime.classifier import Classifier
-    from .validate import interleaved_speed
+    from . import speed
 
     inputs, gate, threads = reference.inputs, reference.gate, reference.threads
 
@@ -109,7 +109,7 @@ def search(manifest, reference) -> dict | None:
         keys = list(loaded)
         shorter = any(w != full for _, w in keys)
         # Nothing shorter accepted: the variants' own timing stands, and so does their default.
-        speeds = interleaved_speed({i: loaded[k] for i, k in enumerate(keys)}, inputs) if shorter else {
+        speeds = speed.interleaved({i: loaded[k] for i, k in enumerate(keys)}, inputs) if shorter else {
             i: manifest.variants[name]["speed"] for i, (name, _) in enumerate(keys)}
     finally:
         for clf in loaded.values():
@@ -135,18 +135,25 @@ def _shown(x) -> str:
 
 
 def choose(variants: dict) -> dict | None:
-    """The fastest accepted (variant, window) on the CPU.
+    """The fastest accepted (variant, window) on the CPU beyond the timing noise.
 
-    Within 3% of the fastest is a tie on a short measurement: among tied ones a batch-invariant
-    variant wins, then the longer window (it sees more of each text), then the most faithful.
+    Among candidates no other beats (`speed.pick`), a batch-invariant variant wins, then the
+    longer window (it sees more of each text), then the most faithful.
     """
-    cands = [(n, e, v) for n, v in variants.items() for e in v.get("windows") or []
+    from .report import faithfulness
+    from .speed import pick
+
+    cands = [((n, i), e["speed"]) for n, v in variants.items() for i, e in enumerate(v.get("windows") or [])
              if e.get("eligible") and e.get("speed")]
     if not cands:
         return None
-    top = max(e["speed"]["seq_per_s"] for _, e, _ in cands)
-    tied = [c for c in cands if c[1]["speed"]["seq_per_s"] >= 0.97 * top]
-    name, e, _ = max(tied, key=lambda c: (-(c[2].get("validation") or {}).get("batch_flips", 0.0),
-                                          c[1]["max_length"], c[1]["validation"].get("label_agreement", 0.0),
-                                          c[1]["speed"]["seq_per_s"]))
+
+    def faithful(key):
+        name, i = key
+        e = variants[name]["windows"][i]
+        invariant = -(variants[name].get("validation") or {}).get("batch_flips", 0.0)
+        return (invariant, e["max_length"], faithfulness(e["validation"]))
+
+    name, i = pick(cands, faithful)
+    e = variants[name]["windows"][i]
     return {"variant": name, "max_length": e["max_length"], "long_text": e["long_text"]}

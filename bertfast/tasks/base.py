@@ -198,6 +198,14 @@ class Task:
                 self.relevance(a, positive), self.relevance(b, positive), groups)
         return out
 
+    def margins(self, ref: np.ndarray, scores: np.ndarray, thresholds: list[float] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(m, d), each [n, k]: how far each of an input's k decisions stands from its boundary
+        in the reference (m >= 0), and how far the variant moved it (d < 0: towards the
+        boundary; the decision flips where d <= -m). `exporter/evidence.py` turns them into a
+        flip rate with its confidence."""
+        raise self._missing("margins")
+
     def calibrate(self, ref_scores: np.ndarray, y: np.ndarray | None) -> list[float] | None:
         """Decision thresholds tuned on the reference's scores (None: the task has none)."""
         return None

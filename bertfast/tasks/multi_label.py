@@ -121,6 +121,12 @@ class MultiLabel(Task):
     def same(self, scores, ref, thresholds):
         return (self.decide(scores, thresholds) == self.decide(ref, thresholds)).all(axis=1)
 
+    def margins(self, ref, scores, thresholds=None):
+        # Each label's distance from its threshold; a move towards the threshold is negative.
+        th = np.full(ref.shape[1], 0.5) if thresholds is None else np.asarray(thresholds, np.float64)
+        side = np.where(ref >= th, 1.0, -1.0)
+        return np.abs(ref - th), side * (scores - ref)
+
     def calibrate(self, ref_scores, y):
         return tune_thresholds(ref_scores, y) if y is not None else None
 

@@ -71,3 +71,17 @@ def unknown_positive(labels: list[str], where: str) -> BertfastError:
         f"{where} has two classes ({', '.join(map(repr, labels))}) and it is not clear which one means relevant; "
         f"pass --positive-label {labels[0]!r} or {labels[1]!r} (at train or export) to rank by it."
     )
+
+
+def margins(ref: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: how far the reference's best candidate leads its runner-up (m), and how much
+    of that lead the variant kept minus the lead (d; the top document changes where d <= -m)."""
+    m, d = [], []
+    for g in np.unique(groups):
+        r, s = ref[groups == g], scores[groups == g]
+        order = np.argsort(-r, kind="stable")
+        top, second = order[0], order[1] if len(order) > 1 else order[0]
+        lead = float(r[top] - r[second])
+        m.append(lead)
+        d.append(float(s[top] - s[second]) - lead)
+    return np.asarray(m)[:, None], np.asarray(d)[:, None]

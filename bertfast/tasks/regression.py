@@ -101,6 +101,14 @@ class Regression(Task):
         span = float(ref.max() - ref.min()) if len(ref) else 0.0
         return np.abs(scores - ref)[:, 0] <= AGREEMENT_SPAN * (span or 1.0)
 
+    def margins(self, ref, scores, thresholds=None):
+        # A score agrees while within the tolerance: every input starts `tol` from the boundary.
+        span = float(ref.max() - ref.min()) if len(ref) else 0.0
+        tol = AGREEMENT_SPAN * (span or 1.0)
+        # Two decisions per input, one per direction: the score leaves the band above or below.
+        delta = (scores - ref)[:, :1]
+        return np.full((len(ref), 2), tol), np.concatenate([delta, -delta], axis=1)
+
     def test_report(self, scores, y, names):
         return {}
 

@@ -71,6 +71,15 @@ class SingleLabel(Task):
     def same(self, scores, ref, thresholds):
         return scores.argmax(-1) == ref.argmax(-1)
 
+    def margins(self, ref, scores, thresholds=None):
+        # The reference's best class against its runner-up, before and after.
+        order = np.argsort(-ref, axis=1, kind="stable")
+        rows = np.arange(len(ref))
+        top, second = order[:, 0], order[:, 1] if ref.shape[1] > 1 else order[:, 0]
+        m = ref[rows, top] - ref[rows, second]
+        d = (scores[rows, top] - scores[rows, second]) - m
+        return m[:, None], d[:, None]
+
     def checkpoint_metric(self, ranking_data):
         # On imbalanced data accuracy rewards ignoring the small classes: keep choosing by macro-F1.
         return ranking.PRIMARY if ranking_data else "macro_f1"
