@@ -11,7 +11,8 @@ from conftest import write_csv
 
 from bertfast.errors import DataError
 from bertfast.training.data import load_splits, read_labeled
-from bertfast.training.labels import coerce, infer, label_set, stratum
+from bertfast import tasks
+from bertfast.training.labels import coerce, infer
 from bertfast.training.splits import stratified_split
 from bertfast.training.texts import LabeledTexts
 
@@ -35,7 +36,7 @@ def _jsonl(path, rows):
     (["a|b", "c"], "|", "multi_label"),
 ])
 def test_task_is_inferred_from_the_labels(raw, sep, task):
-    assert infer(raw, sep) == task
+    assert infer(raw, sep).name == task
     assert coerce(raw, "f", None, sep)[0] == task
 
 
@@ -46,14 +47,14 @@ def test_labels_are_coerced_per_task():
     assert coerce([["b", "a", "a"], [], [3]], "f") == ("multi_label", [["a", "b"], [], ["3"]])
     # separator: parts stripped, an empty CSV field is "no label"
     assert coerce(["tech| sport", None, "tech"], "f", None, "|") == ("multi_label", [["sport", "tech"], [], ["tech"]])
-    assert label_set("multi_label", [["b", "a"], ["10"], ["2"]]) == ["10", "2", "a", "b"]
-    assert label_set("multi_label", [["10"], ["2"]]) == ["2", "10"]
-    assert label_set("regression", [0.1, 0.2]) == ["score"]
+    assert tasks.get("multi_label").label_set([["b", "a"], ["10"], ["2"]]) == ["10", "2", "a", "b"]
+    assert tasks.get("multi_label").label_set([["10"], ["2"]]) == ["2", "10"]
+    assert tasks.get("regression").label_set([0.1, 0.2]) == ["score"]
 
 
 def test_strata_per_task():
-    assert stratum("multi_label", [["a", "b"], []]) == ["a|b", ""]
-    q = stratum("regression", [i / 10 for i in range(10)])
+    assert tasks.get("multi_label").stratum([["a", "b"], []]) == ["a|b", ""]
+    q = tasks.get("regression").stratum([i / 10 for i in range(10)])
     assert q == sorted(q) and len(set(q)) == 5  # quintiles
 
 

@@ -17,7 +17,6 @@ from conftest import COMMON, LABELS, TOPIC_WORDS, write_csv
 from bertfast import tasks
 from bertfast.errors import BertfastError
 from bertfast.training import TrainConfig, train
-from bertfast.training.args import truth
 from bertfast.training.texts import LabeledTexts
 
 
@@ -92,13 +91,14 @@ def _rescore(out, summary, test_rows):
         logits = model(**enc).logits.numpy()
     task = tasks.task_of_config(model.config)
     assert task.name == summary["task"]
-    assert tasks.score_activation(model.config, task) == summary["activation"]
+    assert task.activation_for(model.config) == summary["activation"]
     scores = tasks.activate(logits, summary["activation"])
     names = summary["labels"]
     d = LabeledTexts(texts, [r["label"] for r in test_rows], pairs, task.name)
-    y = truth(task.name, d.labels, {n: i for i, n in enumerate(names)})
-    groups = tasks.ranking_groups(d.groups(), task, len(names)) if summary["ranking"] else None
-    got = tasks.evaluate(task, scores, y, groups=groups)
+    y = task.encode(d.labels, {n: i for i, n in enumerate(names)})
+    groups = tasks.ranking.groups_for(d.groups(), task.can_rerank(len(names))) if summary["ranking"] else None
+    positive = names.index(summary["positive_label"]) if summary.get("positive_label") else None
+    got = task.evaluate(scores, y, groups=groups, positive=positive)
     want = summary["metrics"]["test"]
     assert set(got) == set(want)
     # A tiny model after one epoch may score every input alike: decisions and orders among
@@ -282,18 +282,19 @@ def test_cli_flags_reach_the_config():
 
 
 def test_targets_and_ranking_groups():
-    from bertfast.training.args import targets
+    def targets(name, labels, ids):
+        return tasks.get(name).targets(labels, ids)
 
     ids = {"a": 0, "b": 1, "c": 2}
     assert targets("multi_label", [["a", "c"], []], ids) == [[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
     assert targets("regression", [1, 0.5], {"score": 0}) == [1.0, 0.5]
     assert targets("single_label", ["c", "a"], ids) == [2, 0]
     five = LabeledTexts(["q1"] * 5 + ["q2"] * 5, [1.0, 0.5, 0.5, 0.0, 0.0] * 2, [f"d{i}" for i in range(10)], "regression")
-    assert tasks.ranking_groups(five.groups(), tasks.get("regression"), 1).tolist() == [0] * 5 + [1] * 5
+    assert tasks.ranking.groups_for(five.groups(), tasks.get("regression").can_rerank(1)).tolist() == [0] * 5 + [1] * 5
     two = five.take([0, 1, 5, 6])  # two candidates per query: pair classification, not ranking
-    assert tasks.ranking_groups(two.groups(), tasks.get("regression"), 1) is None
-    assert tasks.ranking_groups(five.groups(), tasks.get("single_label"), 3) is None  # a class id is no relevance grade
-    assert tasks.ranking_groups(LabeledTexts(["a", "b", "c"], [0.1, 0.2, 0.3], ["x", "y", "z"], "regression").groups(), tasks.get("regression"), 1) is None
+    assert tasks.ranking.groups_for(two.groups(), tasks.get("regression").can_rerank(1)) is None
+    assert tasks.ranking.groups_for(five.groups(), tasks.get("single_label").can_rerank(3)) is None  # a class id is no relevance grade
+    assert tasks.ranking.groups_for(LabeledTexts(["a", "b", "c"], [0.1, 0.2, 0.3], ["x", "y", "z"], "regression").groups(), tasks.get("regression").can_rerank(1)) is None
 
 
 def test_compute_metrics_adds_ranking_only_when_rows_line_up():

@@ -127,6 +127,11 @@ class Task:
         training labels by the caller, where `has_classes`)."""
         raise self._missing("check_split")
 
+    def imbalance(self, labels: list, n_classes: int) -> dict | None:
+        """Rows per class when an evaluation split is so imbalanced that the primary metric
+        misleads (None: fine, or not a question for this task)."""
+        return None
+
     # -- truth and targets ----------------------------------------------------------------------
 
     def unknown(self, labels: list, label2id: dict[str, int]) -> set:

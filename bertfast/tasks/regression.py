@@ -42,9 +42,14 @@ class Regression(Task):
 
     def parse(self, raw, where, separator=None):
         out = []
+        commas = None  # decided on the first value float() cannot read
         for i, y in enumerate(raw):
             values.required(y, where, i)
             n = values.number(y)
+            if n is None and commas is None:
+                commas = values.decimal_commas(raw)
+            if n is None and commas:
+                n = values.comma_number(y)  # a German or French spreadsheet's "0,5"
             if n is None:
                 raise DataError(
                     f"{where}: label in data row {i + 1} is {str(y)[:40]!r}, not a number; a regression task needs "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from ..errors import BertfastError, DataError
@@ -9,6 +11,11 @@ from ..metrics import accuracy_f1, classification_report
 from ..metrics import top_k as top_k_indices
 from . import ranking, values
 from .base import Task, sorted_names
+
+
+# A split whose smallest class has under this share of the largest one's rows makes accuracy
+# reward ignoring the small classes.
+IMBALANCE_RATIO = 0.1
 
 
 class SingleLabel(Task):
@@ -45,6 +52,11 @@ class SingleLabel(Task):
                 f"the {name} split has only one class ({next(iter(classes))!r}, {len(labels)} rows): accuracy on it "
                 "measures nothing. Use a stratified split (omit the eval file to let bertfast make one)."
             )
+
+    def imbalance(self, labels, n_classes):
+        counts = Counter(labels)
+        lo, hi = min(counts.values()), max(counts.values())
+        return dict(counts) if lo < IMBALANCE_RATIO * hi or len(counts) < n_classes else None
 
     def encode(self, labels, label2id):
         return np.array([label2id[y] for y in labels], dtype=np.int64)

@@ -3,9 +3,13 @@ modules' `parse` and by the label reader (`training/labels.py`), which decides t
 
 from __future__ import annotations
 
+import re
+
 from ..errors import DataError
 
 BREAKS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # tab + what str.splitlines splits on
+# One comma between digits: "0,5", "-2,25". Not "1,000,000", and not "a,b" (label lists).
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
 
 
 def missing(y) -> bool:
@@ -42,3 +46,17 @@ def class_name(y, where: str, row: int) -> str:
 def required(y, where: str, row: int) -> None:
     if missing(y):
         raise DataError(f"{where}: label in data row {row + 1} is missing; every row needs a label.")
+
+
+def comma_number(y) -> float | None:
+    """y as a float when it is a string written with a decimal comma ("0,5" -> 0.5), else None."""
+    if isinstance(y, str) and _DECIMAL_COMMA.fullmatch(y.strip()):
+        return float(y.strip().replace(",", "."))
+    return None
+
+
+def decimal_commas(raw: list) -> bool:
+    """Whether a column writes its fractions with a decimal comma: some value does, and no
+    string value uses a decimal point (with both, "1,5" could be a thousands separator)."""
+    strings = [y.strip() for y in raw if isinstance(y, str)]
+    return any(comma_number(y) is not None for y in strings) and not any("." in y for y in strings)

@@ -89,28 +89,6 @@ def training_arguments(transformers, torch, cfg, ckpt_dir: Path, train_rows: int
 # What Trainer gets besides flags for one task (`bertfast.tasks`): label tensors, the loss of a
 # sigmoid score model, and compute_metrics.
 
-def targets(task: str, labels: list, label2id: dict[str, int]) -> list:
-    """Labels as the model's loss takes them: class ids (cross-entropy), float multi-hot rows
-    (BCEWithLogits: multi_label_classification needs float targets), floats (MSE)."""
-    if task == "multi_label":
-        rows = []
-        for ys in labels:
-            row = [0.0] * len(label2id)
-            for y in ys:
-                row[label2id[y]] = 1.0
-            rows.append(row)
-        return rows
-    if task == "regression":
-        return [float(y) for y in labels]
-    return [label2id[y] for y in labels]
-
-
-def truth(task: str, labels: list, label2id: dict[str, int]) -> np.ndarray:
-    """`targets` as the array `tasks.evaluate` takes."""
-    t = targets(task, labels, label2id)
-    return np.asarray(t, dtype=np.int8 if task == "multi_label" else np.float64 if task == "regression" else np.int64)
-
-
 def same_rows(label_ids: np.ndarray, y: np.ndarray) -> bool:
     """Whether predictions came back in the split's row order (their labels equal the split's):
     only then do the split's query ids apply to them."""
@@ -133,7 +111,7 @@ def trainer_class(transformers, torch):
 
 
 def make_compute_metrics(task, activation: str, evaluating: dict):
-    """Trainer's compute_metrics: `tasks.evaluate` on activated logits.
+    """Trainer's compute_metrics: `Task.evaluate` on activated logits.
 
     `evaluating` holds `y` and `groups` of the split being evaluated (the caller switches it
     before predicting on another split); ranking metrics are added when its rows line up.
@@ -146,7 +124,8 @@ def make_compute_metrics(task, activation: str, evaluating: dict):
         groups = evaluating.get("groups")
         if groups is not None and not same_rows(y, evaluating["y"]):
             groups = None
-        return tasks.evaluate(task, tasks.activate(np.asarray(logits), activation), y, groups=groups)
+        return task.evaluate(tasks.activate(np.asarray(logits), activation), y, groups=groups,
+                             positive=evaluating.get("positive"))
 
     return compute_metrics
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .. import tasks
 from ..errors import DataError
 from ..formats import EXTENSIONS, format_of
 from . import labels as _labels
@@ -99,7 +100,7 @@ def _recode(d: LabeledTexts, where: str, need_labels: bool, separator: str | Non
     """Labels of a source that comes typed (built-ins, class folders) read as the task asked for
     (`--task regression` on 0/1 pair labels gives 0.0/1.0 scores)."""
     if not need_labels or (task in (None, d.task) and separator is None):
-        _labels.check_separator(separator, task)
+        _labels.check_separator(separator, tasks.get(task) if task is not None else None)
         return d
     task, labels = _labels.coerce(d.labels, where, task, separator)
     return LabeledTexts(d.texts, labels, d.pairs, task)
@@ -261,15 +262,8 @@ def load_splits(source: str | Path, text_column: str = "text", label_column: str
         except DataError:
             if test_split:
                 raise
-    labels = _labels.label_set(task, train.labels)
-    if task == "single_label" and len(labels) < 2:
-        raise DataError(
-            f"{s}: the training data has only one class ({train.labels[0]!r}); a classifier needs at least two."
-        )
-    if task == "regression" and len(set(train.labels)) < 2:
-        raise DataError(f"{s}: every training score is {train.labels[0]}; a regression model needs varied scores.")
-    if task == "multi_label" and not labels:
-        raise DataError(f"{s}: no training row has any label (all lists are empty); a multi-label model needs labels.")
+    labels = tasks.get(task).label_set(train.labels)
+    tasks.get(task).check_training(s, train.labels, labels)
     given = {"validation": (val, str(validation)), "test": (tst, str(test) if test else f"hub split {test_split or 'test'!r}")}
     fr = []
     if val is None:
@@ -290,7 +284,7 @@ def load_splits(source: str | Path, text_column: str = "text", label_column: str
     tst = subsample(tst, max_eval_samples, seed)
     if len(train) == 0:
         raise DataError(f"{s}: no training rows left after splitting; provide more data.")
-    labels = _labels.label_set(task, train.labels)
+    labels = tasks.get(task).label_set(train.labels)
     for name, d in (("validation", val), ("test", tst)):
         src, where = given[name]
         check_eval_split(name, d, set(labels), where if d is src else None)  # rows as read: name the row

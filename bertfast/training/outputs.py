@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from .. import tasks
-from ..metrics import classification_report
 from ..utils import atomic_dir, library_versions, write_json
 from .args import same_rows
 from .checkpoints import length_histogram
@@ -19,7 +18,8 @@ from .texts import Splits
 _SPLITS = ("train", "validation", "test")
 
 
-def test_report(trainer, test_ds, task, activation: str, y: np.ndarray, groups, label_names: list[str]) -> dict:
+def test_report(trainer, test_ds, task, activation: str, y: np.ndarray, groups, label_names: list[str],
+                positive: int | None = None) -> dict:
     """The test split's metrics (`tasks.evaluate`), plus precision/recall/F1 per class
     (single-label) or per label (multi-label) under `test_per_class` / `test_per_label`.
 
@@ -32,19 +32,15 @@ def test_report(trainer, test_ds, task, activation: str, y: np.ndarray, groups, 
     # The split's query ids describe its own row order; rows that came back in another order
     # (several processes) are scored against their own labels, without ranking metrics.
     in_order = same_rows(label_ids, y)
-    report = {"test": tasks.evaluate(task, scores, y if in_order else label_ids, groups=groups if in_order else None)}
-    if task.name == "single_label":
-        report["test_per_class"] = classification_report(scores.argmax(-1), label_ids, label_names)
-    elif task.name == "multi_label":
-        # Each label as its own yes/no classifier at the default 0.5 threshold (export tunes them).
-        decided, ys = tasks.decide(task, scores), label_ids.astype(np.int8)
-        report["test_per_label"] = {
-            n: classification_report(decided[:, j], ys[:, j], ["", n])[n] for j, n in enumerate(label_names)}
+    report = {"test": task.evaluate(scores, y if in_order else label_ids, groups=groups if in_order else None,
+                                     positive=positive)}
+    report.update(task.test_report(scores, label_ids, label_names))
     return report
 
 
 def training_summary(cfg, src: str, config, tokenizer, splits: Splits, limit: int, trainer, *, task, activation: str,
-                     ranking: bool, primary: str, metrics: dict, seconds: float, device: str) -> dict:
+                     ranking: bool, primary: str, metrics: dict, seconds: float, device: str,
+                     positive: str | None = None) -> dict:
     """training.json: what was trained from what data, how well, where, with which libraries.
 
     `bertfast export` reads it back (task, pair, activation, labels, max_length), so a model
@@ -54,7 +50,7 @@ def training_summary(cfg, src: str, config, tokenizer, splits: Splits, limit: in
         "bertfast_training": 1,
         "model": cfg.model, "model_source": src, "model_type": config.model_type,
         "task": task.name, "pair": splits.pair, "problem_type": task.problem_type,
-        "activation": activation, "ranking": ranking, "primary_metric": primary,
+        "activation": activation, "ranking": ranking, "primary_metric": primary, "positive_label": positive,
         "data": {"source": str(cfg.data), "split_note": splits.split_note,
                  "text_column": cfg.text_column, "label_column": cfg.label_column,
                  "text_pair_column": cfg.text_pair_column, "label_separator": cfg.label_separator,
@@ -101,7 +97,7 @@ def write_model_folder(out: Path, trainer, tokenizer, splits: Splits, task, max_
 
 def _score_ranges(splits: Splits) -> dict:
     """Regression data: min/max/mean score per split (what label counts are for classes)."""
-    if splits.task != "regression":
+    if tasks.get(splits.task).has_classes:  # label counts describe class data
         return {}
     return {"score_stats": {k: {"min": min(d.labels), "max": max(d.labels), "mean": float(np.mean(d.labels))}
                             for k in _SPLITS for d in [getattr(splits, k)]}}

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import Counter
 
+from .. import tasks
 from ..errors import DataError
-from . import labels as _labels
 from .texts import LabeledTexts
 
 log = logging.getLogger(__name__)
 
 # A class with fewer than this share of the largest class gets a warning on evaluation splits.
-IMBALANCE_WARN_RATIO = 0.1
 
 
 def stratified_split(data: LabeledTexts, fractions: tuple[float, ...], seed: int) -> list[LabeledTexts]:
@@ -27,7 +25,7 @@ def stratified_split(data: LabeledTexts, fractions: tuple[float, ...], seed: int
     """
     rng = random.Random(seed)
     groups = data.groups()
-    keys = _labels.stratum(data.task, data.labels)
+    keys = tasks.get(data.task).stratum(data.labels)
     by_class: dict = {}
     if groups is None:
         for i, y in enumerate(keys):
@@ -87,31 +85,19 @@ def check_eval_split(name: str, data: LabeledTexts, train_labels: set[str], wher
     """
     if len(data) == 0:
         raise DataError(f"the {name} split is empty; provide more data or a {name} file.")
-    if data.task == "regression":
-        if len(set(data.labels)) < 2:
-            raise DataError(f"the {name} split has one score value only ({data.labels[0]}): correlation on it "
-                            "measures nothing; provide varied scores.")
-        return
-    counts = Counter(data.counts() if data.task == "multi_label" else data.labels)
-    unseen = sorted(set(counts) - train_labels)
-    if unseen:
-        at = ""
-        if where is not None:
-            row = next(i for i, y in enumerate(data.labels) if set(y if data.task == "multi_label" else [y]) & set(unseen))
-            at = f" (first in data row {row + 1} of {where})"
-        raise DataError(
-            f"the {name} split has label(s) {', '.join(map(repr, unseen[:5]))} that never occur in the "
-            f"training data{at} (training labels: {', '.join(sorted(train_labels))}); fix the labels or the split."
-        )
-    if data.task == "multi_label":
-        if not counts:
-            raise DataError(f"no row of the {name} split has any label: F1 on it measures nothing; provide labeled rows.")
-        return
-    if len(counts) < 2:
-        raise DataError(
-            f"the {name} split has only one class ({next(iter(counts))!r}, {len(data)} rows): accuracy on it "
-            "measures nothing. Use a stratified split (omit the eval file to let bertfast make one)."
-        )
-    lo, hi = min(counts.values()), max(counts.values())
-    if lo < IMBALANCE_WARN_RATIO * hi or len(counts) < len(train_labels):
-        log.warning("%s split is imbalanced (%s): prefer macro-F1 over accuracy.", name, dict(counts))
+    task = tasks.get(data.task)
+    if task.has_classes:
+        unseen = sorted(set(task.flat(data.labels)) - train_labels)
+        if unseen:
+            at = ""
+            if where is not None:
+                row = next(i for i, y in enumerate(data.labels) if set(task.flat([y])) & set(unseen))
+                at = f" (first in data row {row + 1} of {where})"
+            raise DataError(
+                f"the {name} split has label(s) {', '.join(map(repr, unseen[:5]))} that never occur in the "
+                f"training data{at} (training labels: {', '.join(sorted(train_labels))}); fix the labels or the split."
+            )
+    task.check_split(name, data.labels)
+    counts = task.imbalance(data.labels, len(train_labels))
+    if counts is not None:
+        log.warning("%s split is imbalanced (%s): prefer macro-F1 over accuracy.", name, counts)

@@ -8,9 +8,10 @@ so both can build them without importing each other.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from .. import tasks
 
 
 @dataclass
@@ -30,11 +31,7 @@ class LabeledTexts:
         return len(self.texts)
 
     def counts(self) -> dict[str, int]:
-        if self.task == "regression":
-            return {}
-        if self.task == "multi_label":
-            return dict(sorted(Counter(y for ys in self.labels for y in ys).items()))
-        return dict(sorted(Counter(self.labels).items()))
+        return tasks.get(self.task).counts(self.labels)
 
     def inputs(self) -> list:
         """What a Classifier takes: the texts, or (text, text_pair) tuples."""

@@ -35,10 +35,8 @@ from .args import (
     head_lr_optimizer,
     make_compute_metrics,
     sigmoid_score_loss,
-    targets,
     trainer_class,
     training_arguments,
-    truth,
 )
 from .checkpoints import load_classifier, load_config_and_tokenizer, model_length_limit, resolve_model
 from .data import load_splits
@@ -65,6 +63,9 @@ class TrainConfig:
             labels imply (lists -> multi_label, fractional numbers -> regression, else
             single_label). Needed to read whole-number scores (0/1 relevance) as regression, and
             to say what numbers with a decimal comma ("0,5") are (refused without it).
+        positive_label: for two-class pair data evaluated as reranking, the class that means
+            relevant (default: inferred where unambiguous: 0/1, yes/no, true/false,
+            relevant/irrelevant, positive/negative); recorded for the export.
         validation_data / test_data: optional separate files; else stratified splits are made.
         val_fraction / test_fraction: sizes of the splits made when files are not given.
         max_length: tokens per text during training (texts are truncated to it).
@@ -88,6 +89,7 @@ class TrainConfig:
     text_pair_column: str | None = None
     label_separator: str | None = None
     task: str | None = None
+    positive_label: str | None = None
     validation_data: str | None = None
     test_data: str | None = None
     val_fraction: float = 0.1
@@ -129,7 +131,7 @@ class TrainConfig:
             check_int(flag, value, 2, optional=True)
         if self.task is not None:
             tasks.get(self.task)  # names --task and its choices when unknown
-        check_separator(self.label_separator, self.task)
+        check_separator(self.label_separator, tasks.get(self.task) if self.task is not None else None)
         if self.text_pair_column is not None and self.text_pair_column in (self.text_column, self.label_column):
             flag = "--text-column" if self.text_pair_column == self.text_column else "--label-column"
             raise BertfastError(f"--text-pair-column {self.text_pair_column!r} is also {flag}; name the column of the second text.")
@@ -175,7 +177,7 @@ def train(cfg: TrainConfig) -> Path:
     task = resolve_task(cfg, config, splits)
     log.info("data %s: %s%s, %d train / %d validation / %d test, %d %s (%s)", cfg.data, task.name,
              " pairs" if splits.pair else "", len(splits.train), len(splits.validation), len(splits.test),
-             len(splits.label_names), "output" if task.name == "regression" else "labels", splits.split_note)
+             len(splits.label_names), task.output_unit, splits.split_note)
     return _train(cfg, src, config, tokenizer, splits, limit, out, ckpt_dir)
 
 
@@ -193,11 +195,11 @@ def resolve_task(cfg: TrainConfig, config, splits: Splits) -> tasks.Task:
     task = tasks.get(splits.task)
     declared = tasks.task_of_config(config)
     if cfg.task is not None:
-        if declared is not None and declared.name != task.name:
+        if declared is not None and declared != task:
             log.info("--task %s: the checkpoint's %s problem_type is replaced", task.name, declared.name)
         return task
-    problem_type = getattr(config, "problem_type", None)
-    if problem_type == "regression" and task.name == "single_label" and all(map(_is_number, splits.label_names)):
+    declares_scores = getattr(config, "problem_type", None) is not None and declared is not None and not declared.has_classes
+    if declares_scores and task.has_classes and not task.label_lists and all(map(_is_number, splits.label_names)):
         # 0/1 (or 1..5) relevance reads as class names: only the user can say they are scores.
         raise BertfastError(
             f"the labels of {cfg.data} are read as classes ({', '.join(splits.label_names[:4])}"
@@ -206,7 +208,7 @@ def resolve_task(cfg: TrainConfig, config, splits: Splits) -> tasks.Task:
             "to train a classification head instead."
         )
     tasks.check_config_task(task, config)
-    if declared is not None and declared.name != task.name:
+    if declared is not None and declared != task:
         # A one-output checkpoint without problem_type: a score model (e.g. a CrossEncoder).
         log.warning("%s has one output (a score model) but the data is %s: its head is replaced by a %d-label one; "
                     "pass --task regression to train scores instead.", cfg.model, task.name, len(splits.label_names))
@@ -231,23 +233,22 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
     transformers.set_seed(cfg.seed)
 
     task = tasks.get(splits.task)
-    activation = tasks.score_activation(config, task)
-    bce_scores = task.name == "regression" and activation == "sigmoid"  # a CrossEncoder's one logit
+    activation = task.activation_for(config)
+    # A checkpoint whose head applies another activation than its task's own: a CrossEncoder's
+    # one logit trained with BCE (sigmoid) instead of MSE.
+    bce_scores = activation == "sigmoid" and task.activation != "sigmoid"
     if bce_scores:
         _check_unit_scores(cfg, splits)
     model = load_classifier(transformers, src, cfg.model, task.problem_type, splits.id2label)
     train_ds, val_ds, test_ds = _encode(cfg, tokenizer, splits, task)
-    y_val, y_test = (truth(task.name, d.labels, splits.label2id) for d in (splits.validation, splits.test))
-    groups_val, groups_test = (tasks.ranking_groups(d.groups(), task, len(splits.label2id))
-                               for d in (splits.validation, splits.test))
+    y_val, y_test = (task.encode(d.labels, splits.label2id) for d in (splits.validation, splits.test))
+    groups_val, groups_test, positive = _ranking(cfg, task, splits)
     # Ranking metrics need each prediction's query id: rows come back in dataset order in one
     # process; under torchrun the best checkpoint is chosen on the task's own metric instead.
     ranking = groups_val is not None and int(os.environ.get("WORLD_SIZE", "1")) == 1
-    primary = tasks.primary_metric(task, ranking)
-    # Single-label keeps choosing its checkpoint by macro-F1 (as bertfast always has): on
-    # imbalanced data accuracy rewards ignoring the small classes.
-    best_metric = "macro_f1" if task.name == "single_label" and not ranking else primary
-    evaluating = {"y": y_val, "groups": groups_val}  # compute_metrics' split; switched to test below
+    best_metric = task.checkpoint_metric(ranking)
+    # compute_metrics' split (switched to test below) and the relevant class of a two-class reranker
+    evaluating = {"y": y_val, "groups": groups_val, "positive": positive}
 
     args = training_arguments(transformers, torch, cfg, ckpt_dir, len(train_ds), best_metric, task.higher_is_better)
     callbacks = [transformers.EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping)] if cfg.early_stopping else []
@@ -262,7 +263,7 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
 
     val_metrics = trainer.evaluate(val_ds, metric_key_prefix="validation")
     evaluating.update(y=y_test, groups=groups_test)
-    report = test_report(trainer, test_ds, task, activation, y_test, groups_test, splits.label_names)
+    report = test_report(trainer, test_ds, task, activation, y_test, groups_test, splits.label_names, positive)
     metrics = {"validation": {k.removeprefix("validation_"): v for k, v in val_metrics.items()}, **report}
 
     # Under torchrun / accelerate launch every rank runs this function and the evaluations above
@@ -271,7 +272,8 @@ def _train(cfg, src, config, tokenizer, splits: Splits, limit, out: Path, ckpt_d
     if trainer.is_world_process_zero():
         summary = training_summary(
             cfg, src, config, tokenizer, splits, limit, trainer, task=task, activation=activation,
-            ranking=groups_val is not None, primary=primary, metrics=metrics, seconds=time.time() - t0,
+            ranking=groups_val is not None, primary=task.primary_metric(ranking), metrics=metrics,
+            positive=None if positive is None else splits.label_names[positive], seconds=time.time() - t0,
             device="cuda" if torch.cuda.is_available() else "cpu",
         )
         write_model_folder(out, trainer, tokenizer, splits, task, cfg.max_length, summary)
@@ -295,10 +297,27 @@ def _encode(cfg, tokenizer, splits: Splits, task):
     def encode(d):
         # Pairs: the tokenizer's own pair template, truncated longest-first (what the runtime does).
         enc = tokenizer(d.texts, d.pairs, truncation=True, max_length=cfg.max_length)
-        enc["labels"] = targets(task.name, d.labels, splits.label2id)
+        enc["labels"] = task.targets(d.labels, splits.label2id)
         return datasets.Dataset.from_dict(dict(enc))
 
     return tuple(encode(d) for d in (splits.train, splits.validation, splits.test))
+
+
+def _ranking(cfg, task: tasks.Task, splits: Splits):
+    """(validation query ids, test query ids, relevant class id) when the pair data is a
+    reranking list, else Nones. A two-class model whose relevant class is not named (and not
+    inferable: `ranking.positive_class`) is trained and evaluated without ranking metrics; its
+    export then asks for --positive-label."""
+    can = task.can_rerank(len(splits.label2id))
+    groups = [tasks.ranking.groups_for(d.groups(), can) for d in (splits.validation, splits.test)]
+    if groups[0] is None or not task.has_classes:
+        return groups[0], groups[1], None
+    positive = tasks.ranking.positive_class(splits.label_names, cfg.positive_label)
+    if positive is None:
+        log.warning("%s; ranking metrics are left out of training", tasks.ranking.unknown_positive(
+            splits.label_names, "the data").args[0].removesuffix("."))
+        return None, None, None
+    return groups[0], groups[1], positive
 
 
 def _check_unit_scores(cfg, splits: Splits) -> None:
