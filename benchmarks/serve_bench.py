@@ -19,6 +19,10 @@ same machine as the server and take CPU from it; the record says how many CPUs t
 
     python benchmarks/serve_bench.py --export exports/minilm --name minilm --seconds 10
     python benchmarks/serve_bench.py --export EXPORT --name smoke --seconds 2 --levels 1,8,64,256  # ~30 s
+
+A change to the server itself is measured with `--trees before=DIR,after=DIR` (two source trees,
+e.g. git worktrees of two commits): both servers start, and the rounds load each in turn (ABBA),
+instead of the `--servers` comparison.
 """
 
 from __future__ import annotations
@@ -73,10 +77,10 @@ REQUESTS = {
 }
 
 
-def start(kind: str, export: Path, threads: int, extra: list[str] = (), infinity: tuple | None = None
-          ) -> tuple[subprocess.Popen, str]:
+def start(kind: str, export: Path, threads: int, extra: list[str] = (), infinity: tuple | None = None,
+          tree: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    env = None
+    env, cwd = None, ROOT
     if kind == "infinity":
         # Infinity (infinity-emb) serves the PyTorch checkpoint the export came from, with its own
         # dynamic batching (`--batch-size`); torch gets the same thread count as the others.
@@ -88,9 +92,11 @@ def start(kind: str, export: Path, threads: int, extra: list[str] = (), infinity
     elif kind == "plain":
         cmd = [sys.executable, __file__, "--plain-server", str(export), "--port", str(port), "--threads", str(threads)]
     else:
-        cmd = [sys.executable, "-m", "bertfast.serve", str(export), "--port", str(port), "--device", "cpu",
-               "--threads", str(threads), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        cmd = [sys.executable, "-m", "bertfast.serve", str(Path(export).resolve()), "--port", str(port), "--device",
+               "cpu", "--threads", str(threads), *extra]
+        if tree is not None:  # `python -m` puts the working directory first on sys.path: run from the tree
+            env, cwd = {**os.environ, "PYTHONPATH": str(tree)}, tree
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
     while True:
@@ -266,6 +272,65 @@ def run_levels(kind: str, export: Path, texts: list[str], args, threads: int) ->
     return rows
 
 
+def run_trees(export: Path, texts: list[str], args, threads: int) -> list[dict]:
+    """`bertfast serve` from each of `args.trees` (label=source tree), all started at once and
+    loaded in turn: each round runs every tree once, in an order reversed every other round
+    (ABBA), so drift on a shared machine hits every tree alike."""
+    servers = {label: start("batching", export, threads, ["--max-wait-ms", str(args.max_wait_ms),
+                                                          *args.serve_args.split()], tree=tree)
+               for label, tree in args.trees.items()}
+    rows: list[dict] = []
+    try:
+        for clients in args.levels:
+            for _, url in servers.values():
+                arun(load(url, texts, clients, args.warmup, args.max_requests))  # warm-up, not recorded
+            for rnd in range(1, args.rounds + 1):
+                for label in (list(servers) if rnd % 2 else list(servers)[::-1]):
+                    url = servers[label][1]
+                    before = batch_stats(url)
+                    row = arun(load(url, texts, clients, args.seconds, args.max_requests))
+                    after = batch_stats(url)
+                    calls = after[1] - before[1]
+                    row["mean_texts_per_model_call"] = round((after[0] - before[0]) / calls, 2) if calls else None
+                    row["server"], row["round"] = label, rnd
+                    rows.append(row)
+                    print(f"{label:9s} {clients:4d} clients (round {rnd}): {row['texts_per_s']:8.1f} texts/s  "
+                          f"p50 {row.get('ok_p50_ms')} ms  p99 {row.get('ok_p99_ms')} ms  {row['status']}", flush=True)
+    finally:
+        for proc, _ in servers.values():
+            stop(proc)
+    return rows
+
+
+def tree_summary(rows: list[dict], labels: list[str]) -> list[dict]:
+    """Per level and tree: mean, min, max and sample standard deviation of texts/s over the
+    rounds, and each tree's mean over the first tree's."""
+    out = []
+    for clients in sorted({r["clients"] for r in rows}):
+        base = None
+        for label in labels:
+            rates = [r["texts_per_s"] for r in rows if r["clients"] == clients and r["server"] == label]
+            p50 = [r["ok_p50_ms"] for r in rows if r["clients"] == clients and r["server"] == label]
+            mean = float(np.mean(rates))
+            base = mean if base is None else base
+            out.append({"clients": clients, "server": label, "rounds": len(rates), "texts_per_s_mean": round(mean, 1),
+                        "texts_per_s_min": min(rates), "texts_per_s_max": max(rates),
+                        "texts_per_s_std": round(float(np.std(rates, ddof=1)), 1) if len(rates) > 1 else None,
+                        "p50_ms_mean": round(float(np.mean(p50)), 2), "vs_first": round(mean / base, 3)})
+    return out
+
+
+def _tree_record(label: str, tree: Path) -> dict:
+    """What a tree is, without its path: commit and whether its working tree differs from it."""
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", "-C", str(tree), *a], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    return {"label": label, "commit": git("rev-parse", "--short", "HEAD") or None,
+            "subject": git("log", "-1", "--format=%s")[:120] or None,
+            "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no", "bertfast"))}
+
+
 class OfflineRate:
     """`Classifier.predict_proba` texts/s in this process, on demand (the server is idle
     meanwhile: no client is sending). Calls are as large as `seconds` of work allows, between
@@ -373,10 +438,10 @@ def markdown(report: dict) -> str:
              f"{report['env']['server_threads']}, `--max-wait-ms {report['max_wait_ms']}`. One text per request; "
              "timed: loopback HTTP round trip, JSON, queueing, tokenization, model.", "",
              f"Offline `Classifier.predict_proba` on the same texts: **{report['offline']['texts_per_s']} texts/s**.", "",
-             "`x offline`: the run's texts/s over the offline rate measured right before and after it "
-             "(mean of the two; `predict_proba` in this process on calls of "
-             f"{_call_texts(report)} texts, server idle), so drift on this shared machine hits both sides alike. "
-             "Each level runs `round`s, alternating with the offline measure.", "",
+             *(["`x offline`: the run's texts/s over the offline rate measured right before and after it "
+                "(mean of the two; `predict_proba` in this process on calls of "
+                f"{_call_texts(report)} texts, server idle), so drift on this shared machine hits both sides alike. "
+                "Each level runs `round`s, alternating with the offline measure.", ""] if not report.get("trees") else []),
              "| server | clients | round | texts/s | x offline | p50 ms | p90 ms | p99 ms | texts per model call | statuses |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in report["levels"]:
@@ -384,6 +449,15 @@ def markdown(report: dict) -> str:
         lines.append(f"| {r['server']} | {r['clients']} | {r.get('round', 1)} | {r['texts_per_s']} | {ratio} | {r.get('ok_p50_ms')} | "
                      f"{r.get('ok_p90_ms')} | {r.get('ok_p99_ms')} | {r.get('mean_texts_per_model_call', '')} | "
                      f"{r['status']} |")
+    if report.get("trees"):
+        lines += ["", "Source trees (loaded in turn, ABBA order per round): " + "; ".join(
+            f"`{t['label']}` = {t['commit']} ({t['subject']})" + (" + uncommitted changes" if t["uncommitted_changes"] else "")
+            for t in report["trees"]) + ".", "",
+            "| clients | server | rounds | texts/s mean | min | max | std | p50 ms mean | vs first |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['clients']} | {r['server']} | {r['rounds']} | {r['texts_per_s_mean']} | {r['texts_per_s_min']} | "
+                  f"{r['texts_per_s_max']} | {r['texts_per_s_std']} | {r['p50_ms_mean']} | {r['vs_first']} |"
+                  for r in report["tree_summary"]]
     o = report.get("overload")
     if o:
         lines += ["", f"Overload: {o['clients']} clients against `--max-queue {o['max_queue']}`: statuses {o['status']}; "
@@ -428,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                         "adds the `infinity` server")
     p.add_argument("--model-dir", type=Path, default=None,
                    help="PyTorch checkpoint for Infinity (default: the export manifest's source.model_dir)")
+    p.add_argument("--trees", default=None,
+                   help="compare `bertfast serve` from source trees instead of --servers: label=DIR,label=DIR "
+                        "(e.g. before=../wt-before,after=.); loaded in turn, ABBA per round")
     p.add_argument("--overload-clients", type=int, default=512)
     p.add_argument("--overload-queue", type=int, default=32, help="--max-queue of the overload phase (0: skip)")
     p.add_argument("--soak-seconds", type=float, default=0.0, help="memory soak duration (0: skip)")
@@ -459,7 +536,12 @@ def main(argv: list[str] | None = None) -> int:
     texts = read_labeled(data, "text", "label").texts if args.data == "eval" else load_texts(data)[0]
     report = {"name": args.name, "export": display_path(args.export), "data": display_path(data) if args.data == "eval" else data,
               "texts": len(texts), "max_wait_ms": args.max_wait_ms, "serve_args": args.serve_args, "env": environment(threads), "levels": []}
-    for kind in args.servers.split(","):
+    if args.trees:
+        args.trees = {label: Path(d).resolve() for label, d in (t.split("=", 1) for t in args.trees.split(","))}
+        report["trees"] = [_tree_record(label, tree) for label, tree in args.trees.items()]
+        report["levels"] = run_trees(args.export, texts, args, threads)
+        report["tree_summary"] = tree_summary(report["levels"], list(args.trees))
+    for kind in ([] if args.trees else args.servers.split(",")):
         report["levels"] += run_levels(kind, args.export, texts, args, threads)
     if args.overload_queue:
         report["overload"] = overload(args.export, texts, args, threads)

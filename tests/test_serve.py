@@ -27,6 +27,7 @@ from bertfast.errors import BertfastError  # noqa: E402
 from bertfast.runtime.classifier import Classifier  # noqa: E402
 from bertfast.serve import ServeConfig, build_app  # noqa: E402
 from bertfast.serve.batcher import DynamicBatcher, ShuttingDown  # noqa: E402
+from bertfast.serve.model import ServedModel  # noqa: E402
 
 TEXTS = [t for t, _ in make_texts(12, seed=3)]
 
@@ -48,14 +49,16 @@ def client(tiny_export, clf):
         yield c
 
 
-class Gated:
+class Gated(ServedModel):
     """The Classifier, but every model call waits for `gate` (and can be told to fail)."""
 
     def __init__(self, clf):
         self.clf, self.gate, self.entered, self.fail = clf, threading.Event(), threading.Event(), False
+        self.labels, self.task, self.pair, self.activation = clf.labels, clf.task, clf.pair, clf.activation
+        self.thresholds, self.options, self.manifest, self.providers = clf.thresholds, clf.options, clf.manifest, clf.providers
 
-    def __getattr__(self, name):
-        return getattr(self.clf, name)
+    def encode(self, texts):
+        return self.clf.encode(texts)
 
     def logits_from_encoded(self, enc):
         self.entered.set()
@@ -63,6 +66,9 @@ class Gated:
         if self.fail:
             raise RuntimeError("boom")
         return self.clf.logits_from_encoded(enc)
+
+    def close(self):
+        pass  # the wrapped Classifier is the fixture's
 
 
 # -- routes -----------------------------------------------------------------------------
@@ -351,33 +357,6 @@ def test_activation_is_applied_once_per_call_to_the_rows_that_ask_for_it():
     b.close()
 
 
-def test_hot_routes_are_answered_before_fastapis_stack(tiny_export, clf):
-    """POST /predict never enters FastAPI's middleware (the fast path answers it first); GET
-    routes do; the app is still a FastAPI (Ray Serve's ingress needs one)."""
-    from fastapi import FastAPI
-
-    seen = []
-
-    class Spy:
-        def __init__(self, app):
-            self.app = app
-
-        async def __call__(self, scope, receive, send):
-            if scope["type"] == "http":
-                seen.append((scope["method"], scope["path"]))
-            await self.app(scope, receive, send)
-
-    app = build_app(_cfg(tiny_export), clf)
-    app.add_middleware(Spy)
-    assert isinstance(app, FastAPI)
-    with TestClient(app) as c:
-        assert c.post("/predict", json={"inputs": TEXTS[0]}).status_code == 200
-        assert c.post("/classify", json={"texts": TEXTS[0]}).status_code == 200
-        assert c.get("/health").status_code == 200
-        assert c.post("/nowhere", json={}).status_code == 404
-    assert seen == [("GET", "/health"), ("POST", "/nowhere")]
-
-
 def test_config_errors_name_the_flag(tiny_export):
     with pytest.raises(BertfastError, match="--max-queue"):
         ServeConfig(tiny_export, max_queue=4, max_inputs=8)
@@ -515,8 +494,8 @@ def test_ray_serve_deployment_answers_tei(tiny_export, clf):
 def test_ranked_json_is_what_json_writes():
     """The hand-written /predict body is byte for byte the json module's (ties by label order,
     quotes and non-ASCII labels, top_k), and a non-finite score is refused as json refuses it."""
-    from bertfast.serve.app import _ranked, _ranked_json
-    from bertfast.serve.fastpath import dumps
+    from bertfast.serve.asgi import dumps
+    from bertfast.serve.handlers import _ranked, _ranked_json
 
     labels = ["sport", 'say "hi"', "économie", "tech"]
     quoted = [dumps(lab) for lab in labels]

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from bertfast.runtime.classifier import Classifier  # noqa: E402
 from bertfast.serve import ServeConfig, build_app  # noqa: E402
+from bertfast.serve.model import ServedModel  # noqa: E402
 
 TEXTS = [t for t, _ in make_texts(16, seed=5)]
 PAIRS = [(TEXTS[i], TEXTS[(i * 5 + 3) % len(TEXTS)]) for i in range(8)]
@@ -322,19 +323,24 @@ def test_bad_input_is_named_and_the_server_keeps_answering(clients, clfs, name, 
 # -- concurrency ---------------------------------------------------------------------------
 
 
-class Gated:
+class Gated(ServedModel):
     """The Classifier, but the model call waits for `gate` once: requests pile up meanwhile."""
 
     def __init__(self, clf):
         self.clf, self.gate, self.entered = clf, threading.Event(), threading.Event()
+        self.labels, self.task, self.pair, self.activation = clf.labels, clf.task, clf.pair, clf.activation
+        self.thresholds, self.options, self.manifest, self.providers = clf.thresholds, clf.options, clf.manifest, clf.providers
 
-    def __getattr__(self, name):
-        return getattr(self.clf, name)
+    def encode(self, texts):
+        return self.clf.encode(texts)
 
     def logits_from_encoded(self, enc):
         self.entered.set()
         self.gate.wait(20)
         return self.clf.logits_from_encoded(enc)
+
+    def close(self):
+        pass  # the wrapped Classifier is the fixture's (or the test's)
 
 
 def _requests(name: str, n: int = 20) -> list[tuple[str, dict]]:

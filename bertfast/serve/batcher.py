@@ -24,6 +24,9 @@ at light load one thread takes calls and runs them on `clf` with every core (low
 under heavy load (a call finds `HEAVY_TEXTS` waiting) a second thread takes calls too and both
 run on `split`, one core each, side by side, so a stolen core slows one call instead of
 stalling both.
+
+A model call that fails is retried by halves (`_call`), so one request whose input breaks the
+model fails alone instead of every request that shared its call.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import numpy as np
 
 from .. import tasks as _tasks
 from ..errors import BertfastError
+from .model import ModelCalls
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,8 @@ class DynamicBatcher:
     """Collects queued requests into model calls on one background thread.
 
     Args:
-        clf: a loaded `Classifier` (only `encode` and `logits_from_encoded` are used).
+        clf: a loaded `Classifier`, or any `ModelCalls` (only `encode` and `logits_from_encoded`
+            are used).
         max_batch_texts: most texts per model call (one request is never split, so a call
             may exceed it when a single request is larger).
         max_wait_s: how long the oldest queued request may wait for company.
@@ -90,8 +95,8 @@ class DynamicBatcher:
         metrics: a `ServeMetrics` (or None).
     """
 
-    def __init__(self, clf, max_batch_texts: int, max_wait_s: float, max_queue: int, metrics=None,
-                 workers: int = 1, split=None):
+    def __init__(self, clf: ModelCalls, max_batch_texts: int, max_wait_s: float, max_queue: int, metrics=None,
+                 workers: int = 1, split: ModelCalls | None = None):
         self.clf, self.split = clf, split
         workers = 2 if split is not None else workers
         self._running = 0  # calls in flight
@@ -172,7 +177,7 @@ class DynamicBatcher:
     def _heavy(self, now: float) -> bool:
         return self.split is not None and now - self._heavy_at < HEAVY_HOLD_S
 
-    def _take(self, worker: int = 0) -> tuple[list[Work], object] | None:
+    def _take(self, worker: int = 0) -> tuple[list[Work], ModelCalls] | None:
         """Block for the next batch and the Classifier to run it on; None when closing and drained.
 
         Worker 0 always takes work; with a `split` Classifier the others only under heavy load
@@ -219,29 +224,49 @@ class DynamicBatcher:
             # Heavy load lately: the single-threaded streams, side by side; else every core.
             return batch, (self.split if self._heavy(now) else self.clf)
 
-    def _run(self, batch: list[Work], clf) -> None:
-        texts = [t for w in batch for t in w.texts]
+    def _run(self, batch: list[Work], clf: ModelCalls) -> None:
         t0 = time.perf_counter()
         try:
-            try:
-                enc = clf.encode(texts)
-            except Exception as e:  # an input no request's check could see: fail only its request
-                batch = self._without_bad_inputs(batch, e)
-                if not batch:
-                    return
-                texts = [t for w in batch for t in w.texts]
-                enc = clf.encode(texts)
+            enc = clf.encode([t for w in batch for t in w.texts])
+        except Exception as e:  # an input no request's check could see: fail only its request
+            batch = self._without_bad_inputs(batch, e)
+            if not batch:
+                return
+            enc = None  # the others are encoded again without it
+        self._call(batch, clf, enc, t0)
+
+    def _call(self, batch: list[Work], clf: ModelCalls, enc, t0: float) -> None:
+        """Run one model call on `batch` (encoded as `enc`, or None) and answer its requests.
+
+        A failed call may be one input's doing (e.g. one longer than the model's position table
+        fails the whole call in ONNX Runtime): each half of the batch is then retried on its
+        own, down to single requests, so only the requests that fail alone get the error (and
+        count once each in the metrics); the thread always survives.
+        """
+        try:
+            if enc is None:
+                enc = clf.encode([t for w in batch for t in w.texts])
             logits = np.asarray(clf.logits_from_encoded(enc), dtype=np.float32)
-        except Exception as e:  # a failed call fails its requests, never the thread
-            log.exception("model call on %d inputs failed", len(texts))
-            for w in batch:
-                _resolve(w, error=e)
+        except Exception as e:
+            if len(batch) == 1:
+                log.exception("model call on the %d input(s) of one request failed", len(batch[0].texts))
+                _resolve(batch[0], error=e)
+                return
+            log.warning("model call on %d requests failed (%s: %s); retrying each half on its own", len(batch),
+                        type(e).__name__, str(e)[:200])
+            mid = len(batch) // 2
+            for half in (batch[:mid], batch[mid:]):
+                self._call(half, clf, None, time.perf_counter())
             return
+        self._answer(batch, logits, enc, t0)
+
+    def _answer(self, batch: list[Work], logits: np.ndarray, enc, t0: float) -> None:
         seconds = time.perf_counter() - t0
+        n_texts = sum(len(w.texts) for w in batch)
         # Counted before any answer goes out, so a caller that got its response sees its call
         # in the metrics (a scrape right after a request is consistent).
         if self.metrics is not None:
-            self.metrics.observe_batch(len(texts), len(batch), int(enc.padded_tokens), seconds,
+            self.metrics.observe_batch(n_texts, len(batch), int(enc.padded_tokens), seconds,
                                        [t0 - w.enqueued for w in batch])
         scores = {None: logits}
         for w in batch:  # each activation once over the whole call (rows are independent)

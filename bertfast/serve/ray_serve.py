@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import require
-from . import ServeConfig
+from .config import ServeConfig
 
 
 class BertfastReplica:

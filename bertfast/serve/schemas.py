@@ -160,6 +160,7 @@ def parse_rerank(obj: dict[str, Any], limits: Limits) -> RerankRequest:
         raise ApiError(422, f"query must be a string; got {_kind(query)}.")
     if len(query) > limits.max_chars:
         raise ApiError(413, f"query has {len(query):,} characters; the limit is {limits.max_chars:,} (--max-chars).")
+    _check_unicode(query, "query")
     texts = _required(obj, "texts")
     if not isinstance(texts, list):
         raise ApiError(422, f"texts must be a list of strings; got {_kind(texts)}.")
@@ -272,6 +273,18 @@ def _check_texts(texts: list, where: str, limits: Limits, single_texts: bool = F
             raise ApiError(422, f"{where}[{i}] must be a string; got {_kind(t)}.")
         if len(t) > limits.max_chars:
             raise ApiError(413, f"{where}[{i}] has {len(t):,} characters; the limit is {limits.max_chars:,} (--max-chars).")
+        if not t.isascii():
+            _check_unicode(t, f"{where}[{i}]")
+
+
+def _check_unicode(text: str, where: str) -> None:
+    """Refuse a lone surrogate: valid JSON ("\\ud800"), but not text the tokenizer takes or UTF-8
+    can write, so the client's error (422), not the backend's (it failed the model call: 500)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ApiError(422, f"{where} is not valid Unicode text: a lone surrogate \\u{ord(text[e.start]):04x} at "
+                            f"character {e.start}; send well-formed text (surrogates only in pairs).") from None
 
 
 def _only(obj: dict, allowed: tuple[str, ...], where: str = "") -> None:
