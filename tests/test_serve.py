@@ -56,6 +56,7 @@ class Gated(ServedModel):
         self.clf, self.gate, self.entered, self.fail = clf, threading.Event(), threading.Event(), False
         self.labels, self.task, self.pair, self.activation = clf.labels, clf.task, clf.pair, clf.activation
         self.thresholds, self.options, self.manifest, self.providers = clf.thresholds, clf.options, clf.manifest, clf.providers
+        self.positive, self.rerank_refusal = clf.positive, clf.rerank_refusal
 
     def encode(self, texts):
         return self.clf.encode(texts)

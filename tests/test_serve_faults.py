@@ -76,6 +76,7 @@ class Culprit(ServedModel):
         self.clf, self.gate, self.entered, self.calls = clf, threading.Event(), threading.Event(), []
         self.labels, self.task, self.pair, self.activation = clf.labels, clf.task, clf.pair, clf.activation
         self.thresholds, self.options, self.manifest, self.providers = clf.thresholds, clf.options, clf.manifest, clf.providers
+        self.positive, self.rerank_refusal = clf.positive, clf.rerank_refusal
 
     def encode(self, texts):
         return _Tagged(list(texts), self.clf.encode(texts))

@@ -139,17 +139,12 @@ def app_from_env() -> ServeAPI:
 
 def _export_kind(clf: ServedModel) -> dict:
     """What the export is: task name, pair inputs, activation, thresholds, and whether it can
-    rerank (the rule of `Classifier.rerank`: a pair model with one score or two classes)."""
-    task = clf.task.name
-    pair = bool(clf.pair)
-    n = len(clf.labels)
-    activation = clf.activation
-    thresholds = None
-    if task == "multi_label":
-        th = clf.thresholds
-        thresholds = [float(t) for t in th] if th is not None else [0.5] * n
-    reranker = pair and (task == "regression" or (task == "single_label" and n == 2))
-    return {"task": task, "pair": pair, "activation": activation, "thresholds": thresholds, "reranker": reranker}
+    rerank, decided once by the classifier at load (`Classifier.rerank_refusal`: a pair model
+    with one score, or two classes of which the relevant one is known)."""
+    task = clf.task
+    thresholds = task.decision_thresholds(clf.thresholds, len(clf.labels))
+    return {"task": task.name, "pair": bool(clf.pair), "activation": clf.activation, "thresholds": thresholds,
+            "reranker": clf.rerank_refusal is None, "refusal": clf.rerank_refusal, "positive": clf.positive}
 
 
 def _info(cfg: ServeConfig, clf: ServedModel, spec: dict) -> dict:

@@ -132,22 +132,14 @@ class PostRoutes:
         task = spec["task"]
         req = parse_classify(obj, self.limits, len(labels), pair=spec["pair"], task=task)
         scores = await self.logits_for(req.texts, spec["activation"])
-        if task == "regression":
-            preds = [{"score": s} for s in scores[:, 0].tolist()]
-        elif task == "multi_label":
-            on = _tasks.decide(_tasks.get(task), scores, spec["thresholds"])
-            preds = [{"labels": [labels[j] for j in np.flatnonzero(row).tolist()], "scores": dict(zip(labels, ss))}
-                     for row, ss in zip(on, scores.tolist())]
-        else:
-            preds = []
-            for row in scores:
-                ranked = _ranked(row, labels, req.top_k)
-                p = dict(ranked[0])
-                if req.top_k > 1:
-                    p["top_k"] = ranked
-                if req.all_scores:
-                    p["scores"] = {lab: float(s) for lab, s in zip(labels, row.tolist())}
-                preds.append(p)
+        # The task's own answer (as `Classifier.predict`), plus the ranked labels and every score
+        # when asked (top_k > 1 is refused above for tasks without a ranking of labels).
+        preds = self.clf.task.outputs(scores, labels, spec["thresholds"])
+        for p, row in zip(preds, scores):
+            if req.top_k > 1:
+                p["top_k"] = _ranked(row, labels, req.top_k)
+            if req.all_scores and "scores" not in p:
+                p["scores"] = {lab: float(s) for lab, s in zip(labels, row.tolist())}
         return {"model": self.model_id, "variant": self.clf.options.variant, "task": task, "predictions": preds}
 
     async def rerank(self, obj: dict) -> list[dict]:
@@ -155,12 +147,13 @@ class PostRoutes:
         req = parse_rerank(obj, self.limits)  # a malformed body is a 422 first, as in TEI
         spec = self.spec
         if not spec["reranker"]:
-            raise ApiError(424, _not_reranker(self.model_id, spec["task"], spec["pair"], self.labels), "backend")
+            raise ApiError(424, f"model is not a re-ranker model: {spec['refusal']} Use /predict.", "backend")
         logits = await self.logits_for([(req.query, t) for t in req.texts])
-        if req.raw_scores:  # the one logit, or the log-odds of the last class (sigmoid of it: P(last))
-            rel = logits[:, 0] if logits.shape[1] == 1 else logits[:, -1] - logits[:, 0]
+        pos = spec["positive"]
+        if req.raw_scores:  # the one logit, or the log-odds of the relevant class (its sigmoid: P(relevant))
+            rel = logits[:, 0] if logits.shape[1] == 1 else logits[:, pos] - logits[:, 1 - pos]
         else:
-            rel = _tasks.relevance(_tasks.activate(logits, spec["activation"]))
+            rel = self.clf.task.relevance(_tasks.activate(logits, spec["activation"]), pos)
         order = np.argsort(-rel, kind="stable")  # ties: request order, as Classifier.rerank
         scores = rel.tolist()
         if req.return_text:
@@ -171,15 +164,6 @@ class PostRoutes:
 def _time_out(future: asyncio.Future) -> None:
     if not future.done():
         future.set_exception(asyncio.TimeoutError())
-
-
-def _not_reranker(model_id: str, task: str, pair: bool, labels: list[str]) -> str:
-    if not pair:
-        return (f"model is not a re-ranker model: export {model_id!r} classifies single texts ({task}, "
-                f"{len(labels)} labels); it is not a pair / cross-encoder model. Use /predict.")
-    return (f"model is not a re-ranker model: export {model_id!r} is a pair model but {task} with {len(labels)} "
-            "labels; reranking needs one score (regression) or two classes (P(last class) is the relevance). "
-            "Use /predict with pairs.")
 
 
 def _best_first(row: np.ndarray, scores: list[float], top_k: int | None) -> list[int]:

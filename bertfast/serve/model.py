@@ -46,6 +46,8 @@ class ServedModel(ModelCalls, Protocol):
             max_length, long_text, batch_tokens, max_batch_size), as `Classifier.load` fills them.
         manifest: the export's manifest (`/info`: folder name, source sha).
         providers: ONNX Runtime's execution providers in use, first = preferred.
+        positive: the relevant class of a two-class reranker (None: a score model, or none).
+        rerank_refusal: why the export cannot rerank, in one line (None: it can).
     """
 
     labels: Sequence[str]
@@ -56,11 +58,14 @@ class ServedModel(ModelCalls, Protocol):
     options: RuntimeOptions
     manifest: Manifest
     providers: Sequence[str]
+    positive: int | None
+    rerank_refusal: str | None
 
     def close(self) -> None: ...
 
 
 SERVED_MEMBERS = ("labels", "task", "pair", "activation", "thresholds", "options", "manifest", "providers",
+                  "positive", "rerank_refusal",
                   "encode", "logits_from_encoded", "close")
 
 

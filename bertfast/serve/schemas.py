@@ -17,6 +17,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .. import tasks as _tasks
+from ..errors import BertfastError
+
 FUNCTIONS = ("softmax", "sigmoid", "none")
 
 
@@ -142,11 +145,10 @@ def parse_classify(obj: dict[str, Any], limits: Limits, n_labels: int, pair: boo
             raise ApiError(422, f"texts must be a string or a list of strings; got {_kind(raw)}.")
         _check_texts(texts, "texts", limits, single_texts=True)
     top_k = _int(obj, "top_k", 1, low=1)
-    if task != "single_label" and top_k != 1:
-        what = ("every label with its score and the labels at or over their thresholds"
-                if task == "multi_label" else "one score per input")
-        raise ApiError(422, f"top_k is for single-label exports; this export is {task} and answers {what}; "
-                            "drop top_k.")
+    try:
+        _tasks.get(task).check_top_k(top_k, "this export", "top_k")
+    except BertfastError as e:
+        raise ApiError(422, str(e)) from None
     if top_k > n_labels:
         raise ApiError(422, f"top_k must be between 1 and {n_labels} (the number of labels); got {top_k}.")
     return ClassifyRequest(texts, single, top_k, _bool(obj, "all_scores", False))

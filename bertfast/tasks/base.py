@@ -211,6 +211,10 @@ class Task:
         flip rate with its confidence."""
         raise self._missing("margins")
 
+    def decision_thresholds(self, thresholds, n_outputs: int) -> list[float] | None:
+        """The thresholds decisions use (None: the task has none)."""
+        return None
+
     def calibrate(self, ref_scores: np.ndarray, y: np.ndarray | None) -> list[float] | None:
         """Decision thresholds tuned on the reference's scores (None: the task has none)."""
         return None

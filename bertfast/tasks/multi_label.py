@@ -127,6 +127,9 @@ class MultiLabel(Task):
         side = np.where(ref >= th, 1.0, -1.0)
         return np.abs(ref - th), side * (scores - ref)
 
+    def decision_thresholds(self, thresholds, n_outputs):
+        return [float(t) for t in thresholds] if thresholds is not None else [0.5] * n_outputs
+
     def calibrate(self, ref_scores, y):
         return tune_thresholds(ref_scores, y) if y is not None else None
 
