@@ -28,7 +28,6 @@ import numpy as np
 
 from .. import tasks as _tasks
 from ..errors import BertfastError, DataError
-from ..metrics import top_k as top_k_indices
 from .readers import LINE_BREAKS
 
 log = logging.getLogger(__name__)
@@ -58,16 +57,7 @@ def _task(model) -> str:
 
 
 def _names(task: str, labels: list[str], top_k: int, all_scores: bool, txt: bool) -> list[str]:
-    if task == "multi_label":
-        return ["labels"] if txt else ["labels", *(f"score_{lab}" for lab in labels)]
-    if task == "regression":
-        return ["score"]
-    names = ["label", "score"]
-    for k in range(2, top_k + 1):
-        names += [f"label_{k}", f"score_{k}"]
-    if all_scores:
-        names += [f"prob_{lab}" for lab in labels]
-    return names
+    return _tasks.get(task).columns(labels, top_k, all_scores, txt)
 
 
 def prediction_names(columns: list[str], labels: list[str], top_k: int, all_scores: bool,
@@ -115,22 +105,7 @@ def prediction_values(proba: np.ndarray, labels: list[str], top_k: int, all_scor
     `Classifier.predict`; `separator`: join each row's labels into one string (None: a list)."""
     # float32 -> rounded float64, so text outputs show 0.912345, not 0.9123454689979553.
     p64 = np.round(proba.astype(np.float64), 6)
-    if task == "regression":
-        return [p64[:, 0].tolist()]
-    if task == "multi_label":
-        on = _tasks.decide(_tasks.get(task), proba, thresholds)
-        sets = [[labels[j] for j in np.flatnonzero(row)] for row in on]
-        cols: list[list] = [sets if separator is None else [separator.join(s) for s in sets]]
-        return cols if txt else cols + [p64[:, j].tolist() for j in range(len(labels))]
-    top = top_k_indices(proba, top_k)
-    scores = np.take_along_axis(p64, top, axis=1)
-    lab = np.array(labels, dtype=object)
-    cols = []
-    for k in range(top.shape[1]):
-        cols += [lab[top[:, k]].tolist(), scores[:, k].tolist()]
-    if all_scores:
-        cols += [p64[:, j].tolist() for j in range(len(labels))]
-    return cols
+    return _tasks.get(task).column_values(proba, p64, labels, top_k, all_scores, thresholds, separator, txt)
 
 
 @dataclass(frozen=True)
@@ -162,7 +137,7 @@ class Predictions:
         names = prediction_names(columns, labels, top_k, all_scores, src=src, task=task, txt=txt, prefix=prefix)
         th = tuple(model.thresholds) if model.thresholds is not None else None
         return cls(task, tuple(labels), tuple(names), top_k, all_scores, th,
-                   separator if task == "multi_label" else None, txt, prefix if prefix and not txt else None)
+                   separator if _tasks.get(task).label_lists else None, txt, prefix if prefix and not txt else None)
 
     def values(self, scores: np.ndarray) -> list[list]:
         return prediction_values(scores, list(self.labels), self.top_k, self.all_scores, self.task,
@@ -180,7 +155,7 @@ def check_task_flags(model, *, top_k: int = 1, pair_flag: str | None = None, sep
         separator: what multi-label `labels` are joined with in this output (None: lists); a
             label holding it is refused (the joined string could not be split again).
     """
-    task = _task(model)
+    task = _tasks.get(_task(model))
     if model.pair and pair_flag is None:
         raise BertfastError(
             f"{where} classifies text pairs; pass --text-pair-column COLUMN (the second text of each pair), "
@@ -190,15 +165,12 @@ def check_task_flags(model, *, top_k: int = 1, pair_flag: str | None = None, sep
         raise BertfastError(
             f"{pair_flag} is for exports of text-pair models, but {where} classifies single texts; drop {pair_flag}."
         )
-    if top_k != 1 and task != "single_label":
-        what = ("`labels` (every label over its threshold) and a score per label" if task == "multi_label"
-                else "one `score` per row")
-        raise BertfastError(f"--top-k is for single-label exports; {where} is {task} and writes {what}; drop --top-k.")
+    task.check_top_k(top_k, where)
     if top_k > len(model.labels):
         raise BertfastError(
             f"--top-k {top_k} is more than the model's {len(model.labels)} labels ({', '.join(model.labels)})."
         )
-    if task == "multi_label" and separator is not None:
+    if task.label_lists and separator is not None:
         for lab in model.labels:
             if separator in lab:
                 raise BertfastError(
