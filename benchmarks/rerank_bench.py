@@ -55,13 +55,21 @@ def make_queries(n_queries: int, n_candidates: int, seed: int) -> list[tuple[str
     return out
 
 
+POSITIVE: list[int | None] = [None]  # the relevant class of a two-class export (set from its manifest)
+
+
+def _relevance(scores: np.ndarray) -> np.ndarray:
+    """What the peers rank by: the one score, or P(relevant class) as the export records it."""
+    return scores[:, 0] if scores.shape[1] == 1 else scores[:, POSITIVE[0]]
+
+
 class Bertfast:
     def __init__(self, export: Path, max_length: int, threads: int, variant: str | None = None):
         self.clf = Classifier.load(export, device="cpu", max_length=max_length, threads=threads, variant=variant)
         self.name = f"bertfast:{self.clf.variant}" + ("" if variant else " (default)")
 
     def scores(self, q: str, docs: list[str]) -> np.ndarray:
-        return tasks.relevance(self.clf.predict_proba([(q, d) for d in docs]))
+        return self.clf.task.relevance(self.clf.predict_proba([(q, d) for d in docs]), self.clf.positive)
 
 
 class Torch:
@@ -84,7 +92,7 @@ class Torch:
                 enc = self.tok([q] * len(part), part, truncation=True, max_length=self.L, padding=True,
                                return_tensors="pt")
                 out.append(self.model(**enc).logits.float().numpy())
-        return tasks.relevance(tasks.activate(np.concatenate(out), self.act))
+        return _relevance(tasks.activate(np.concatenate(out), self.act))
 
 
 class OptimumInt8:
@@ -114,7 +122,7 @@ class OptimumInt8:
         for i, row in enumerate(res):
             for d in row if isinstance(row, list) else [row]:
                 logits[i, self.label2id[d["label"]]] = d["score"]
-        return tasks.relevance(tasks.activate(logits, self.act))
+        return _relevance(tasks.activate(logits, self.act))
 
 
 def bench_length(args, queries, max_length: int, activation: str) -> dict:
@@ -177,6 +185,8 @@ def main() -> int:
     args.variants = [v for v in args.variants.split(",") if v]
     manifest = json.loads((args.export / "bertfast.json").read_text())
     activation = manifest["task"].get("activation") or tasks.get(manifest["task"]["name"]).activation
+    labels = [manifest["id2label"][str(i)] for i in range(len(manifest["id2label"]))]
+    POSITIVE[0] = tasks.ranking.positive_class(labels, manifest["task"].get("positive_label"))
     queries = make_queries(args.queries, args.candidates, args.seed)
     info = cpu_info()
     flags = frozenset(info["flags"])

@@ -58,17 +58,6 @@ def rel(p: Path) -> str:
         return p.name
 
 
-def truth(task: str, labels: list, names: list[str]) -> np.ndarray:
-    if task == "multi_label":
-        y = np.zeros((len(labels), len(names)), dtype=np.int8)
-        for i, ys in enumerate(labels):
-            for lab in ys:
-                y[i, names.index(lab)] = 1
-        return y
-    if task == "regression":
-        return np.asarray(labels, dtype=np.float64)
-    return np.array([names.index(lab) for lab in labels])
-
 
 def torch_scores(model_dir: Path, inputs: list, pair: bool, max_length: int, activation: str) -> np.ndarray:
     import torch
@@ -103,15 +92,16 @@ def one(name: str, work: Path, threads: int | None) -> dict:
     sp = load_splits(data, seed=training["config"]["seed"])
     test = sp.test
     names = [manifest["id2label"][str(i)] for i in range(len(manifest["id2label"]))]
-    y = truth(task.name, test.labels, names)
+    y = task.encode(test.labels, {n: i for i, n in enumerate(names)})
     # Ranked per query only where queries have 3+ candidates on average, as training and the
     # export decide (bbc-news-pairs has 2 per headline: it is pair classification).
-    groups = tasks.ranking_groups(test.groups(), task, len(names))
+    groups = tasks.ranking.groups_for(test.groups(), task.can_rerank(len(names)))
+    positive = tasks.ranking.positive_class(names, manifest["task"].get("positive_label")) if groups is not None else None
     max_length = manifest["max_length"]
     thresholds = manifest["task"].get("thresholds")
     ref = torch_scores(model_dir, test.inputs(), pair, max_length, manifest["task"].get("activation", task.activation))
     out = {"task": task.name, "pair": pair, "dataset": data, "test_rows": len(test), "max_length": max_length,
-           "train_flags": flags, "seconds": secs, "reference": tasks.evaluate(task, ref, y, thresholds, groups),
+           "train_flags": flags, "seconds": secs, "reference": task.evaluate(ref, y, thresholds, groups, positive),
            "export_table": manifest.get("variants"), "default": manifest["default"], "variants": {}}
     with Classifier.load(export_dir, device="cpu", threads=threads) as clf:
         default = clf.variant
@@ -123,11 +113,11 @@ def one(name: str, work: Path, threads: int | None) -> dict:
             s = clf.predict_proba(test.inputs())
             el = time.perf_counter() - t
         out["variants"][variant] = {
-            "metrics": tasks.evaluate(task, s, y, thresholds, groups),
-            "agreement": tasks.agreement(task, s, ref, thresholds, groups),
+            "metrics": task.evaluate(s, y, thresholds, groups, positive),
+            "agreement": task.agreement(s, ref, thresholds, groups, positive),
             "inputs_per_s": round(len(test) / el, 1), "default": variant == default,
         }
-    out["primary_metric"] = tasks.primary_metric(task, groups is not None)
+    out["primary_metric"] = task.primary_metric(groups is not None)
     return out
 
 

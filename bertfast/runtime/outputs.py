@@ -101,7 +101,7 @@ def prediction_values(proba: np.ndarray, labels: list[str], top_k: int, all_scor
                       task: str = "single_label", thresholds: list[float] | None = None,
                       separator: str | None = None, txt: bool = False) -> list[list]:
     """Columns (lists) in the order of `prediction_names`, from the scores `Classifier.iter_proba`
-    yields. Multi-label decisions are `tasks.decide` with the export's `thresholds`, exactly as
+    yields. Multi-label decisions are `Task.decide` with the export's `thresholds`, exactly as
     `Classifier.predict`; `separator`: join each row's labels into one string (None: a list)."""
     # float32 -> rounded float64, so text outputs show 0.912345, not 0.9123454689979553.
     p64 = np.round(proba.astype(np.float64), 6)

@@ -12,7 +12,6 @@ from ..metrics import top_k as top_k_indices
 from . import ranking, values
 from .base import Task, sorted_names
 
-
 # A split whose smallest class has under this share of the largest one's rows makes accuracy
 # reward ignoring the small classes.
 IMBALANCE_RATIO = 0.1

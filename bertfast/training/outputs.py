@@ -20,7 +20,7 @@ _SPLITS = ("train", "validation", "test")
 
 def test_report(trainer, test_ds, task, activation: str, y: np.ndarray, groups, label_names: list[str],
                 positive: int | None = None) -> dict:
-    """The test split's metrics (`tasks.evaluate`), plus precision/recall/F1 per class
+    """The test split's metrics (`Task.evaluate`), plus precision/recall/F1 per class
     (single-label) or per label (multi-label) under `test_per_class` / `test_per_label`.
 
     The caller points compute_metrics at the test split's truth first: Trainer calls it here.
