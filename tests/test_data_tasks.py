@@ -9,9 +9,9 @@ import math
 import pytest
 from conftest import write_csv
 
+from bertfast import tasks
 from bertfast.errors import DataError
 from bertfast.training.data import load_splits, read_labeled
-from bertfast import tasks
 from bertfast.training.labels import coerce, infer
 from bertfast.training.splits import stratified_split
 from bertfast.training.texts import LabeledTexts
