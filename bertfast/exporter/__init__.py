@@ -58,6 +58,7 @@ class _Source:
     activation: str
     preset: str
     threads: int
+    unknown_token_rate: float | None = None  # [UNK] share of the eval texts (preflight)
 
 
 def export(cfg: ExportConfig) -> Path:
@@ -91,11 +92,12 @@ def export(cfg: ExportConfig) -> Path:
 def _load_source(cfg: ExportConfig, out: Path) -> _Source:
     """Check the model folder, the output folder and the eval data; load the PyTorch model."""
     from ..training.checkpoints import model_length_limit
-    from . import quantize
+    from . import preflight, quantize
     from .onnx import check_model_dir, load_torch_model
 
     model_dir = Path(cfg.model_dir)
     config = check_model_dir(model_dir)
+    preflight.check_tokenizer_files(model_dir)  # before loading: transformers falls back to an empty vocab
     mo, oo = model_dir.resolve(), out.resolve()
     if mo == oo or mo in oo.parents or oo in mo.parents:
         raise BertfastError(
@@ -104,15 +106,17 @@ def _load_source(cfg: ExportConfig, out: Path) -> _Source:
         )
     # An export folder holding the model or the eval data would be replaced by the export.
     check_output_dir(out, cfg.force, inputs=(cfg.model_dir, cfg.eval_data))
-    transformers = require("transformers", "train")
+    require("transformers", "train")  # a missing extra is named before any model loads
     training = _read_training(model_dir)
     model = load_torch_model(model_dir)
     limit = model_length_limit(model.config)
     max_length = cfg.max_length or training.get("max_length") or min(limit, 512)
     if max_length > limit:
         raise BertfastError(f"--max-length {max_length} is over the model's limit of {limit} positions.")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
+    tokenizer = preflight.load_tokenizer(model_dir)
     ev = _evalset.load(cfg, model_dir, model.config, training)
+    # PyTorch reads the folder's tokenizer too, so a wrong one would pass validation: refuse it here.
+    unknown = preflight.check_tokenizer(tokenizer, model.config, ev, int(max_length), model_dir, cfg.allow_unknown_tokens)
     if ev.id2label != {int(k): v for k, v in model.config.id2label.items()}:  # --label-names
         model.config.id2label, model.config.label2id = dict(ev.id2label), {v: k for k, v in ev.id2label.items()}
     activation = ev.task.activation_for(model.config)
@@ -123,7 +127,7 @@ def _load_source(cfg: ExportConfig, out: Path) -> _Source:
     threads = cfg.threads or usable_cpus()
     require("torch", "train").set_num_threads(threads)
     return _Source(model_dir, config, model, tokenizer, family_of(config), training, int(max_length), int(limit),
-                   ev, activation, quantize.check_preset(cfg.quantize), threads)
+                   ev, activation, quantize.check_preset(cfg.quantize), threads, unknown)
 
 
 def _build(cfg: ExportConfig, src: _Source, tmp: Path, wanted: list[str], progress: _Progress):
@@ -186,7 +190,8 @@ def _reference(cfg: ExportConfig, src: _Source, m: Manifest, progress: _Progress
     gate = Gate(ev.task, cfg.budget, cfg.agreement, thresholds, ev.groups, ev.positive)
     m.task = m.task.replace(thresholds=thresholds)
     ref_metrics = validate.metrics(ref, ev.y, gate)
-    m.reference = {**ref_metrics, "n": len(ev), "backend": "pytorch fp32", "seq_per_s": round(torch_speed, 1)}
+    m.reference = {**ref_metrics, "n": len(ev), "backend": "pytorch fp32", "seq_per_s": round(torch_speed, 1),
+                   "unknown_token_rate": src.unknown_token_rate}
     return ExportReference(ev.inputs(), ref, ev.y, ref_metrics, gate, src.threads)
 
 

@@ -52,6 +52,9 @@ class ExportConfig:
             accepted variants and default to the fastest the gate accepts.
         opset: ONNX opset.
         threads: CPU threads for validation and timing (default: CPUs usable by this process).
+        allow_unknown_tokens: export even when over 5 percent of the eval data's tokens are the
+            tokenizer's unknown token ([UNK]: a tokenizer that is not the model's, or text in
+            another language).
         force: replace an existing export folder.
     """
 
@@ -76,6 +79,7 @@ class ExportConfig:
     window_search: bool = field(default=True, metadata=meta(negatable=True))
     opset: int = 17
     threads: int | None = None
+    allow_unknown_tokens: bool = False
     force: bool = False
 
     def __post_init__(self):
