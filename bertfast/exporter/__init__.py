@@ -18,7 +18,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import flags
@@ -59,6 +59,8 @@ class _Source:
     preset: str
     threads: int
     unknown_token_rate: float | None = None  # [UNK] share of the eval texts (preflight)
+    calibration: list = field(default_factory=list)  # int8-static calibration inputs, never validated on
+    calibration_note: str = ""
 
 
 def export(cfg: ExportConfig) -> Path:
@@ -105,7 +107,7 @@ def _load_source(cfg: ExportConfig, out: Path) -> _Source:
             "Choose another --out (e.g. exports/<name>)."
         )
     # An export folder holding the model or the eval data would be replaced by the export.
-    check_output_dir(out, cfg.force, inputs=(cfg.model_dir, cfg.eval_data))
+    check_output_dir(out, cfg.force, inputs=(cfg.model_dir, cfg.eval_data, cfg.agreement_data))
     require("transformers", "train")  # a missing extra is named before any model loads
     training = _read_training(model_dir)
     model = load_torch_model(model_dir)
@@ -126,8 +128,10 @@ def _load_source(cfg: ExportConfig, out: Path) -> _Source:
         model.config.problem_type = ev.task.problem_type
     threads = cfg.threads or usable_cpus()
     require("torch", "train").set_num_threads(threads)
+    ev, calibration, note = _evalset.calibration(ev, model_dir, cfg.calibration_samples)
     return _Source(model_dir, config, model, tokenizer, family_of(config), training, int(max_length), int(limit),
-                   ev, activation, quantize.check_preset(cfg.quantize), threads, unknown)
+                   ev, activation, quantize.check_preset(cfg.quantize), threads, unknown,
+                   calibration, note)
 
 
 def _build(cfg: ExportConfig, src: _Source, tmp: Path, wanted: list[str], progress: _Progress):
@@ -147,7 +151,7 @@ def _build(cfg: ExportConfig, src: _Source, tmp: Path, wanted: list[str], progre
         raise ExportError("the tokenizer has no tokenizer.json (fast tokenizer) to ship with the export.")
     ctx = _variants.BuildContext(
         folder=tmp, scratch=scratch, raw=raw, config=src.config, preset=src.preset, tokenizer=tokenizer,
-        calibration_texts=_calibration_inputs(src.model_dir, ev.pair) or ev.inputs(), inputs=inputs,
+        calibration_texts=src.calibration, inputs=inputs,
         max_length=src.max_length, calibration_samples=cfg.calibration_samples,
     )
     m = Manifest(
@@ -162,7 +166,8 @@ def _build(cfg: ExportConfig, src: _Source, tmp: Path, wanted: list[str], progre
         opset=cfg.opset, quantization_preset=src.preset, max_accuracy_drop=cfg.budget,
         tokenizer={"file": "tokenizer.json", "pad_token_id": int(tokenizer.pad_token_id or 0),
                    "lowercase": bool(getattr(tokenizer, "do_lower_case", False))},
-        eval_data={"source": ev.source, "rows": len(ev), "file": "eval.jsonl"},
+        eval_data={"source": ev.source or ev.extra_source, "rows": len(ev), "file": "eval.jsonl", "agreement": ev.extra_source,
+                   "agreement_rows": len(ev.extra), "calibration": src.calibration_note},
         training={k: src.training[k] for k in ("data", "metrics", "max_length") if k in src.training} or None,
         versions=library_versions(),
     )
@@ -180,19 +185,22 @@ def _reference(cfg: ExportConfig, src: _Source, m: Manifest, progress: _Progress
     from . import validate
 
     ev = src.ev
-    progress.say(f"validating {len(m.variants)} variant(s) on {len(ev)} held-out "
+    extra = f" + {len(ev.extra)} unlabeled" if ev.extra else ""
+    progress.say(f"validating {len(m.variants)} variant(s) on {len(ev)} labeled{extra} held-out "
                  f"{'pairs' if ev.pair else 'texts'} vs PyTorch fp32 ({ev.task.name}, primary {ev.primary})")
+    inputs = ev.inputs()
+    texts = [x[0] for x in inputs] if ev.pair else inputs
     ref, torch_speed = validate.torch_reference(
-        src.model, src.tokenizer, ev.data.texts, src.max_length, m.inputs, pairs=ev.data.pairs,
+        src.model, src.tokenizer, texts, src.max_length, m.inputs, pairs=[x[1] for x in inputs] if ev.pair else None,
         activation=src.activation)
     # Decision thresholds (multi-label) are tuned once, on PyTorch's scores; every variant is judged with them.
-    thresholds = ev.task.calibrate(ref, ev.y)
+    thresholds = ev.task.calibrate(ref[:len(ev)], ev.y)
     gate = Gate(ev.task, cfg.budget, cfg.agreement, thresholds, ev.groups, ev.positive)
     m.task = m.task.replace(thresholds=thresholds)
-    ref_metrics = validate.metrics(ref, ev.y, gate)
-    m.reference = {**ref_metrics, "n": len(ev), "backend": "pytorch fp32", "seq_per_s": round(torch_speed, 1),
-                   "unknown_token_rate": src.unknown_token_rate}
-    return ExportReference(ev.inputs(), ref, ev.y, ref_metrics, gate, src.threads)
+    ref_metrics = validate.metrics(ref[:len(ev)], ev.y, gate)
+    m.reference = {**ref_metrics, "n": len(ev), "agreement_n": len(ev.extra), "backend": "pytorch fp32",
+                   "seq_per_s": round(torch_speed, 1), "unknown_token_rate": src.unknown_token_rate}
+    return ExportReference(inputs, ref, ev.y, ref_metrics, gate, src.threads)
 
 
 def _validate(cfg: ExportConfig, ctx, m: Manifest, reference: ExportReference) -> None:
@@ -259,19 +267,6 @@ def _task_block(ev, activation: str, min_agreement: float) -> dict:
     if ev.positive is not None:
         block["positive_label"] = ev.id2label[ev.positive]
     return block
-
-
-def _calibration_inputs(model_dir: Path, pair: bool) -> list:
-    """Training inputs (texts, or pairs for a pair model) to calibrate int8-static; [] if none saved."""
-    from ..training.data import read_labeled
-
-    path = model_dir / "splits" / "train.jsonl"
-    if not path.exists():
-        return []
-    has_pair = _evalset.SAVED_PAIR_COLUMN in _evalset.first_row(path)
-    if pair != has_pair:
-        return []
-    return read_labeled(path, label_column=None, text_pair_column=_evalset.SAVED_PAIR_COLUMN if pair else None).inputs()
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -34,6 +34,10 @@ class ExportConfig:
             does (same top label / label set / close score; reranking: same top document per
             query; default 99.5).
         eval_data: labeled held-out file to validate on (default: the model's splits/validation.jsonl).
+        agreement_data: texts without labels (any supported format; a labeled file's labels are
+            ignored), e.g. a sample of production traffic: they count for agreement with PyTorch,
+            score error and batch invariance; with no --eval-data the gate bounds agreement alone.
+        max_agreement_samples: seeded sample of --agreement-data rows used (keeps export time bounded).
         text_column: text column of --eval-data.
         label_column: label column of --eval-data.
         text_pair_column: second-text column of --eval-data (pair models).
@@ -66,6 +70,8 @@ class ExportConfig:
     max_metric_drop: float | None = None
     min_agreement: float | None = None
     eval_data: str | None = None
+    agreement_data: str | None = None
+    max_agreement_samples: int = 2000
     text_column: str = "text"
     label_column: str = "label"
     text_pair_column: str | None = None
@@ -97,6 +103,9 @@ class ExportConfig:
                 raise BertfastError(f"{flag} must be a non-empty string; got {value!r}.")
         parse_label_names(self.label_names)
         check_int("--max-eval-samples", self.max_eval_samples, 2, optional=True)
+        check_int("--max-agreement-samples", self.max_agreement_samples, 2)
+        if self.agreement_data is not None and (not isinstance(self.agreement_data, str) or not self.agreement_data):
+            raise BertfastError(f"--agreement-data must be a file path; got {self.agreement_data!r}.")
         check_int("--calibration-samples", self.calibration_samples, 1)
         check_int("--max-length", self.max_length, 8, optional=True)
         check_int("--opset", self.opset, 11, 21)

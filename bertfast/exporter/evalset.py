@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,16 +57,21 @@ class EvalSet:
         groups: a query id per row for reranking data, else None.
         label_mapping: how data labels were matched to class ids, when not by name (None).
         positive: for a two-class reranker, the id of the class that means relevant.
+        extra: unlabeled inputs (`--agreement-data`) that count for agreement, score error and
+            batch invariance, after the labeled ones.
+        extra_source: where they came from, and how many were used of how many.
     """
 
-    source: str
+    source: str | None
     data: LabeledTexts
     task: _tasks.Task
-    y: np.ndarray
+    y: np.ndarray | None
     id2label: dict[int, str]
     groups: np.ndarray | None = None
     label_mapping: str | None = None
     positive: int | None = None
+    extra: list = field(default_factory=list)
+    extra_source: str | None = None
 
     @property
     def pair(self) -> bool:
@@ -80,18 +86,32 @@ class EvalSet:
         return self.task.primary_metric(self.ranking)
 
     def __len__(self) -> int:
+        """Labeled rows."""
         return len(self.data)
 
+    @property
+    def n_inputs(self) -> int:
+        return len(self.data) + len(self.extra)
+
     def inputs(self) -> list:
-        """What a Classifier takes: texts, or (text, text_pair) tuples."""
-        return self.data.inputs()
+        """What a Classifier takes (texts, or (text, text_pair) tuples): the labeled rows, then
+        the unlabeled agreement rows."""
+        return list(self.data.inputs()) + list(self.extra)
+
+    def take(self, keep: list[int]) -> EvalSet:
+        """The eval set with labeled rows `keep` only (their order)."""
+        idx = np.asarray(keep, dtype=int)
+        groups = None if self.groups is None else self.groups[idx]
+        return replace(self, data=self.data.take(list(keep)), y=None if self.y is None else self.y[idx], groups=groups)
 
     def rows(self) -> list[dict]:
         """eval.jsonl rows: text (+ text_pair) and the label as the export names it."""
         d, out = self.data, []
         for i, t in enumerate(d.texts):
             row = {"text": t, "text_pair": d.pairs[i]} if d.pairs is not None else {"text": t}
-            out.append({**row, "label": self.task.label_of(self.y[i], self.id2label)})
+            out.append(row if self.y is None else {**row, "label": self.task.label_of(self.y[i], self.id2label)})
+        if not out:  # an export gated on unlabeled data alone keeps those rows for reproducing it
+            out = [{"text": x[0], "text_pair": x[1]} if isinstance(x, tuple) else {"text": x} for x in self.extra]
         return out
 
 
@@ -120,10 +140,19 @@ def load(cfg, model_dir: Path, config, training: dict) -> EvalSet:
         config: the model's transformers config (id2label, problem_type, num_labels).
         training: its training.json ({} for checkpoints not trained by bertfast).
     """
+
+    src, pair_column = _source(cfg, model_dir, training)
+    ev = _unlabeled(cfg, config, training) if src is None else _labeled(cfg, config, training, src, pair_column)
+    if cfg.agreement_data:
+        ev.extra, ev.extra_source = _agreement_rows(cfg, ev.pair)
+    return ev
+
+
+def _labeled(cfg, config, training: dict, src: str, pair_column: str | None) -> EvalSet:
+    """The labeled eval rows, read as the model's task."""
     from ..training.data import read_labeled
     from ..training.splits import subsample
 
-    src, pair_column = _source(cfg, model_dir, training)
     task = _tasks.get(cfg.task) if cfg.task else None
     if task is not None:
         _tasks.check_config_task(task, config)
@@ -180,7 +209,7 @@ def _positive(task: _tasks.Task, id2label: dict[int, str], given: str | None, tr
     if not task.has_classes:
         return None
     labels = [id2label[i] for i in range(len(id2label))]
-    recorded = (training.get("task") or {}).get("positive_label") if isinstance(training.get("task"), dict) else None
+    recorded = training.get("positive_label")  # training.json of a model bertfast trained
     pos = _tasks.ranking.positive_class(labels, given if given is not None else recorded)
     if pos is None:
         raise _tasks.ranking.unknown_positive(labels, "the model")
@@ -188,7 +217,8 @@ def _positive(task: _tasks.Task, id2label: dict[int, str], given: str | None, tr
 
 
 def _source(cfg, model_dir: Path, training: dict) -> tuple[str, str | None]:
-    """(eval file, pair column or None), checked against what the model was trained on."""
+    """(eval file, pair column or None), checked against what the model was trained on; file None
+    when only unlabeled `--agreement-data` is given."""
     if cfg.eval_data:
         src, pair_column = str(cfg.eval_data), cfg.text_pair_column
     elif (model_dir / SAVED_SPLIT).exists():
@@ -199,18 +229,26 @@ def _source(cfg, model_dir: Path, training: dict) -> tuple[str, str | None]:
                 f"--text-pair-column {cfg.text_pair_column!r} is for --eval-data; the saved split {src} holds single "
                 "texts (no text_pair column). Pass the pair data with --eval-data FILE."
             )
+    elif cfg.agreement_data:
+        src, pair_column = None, cfg.text_pair_column
     else:
         raise DataError(
             f"{model_dir} has no saved validation split ({SAVED_SPLIT}, written by `bertfast train`); "
-            "pass labeled held-out data with --eval-data FILE: every variant is validated on real data."
+            "pass labeled held-out data with --eval-data FILE, or texts alone with --agreement-data FILE: "
+            "every variant is validated on real data."
+        )
+    if src is None and cfg.max_metric_drop is not None:
+        raise DataError(
+            f"--max-metric-drop needs labeled data (--eval-data FILE); --agreement-data {cfg.agreement_data} holds "
+            "texts only, so the gate bounds agreement with PyTorch (--min-agreement) instead."
         )
     trained_pair = training.get("pair")
     if trained_pair is None and isinstance(training.get("task"), dict):
         trained_pair = training["task"].get("pair")
     if trained_pair is True and pair_column is None:
         raise DataError(
-            f"{model_dir} was trained on text pairs (training.json: pair) but the eval data {src} has no second "
-            "text; pass --eval-data FILE with --text-pair-column COLUMN."
+            f"{model_dir} was trained on text pairs (training.json: pair) but the eval data {src or cfg.agreement_data} "
+            "has no second text; pass --text-pair-column COLUMN with the data."
         )
     if trained_pair is False and pair_column is not None:
         raise DataError(
@@ -218,6 +256,81 @@ def _source(cfg, model_dir: Path, training: dict) -> tuple[str, str | None]:
             f"(column {pair_column!r}); drop --text-pair-column or export a pair model."
         )
     return src, pair_column
+
+
+def _unlabeled(cfg, config, training: dict) -> EvalSet:
+    """An eval set with no labeled rows (only `--agreement-data`): the checkpoint's task."""
+    from ..training.texts import LabeledTexts
+
+    task = _tasks.get(cfg.task) if cfg.task else _tasks.task_of_config(config) or _tasks.get(training.get("task"))
+    _tasks.check_config_task(task, config)
+    id2label = {int(k): v for k, v in config.id2label.items()}
+    task.check_outputs(len(id2label), list(id2label.values()))
+    names = parse_label_names(cfg.label_names)
+    if names is not None:
+        id2label = dict(enumerate(names))
+    pair = cfg.text_pair_column is not None
+    return EvalSet(None, LabeledTexts([], [], [] if pair else None, task.name), task, None, id2label)
+
+
+def _agreement_rows(cfg, pair: bool) -> tuple[list, str]:
+    """The unlabeled inputs of `--agreement-data` (a seeded sample of at most
+    `--max-agreement-samples`), and how many were used of how many."""
+    import random
+
+    from ..training.data import read_labeled
+
+    path = cfg.agreement_data
+    try:
+        d = read_labeled(path, cfg.text_column, None, "agreement", cfg.text_pair_column if pair else None)
+    except DataError as e:
+        raise DataError(f"--agreement-data {path}: {str(e).removeprefix(str(path)).lstrip(': ')}") from None
+    if pair and d.pairs is None:
+        raise DataError(f"--agreement-data {path}: the model classifies text pairs; pass --text-pair-column COLUMN.")
+    rows = d.inputs()
+    n, k = len(rows), min(len(rows), cfg.max_agreement_samples)
+    if k < n:  # bounded time: a seeded sample, the same on every run
+        rows = [rows[i] for i in sorted(random.Random(0).sample(range(n), k))]
+    log.info("agreement data %s: %d of %d rows (texts only: agreement, score error and batch invariance)", path, k, n)
+    return list(rows), f"{path} ({k} of {n} rows)"
+
+
+def calibration(ev: EvalSet, model_dir: Path, n: int) -> tuple[EvalSet, list, str]:
+    """(eval set, int8-static calibration inputs, where they came from), never rows that are
+    validated on: the training split bertfast saved, else up to `n` agreement rows (a quarter
+    at most) held out of validation, else up to `n` labeled rows (a quarter at most, whole
+    queries for reranking) held out of validation."""
+    train = _training_inputs(model_dir, ev.pair)
+    if train:
+        return ev, train, f"training split ({len(train)} texts)"
+    if ev.extra:
+        k = min(n, len(ev.extra) // 4)
+        return replace(ev, extra=ev.extra[k:]), ev.extra[:k], f"{k} rows of --agreement-data, held out of validation"
+    k = min(n, len(ev) // 4)
+    if k == 0:
+        return ev, [], "none: no training split and too few eval rows to hold some out"
+    rng = random.Random(0)
+    groups = ev.groups if ev.groups is not None else np.arange(len(ev))
+    order = list(np.unique(groups))
+    rng.shuffle(order)
+    held: list[int] = []
+    for g in order:
+        if len(held) >= k:
+            break
+        held += np.flatnonzero(groups == g).tolist()
+    inputs = ev.data.inputs()
+    keep = [i for i in range(len(ev)) if i not in set(held)]
+    return ev.take(keep), [inputs[i] for i in sorted(held)], f"{len(held)} eval rows, held out of validation"
+
+
+def _training_inputs(model_dir: Path, pair: bool) -> list:
+    """Training inputs (texts, or pairs for a pair model) bertfast saved; [] if none."""
+    from ..training.data import read_labeled
+
+    path = model_dir / "splits" / "train.jsonl"
+    if not path.exists() or pair != (SAVED_PAIR_COLUMN in first_row(path)):
+        return []
+    return list(read_labeled(path, label_column=None, text_pair_column=SAVED_PAIR_COLUMN if pair else None).inputs())
 
 
 def first_row(path: Path) -> dict:

@@ -57,8 +57,14 @@ def format_table(m: dict) -> str:
     metric_cols = list(ranking.TABLE_COLUMNS if is_ranking else t.table_columns)
     ref = m.get("reference") or {}
     unit = "pairs" if task.get("pair") else "texts"
+    ed = m["eval_data"]
     rows = [f"export {m['source']['architecture']} -> {len(m['variants'])} variant(s); validated on "
-            f"{m['eval_data']['rows']} held-out {unit} ({m['eval_data']['source']})"]
+            f"{ed['rows']} labeled held-out {unit} ({ed['source'] if ed['rows'] else 'none'})"
+            + (f" + {ed['agreement_rows']} unlabeled ({ed['agreement']})" if ed.get("agreement_rows") else "")]
+    if ed.get("calibration"):
+        rows.append(f"int8-static calibrated on: {ed['calibration']}")
+    if not ed["rows"]:
+        rows.append("no labels: the gate bounds agreement and score error with PyTorch only (no metric)")
     if task:
         rows.append(_gate_line(m, task, name, is_ranking))
     shown = [f"{label} {_fmt(ref.get(key), how)}"
@@ -67,12 +73,16 @@ def format_table(m: dict) -> str:
         shown.append(f"{ref.get('queries', '?')} queries")
         shown += [f"{label} {_fmt(ref.get(key), how)}" for label, key, how in t.reference_columns if key in ref]
     rows.append(f"reference PyTorch fp32: {', '.join(shown)}, {ref.get('seq_per_s', '?')} seq/s")
-    cols = [*metric_cols, ("drop", 6, None, "drop"), ("agree", 8, "label_agreement", "pct"),
-            (t.diff_name, 8, "max_abs_prob_diff", "diff"), ("seq/s", 8, None, "speed"), ("MB", 6, None, "size")]
+    # drop95 / agree95: the 95% interval's ends the gate compares (exporter/evidence.py); ±%: the
+    # timing rounds' spread (exporter/speed.py).
+    cols = [*metric_cols, ("drop", 6, None, "drop"), ("drop95", 7, "drop_ci", "drop_hi"),
+            ("agree", 8, "label_agreement", "pct"), ("agree95", 8, "agreement_bound", "pct"),
+            (t.diff_name, 8, "max_abs_prob_diff", "diff"), ("seq/s", 8, None, "speed"), ("±%", 5, None, "spread"),
+            ("MB", 6, None, "size")]
     if any("batch_flips" in (v.get("validation") or {}) for v in m["variants"].values()):
         # Decisions that change when an input runs alone instead of in a batch (see
         # validate.batch_invariance); exports made before it was measured show no column.
-        cols.insert(-2, ("b1-flip", 8, "batch_flips", "pct"))
+        cols.insert(-3, ("b1-flip", 8, "batch_flips", "pct"))
     rows.append(f"{'variant':<19} " + " ".join(f"{h:>{w}}" for h, w, _, _ in cols) + "  verdict")
     for n, v in m["variants"].items():
         if v.get("status") == "failed":
@@ -129,8 +139,13 @@ def _cell(val: dict, sp: dict, v: dict, key: str | None, how: str, width: int) -
     nan = float("nan")
     if how == "drop":  # + 0.0: a drop of -0.0001 shows as 0.00, not -0.00
         return f"{(round(_drop(val), 2) + 0.0 if val else nan):>{width}.2f}"
+    if how == "drop_hi":
+        ci = val.get(key)
+        return f"{(ci[1] + 0.0 if ci else nan):>{width}.2f}"
     if how == "speed":
         return f"{sp.get('seq_per_s', nan):>{width}.1f}"
+    if how == "spread":
+        return f"{100 * sp.get('spread', nan):>{width}.0f}"
     if how == "size":
         return f"{v.get('size_mb', nan):>{width}.1f}"
     if how == "diff":
