@@ -122,7 +122,7 @@ def read_chunks(path: Path, fmt: str, text_column: str | None, chunk_size: int, 
     except UnicodeDecodeError as e:
         # The text decoder reads ahead, so the line it was on is not the bad one: find that line
         # (standard input cannot be read again).
-        where = f" line {_first_bad_utf8_line(path)}" if fmt != "parquet" and isinstance(path, Path) else ""
+        where = f" line {_first_bad_utf8_line(path)}" if fmt != "parquet" and not hasattr(path, "open_text") else ""
         raise DataError(f"{src}{where} is not UTF-8 text ({e.reason}); re-encode the file as UTF-8.") from None
     finally:
         gen.close()
