@@ -286,12 +286,15 @@ def run_trees(export: Path, texts: list[str], args, threads: int) -> list[dict]:
                 arun(load(url, texts, clients, args.warmup, args.max_requests))  # warm-up, not recorded
             for rnd in range(1, args.rounds + 1):
                 for label in (list(servers) if rnd % 2 else list(servers)[::-1]):
-                    url = servers[label][1]
-                    before = batch_stats(url)
+                    proc, url = servers[label]
+                    before, cpu = batch_stats(url), _cpu_seconds(proc.pid)
                     row = arun(load(url, texts, clients, args.seconds, args.max_requests))
+                    cpu = _cpu_seconds(proc.pid) - cpu
                     after = batch_stats(url)
                     calls = after[1] - before[1]
                     row["mean_texts_per_model_call"] = round((after[0] - before[0]) / calls, 2) if calls else None
+                    # Less sensitive to other load on the machine than texts/s: the server's own CPU.
+                    row["server_cpu_ms_per_text"] = round(cpu * 1000 / (after[0] - before[0]), 3) if calls else None
                     row["server"], row["round"] = label, rnd
                     rows.append(row)
                     print(f"{label:9s} {clients:4d} clients (round {rnd}): {row['texts_per_s']:8.1f} texts/s  "
@@ -300,6 +303,18 @@ def run_trees(export: Path, texts: list[str], args, threads: int) -> list[dict]:
         for proc, _ in servers.values():
             stop(proc)
     return rows
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux /proc; psutil elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        import psutil
+
+        t = psutil.Process(pid).cpu_times()
+        return t.user + t.system
 
 
 def tree_summary(rows: list[dict], labels: list[str]) -> list[dict]:
@@ -311,12 +326,23 @@ def tree_summary(rows: list[dict], labels: list[str]) -> list[dict]:
         for label in labels:
             rates = [r["texts_per_s"] for r in rows if r["clients"] == clients and r["server"] == label]
             p50 = [r["ok_p50_ms"] for r in rows if r["clients"] == clients and r["server"] == label]
+            cpu = [r["server_cpu_ms_per_text"] for r in rows if r["clients"] == clients and r["server"] == label
+                   and r.get("server_cpu_ms_per_text")]
             mean = float(np.mean(rates))
             base = mean if base is None else base
-            out.append({"clients": clients, "server": label, "rounds": len(rates), "texts_per_s_mean": round(mean, 1),
-                        "texts_per_s_min": min(rates), "texts_per_s_max": max(rates),
-                        "texts_per_s_std": round(float(np.std(rates, ddof=1)), 1) if len(rates) > 1 else None,
-                        "p50_ms_mean": round(float(np.mean(p50)), 2), "vs_first": round(mean / base, 3)})
+            row = {"clients": clients, "server": label, "rounds": len(rates), "texts_per_s_mean": round(mean, 1),
+                   "texts_per_s_min": min(rates), "texts_per_s_max": max(rates),
+                   "texts_per_s_std": round(float(np.std(rates, ddof=1)), 1) if len(rates) > 1 else None,
+                   "p50_ms_mean": round(float(np.mean(p50)), 2), "vs_first": round(mean / base, 3),
+                   "server_cpu_ms_per_text_median": round(float(np.median(cpu)), 3) if cpu else None}
+            if label != labels[0]:  # the same round's runs are back to back (ABBA): the drift-free comparison
+                first = {r["round"]: r["texts_per_s"] for r in rows if r["clients"] == clients and r["server"] == labels[0]}
+                ratios = [r["texts_per_s"] / first[r["round"]] for r in rows
+                          if r["clients"] == clients and r["server"] == label and r["round"] in first]
+                row.update(paired_ratio_median=round(float(np.median(ratios)), 3),
+                           paired_ratio_geomean=round(float(np.exp(np.mean(np.log(ratios)))), 3),
+                           paired_ratio_q25_q75=[round(float(q), 3) for q in np.percentile(ratios, [25, 75])])
+            out.append(row)
     return out
 
 
@@ -437,6 +463,7 @@ def markdown(report: dict) -> str:
              f"{report['env']['usable_cpus']} usable CPUs ({report['env']['cpu']}), server threads "
              f"{report['env']['server_threads']}, `--max-wait-ms {report['max_wait_ms']}`. One text per request; "
              "timed: loopback HTTP round trip, JSON, queueing, tokenization, model.", "",
+             *([report["note"], ""] if report.get("note") else []),
              f"Offline `Classifier.predict_proba` on the same texts: **{report['offline']['texts_per_s']} texts/s**.", "",
              *(["`x offline`: the run's texts/s over the offline rate measured right before and after it "
                 "(mean of the two; `predict_proba` in this process on calls of "
@@ -453,10 +480,14 @@ def markdown(report: dict) -> str:
         lines += ["", "Source trees (loaded in turn, ABBA order per round): " + "; ".join(
             f"`{t['label']}` = {t['commit']} ({t['subject']})" + (" + uncommitted changes" if t["uncommitted_changes"] else "")
             for t in report["trees"]) + ".", "",
-            "| clients | server | rounds | texts/s mean | min | max | std | p50 ms mean | vs first |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| clients | server | rounds | texts/s mean | min | max | std | p50 ms mean | server CPU ms/text (median) "
+            "| vs first (means) | vs first, same round: median (geomean) [q25-q75] |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         lines += [f"| {r['clients']} | {r['server']} | {r['rounds']} | {r['texts_per_s_mean']} | {r['texts_per_s_min']} | "
-                  f"{r['texts_per_s_max']} | {r['texts_per_s_std']} | {r['p50_ms_mean']} | {r['vs_first']} |"
+                  f"{r['texts_per_s_max']} | {r['texts_per_s_std']} | {r['p50_ms_mean']} | "
+                  f"{r['server_cpu_ms_per_text_median']} | {r['vs_first']} | "
+                  + (f"{r['paired_ratio_median']} ({r['paired_ratio_geomean']}) [{r['paired_ratio_q25_q75'][0]}-"
+                     f"{r['paired_ratio_q25_q75'][1]}] |" if "paired_ratio_median" in r else " |")
                   for r in report["tree_summary"]]
     o = report.get("overload")
     if o:
@@ -505,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trees", default=None,
                    help="compare `bertfast serve` from source trees instead of --servers: label=DIR,label=DIR "
                         "(e.g. before=../wt-before,after=.); loaded in turn, ABBA per round")
+    p.add_argument("--note", default="", help="a sentence recorded with the results (how the export was made, ...)")
     p.add_argument("--overload-clients", type=int, default=512)
     p.add_argument("--overload-queue", type=int, default=32, help="--max-queue of the overload phase (0: skip)")
     p.add_argument("--soak-seconds", type=float, default=0.0, help="memory soak duration (0: skip)")
@@ -535,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     data = args.export / "eval.jsonl" if args.data == "eval" else args.data
     texts = read_labeled(data, "text", "label").texts if args.data == "eval" else load_texts(data)[0]
     report = {"name": args.name, "export": display_path(args.export), "data": display_path(data) if args.data == "eval" else data,
-              "texts": len(texts), "max_wait_ms": args.max_wait_ms, "serve_args": args.serve_args, "env": environment(threads), "levels": []}
+              "texts": len(texts), "max_wait_ms": args.max_wait_ms, "serve_args": args.serve_args, "note": args.note, "env": environment(threads), "levels": []}
     if args.trees:
         args.trees = {label: Path(d).resolve() for label, d in (t.split("=", 1) for t in args.trees.split(","))}
         report["trees"] = [_tree_record(label, tree) for label, tree in args.trees.items()]
