@@ -20,16 +20,13 @@ class FileFormat:
     Attributes:
         name: csv, tsv, jsonl, parquet or txt (the `--input-format` value).
         extensions: lower-case file name endings that mean this format.
-        labeled: can carry a label column (training / evaluation data).
-        columnar: can carry several prediction columns (txt holds one label and score per line).
-        needs: the optional module it needs (pyarrow for Parquet), or None.
+        columnar: can carry columns: a label column (training / evaluation data) and several
+            prediction columns (txt holds one text, or one label and score, per line).
     """
 
     name: str
     extensions: tuple[str, ...]
-    labeled: bool = True
     columnar: bool = True
-    needs: str | None = None
 
 
 FORMATS: dict[str, FileFormat] = {f.name: f for f in (
@@ -37,8 +34,8 @@ FORMATS: dict[str, FileFormat] = {f.name: f for f in (
     FileFormat("tsv", (".tsv", ".tab")),
     # `.json` is accepted as JSON Lines (one object per line), as training always did.
     FileFormat("jsonl", (".jsonl", ".ndjson", ".json")),
-    FileFormat("parquet", (".parquet", ".pq"), needs="pyarrow"),
-    FileFormat("txt", (".txt", ".text"), labeled=False, columnar=False),
+    FileFormat("parquet", (".parquet", ".pq")),
+    FileFormat("txt", (".txt", ".text"), columnar=False),
 )}
 EXTENSIONS: dict[str, str] = {ext: f.name for f in FORMATS.values() for ext in f.extensions}
 NAMES = tuple(FORMATS)

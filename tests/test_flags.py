@@ -6,7 +6,9 @@ RuntimeOptions for predict), plus the output folders `train --out` must never be
 
 from __future__ import annotations
 
+import argparse
 import math
+from dataclasses import MISSING, dataclass, field, fields
 
 import pytest
 
@@ -202,3 +204,105 @@ def test_export_config(field, value, flag):
     with pytest.raises(BertfastError) as e:
         ExportConfig(model_dir="m", **{field: value})
     assert str(e.value).startswith(flag), str(e.value)
+
+
+# -- flags declared once: every generated flag carries its field's docstring help and default --
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    from bertfast.cli import build_parser
+
+    sub = next(a for a in build_parser(command)._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
+
+
+def _config(name: str):
+    import importlib
+
+    module, cls = name.rsplit(".", 1)
+    return getattr(importlib.import_module(module), cls)
+
+
+# (command, config): the configs of the commands owned beside this test. `bertfast predict`
+# takes the fields of three: its own, RuntimeOptions', and the Ray engine's extra ones.
+FLAG_CONFIGS = [
+    ("train", "bertfast.training.trainer.TrainConfig"),
+    ("predict", "bertfast.runtime.predict.PredictConfig"),
+    ("predict", "bertfast.runtime.options.RuntimeOptions"),
+    ("predict", "bertfast.runtime.ray.config.ClassifyConfig"),
+    ("quickstart", "bertfast.quickstart.QuickstartConfig"),
+]
+
+
+@pytest.mark.parametrize(("command", "config"), FLAG_CONFIGS)
+def test_every_field_is_one_flag_with_help_and_the_dataclass_default(command, config):
+    from bertfast.flags import docstring_help
+
+    cls = _config(config)
+    actions = {a.dest: a for a in _parser(command)._actions}
+    helps = docstring_help(cls)
+    for f in fields(cls):
+        if not f.metadata.get("cli", True) or f.name == "options":  # Python only; RuntimeOptions has its own
+            assert f.name not in actions, f"{config}.{f.name} should have no flag"
+            continue
+        a = actions.get(f.name)
+        assert a is not None, f"{config}.{f.name} has no flag"
+        assert helps.get(f.name) and a.help and a.help.strip(), f"{config}.{f.name}: no help"
+        if f.default is MISSING and f.default_factory is MISSING:
+            assert not a.option_strings or a.required, f"{f.name}: a field without a default must be given"
+        else:
+            assert a.default == f.default, f"--{f.name}: flag default {a.default!r} != field default {f.default!r}"
+
+
+def test_flag_help_is_the_docstring_entry():
+    from bertfast.flags import docstring_help
+    from bertfast.training.trainer import TrainConfig
+
+    actions = {a.dest: a for a in _parser("train")._actions}
+    helps = docstring_help(TrainConfig)
+    assert actions["label_column"].help == helps["label_column"]  # grouped entries were split, one per field
+    assert actions["val_fraction"].help and actions["eval_batch_size"].help
+    assert actions["positive_label"].option_strings == ["--positive-label"]  # a field, so a flag
+
+
+def test_flags_meta_forms():
+    """The forms `bertfast.flags.meta` adds: a required --flag with a short alias, a --no- only
+    switch, a lower bound kept for the config's check, help with a percent sign."""
+    from bertfast import flags
+
+    @dataclass
+    class Demo:
+        """Demo.
+
+        Attributes:
+            path: where (required flag).
+            share: 5% of it.
+            progress: a bar.
+            extra: never a flag.
+        """
+
+        path: str = field(metadata=flags.meta(option=True, short="-p"))
+        share: int = field(default=5, metadata=flags.meta(minimum=1))
+        progress: bool = field(default=True, metadata=flags.meta(negative_only=True))
+        extra: dict = field(default_factory=dict, metadata=flags.meta(cli=False))
+
+    p = argparse.ArgumentParser()
+    flags.add_arguments(p, Demo)
+    assert "5% of it" in p.format_help()
+    args = p.parse_args(["-p", "x", "--no-progress"])
+    assert flags.from_args(Demo, args) == Demo(path="x", share=5, progress=False)
+    with pytest.raises(SystemExit):
+        p.parse_args([])  # --path is required
+    with pytest.raises(SystemExit):
+        p.parse_args(["-p", "x", "--progress"])  # only the --no- form exists
+    assert fields(Demo)[1].metadata["minimum"] == 1
+
+    @dataclass
+    class Undocumented:
+        """No Attributes section."""
+
+        n: int = 1
+
+    with pytest.raises(TypeError, match="Undocumented.n has no entry"):
+        flags.add_arguments(argparse.ArgumentParser(), Undocumented)
+

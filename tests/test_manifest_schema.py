@@ -303,7 +303,7 @@ def test_label_count_must_match_the_graph(tiny_export, tmp_path, labels):
 
 def test_dynamic_output_width_is_checked_on_the_first_run(tiny_export):
     from bertfast.runtime.classifier import Classifier
-    from bertfast.runtime.session import check_labels
+    from bertfast.runtime.session import check_output_width
 
     class Out:
         name, shape = "logits", ["batch", "labels"]
@@ -313,7 +313,7 @@ def test_dynamic_output_width_is_checked_on_the_first_run(tiny_export):
             return [Out()]
 
     with Classifier.load(tiny_export, device="cpu") as clf:
-        check_labels(clf.manifest, Dynamic())  # nothing to compare before a run: no error
+        check_output_width(clf.manifest, Dynamic())  # nothing to compare before a run: no error
         assert np.isfinite(clf.predict_proba("a goal")).all()
         # As if id2label had 4 entries and the graph's width were dynamic (unchecked at load).
         clf.manifest.id2label = {**clf.manifest.id2label, 3: "extra"}

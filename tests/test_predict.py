@@ -227,8 +227,7 @@ def test_bad_files(export_dir, tmp_path):
     [
         ({"top_k": 0}, "--top-k must be an integer >= 1"),
         ({"chunk_size": 0}, "--chunk-size must be an integer >= 1"),
-        ({"device": "gpu"}, "--device must be one of auto, cpu, cuda, tensorrt"),
-        ({"long_text": "cut"}, "--long-text must be one of"),
+        ({"options": "cpu"}, "options must be a RuntimeOptions; got str"),
         ({"output": "o.txt", "all_scores": True}, "--all-scores need a columnar output"),
     ],
 )
@@ -241,7 +240,7 @@ def test_config_errors_name_the_flag(export_dir, tmp_path, kwargs, message):
         P.PredictConfig(**{**base, **kwargs})
 
 
-@pytest.mark.parametrize("ext", [e for e, f in EXTENSIONS.items() if FILE_FORMATS[f].labeled])
+@pytest.mark.parametrize("ext", [e for e, f in EXTENSIONS.items() if FILE_FORMATS[f].columnar])
 def test_every_training_extension_is_accepted_by_predict(export_dir, tmp_path, ext):
     """One extension table: a file `bertfast train` reads (e.g. `.json`), predict reads too."""
     src = write_input(tmp_path / f"in{ext}", EXTENSIONS[ext], ["a goal", "a vote"], {"label": ["sport", "politics"]})
@@ -252,13 +251,13 @@ def test_every_training_extension_is_accepted_by_predict(export_dir, tmp_path, e
     assert [r["text"] for r in read_output(out, "jsonl")] == ["a goal", "a vote"]
 
 
-def test_options_object_or_old_keywords(export_dir, tmp_path):
+def test_options_object_and_generated_flags(export_dir, tmp_path):
     src = write_input(tmp_path / "in.csv", "csv", ["a goal"])
     base = {"export": export_dir, "input": src, "output": tmp_path / "o.csv"}
-    old = P.PredictConfig(**base, device="cpu", threads=2, long_text="head-tail")
-    new = P.PredictConfig(**base, options=RuntimeOptions(device="cpu", threads=2, long_text="head-tail"))
-    assert old == new and old.options.threads == 2 and old.device == "cpu"  # old attribute reads still work
-    assert P.PredictConfig(**base, options=RuntimeOptions(threads=3), device="cpu").options.threads == 3
+    cfg = P.PredictConfig(**base, options=RuntimeOptions(device="cpu", threads=2, long_text="head-tail"))
+    assert cfg.options.threads == 2 and not hasattr(cfg, "device")  # the settings live in `options` only
+    with pytest.raises(TypeError, match="device"):  # the 0.1.0 keywords are gone: options=RuntimeOptions(...)
+        P.PredictConfig(**base, device="cpu")
     parser = argparse.ArgumentParser()
     P.add_arguments(parser)
     flags = parser.format_help()
@@ -266,6 +265,8 @@ def test_options_object_or_old_keywords(export_dir, tmp_path):
                  "--batch-tokens", "--max-batch-size", "--streams", "--no-allow-spinning", "--text-pair-column",
                  "--query-column", "--label-separator"):
         assert flag in flags
+    args = parser.parse_args([str(export_dir), "-i", str(src), "-o", str(tmp_path / "o.csv"), "--threads", "2"])
+    assert RuntimeOptions.from_namespace(args) == RuntimeOptions(threads=2)
 
 
 def test_missing_pyarrow_names_the_extra(export_dir, tmp_path, monkeypatch):
@@ -279,7 +280,8 @@ def test_python_api(export_dir, tmp_path):
     import bertfast
 
     src = write_input(tmp_path / "in.tsv", "tsv", ["a goal", "a vote"])
-    out = bertfast.predict(bertfast.PredictConfig(export_dir, src, tmp_path / "o.tsv", device="cpu", progress=False))
+    opts = bertfast.RuntimeOptions(device="cpu")
+    out = bertfast.predict(bertfast.PredictConfig(export_dir, src, tmp_path / "o.tsv", options=opts, progress=False))
     assert out == tmp_path / "o.tsv" and len(read_output(out, "tsv")) == 2
 
 

@@ -21,7 +21,9 @@ from conftest import make_texts
 from bertfast.errors import BertfastError, DataError
 from bertfast.runtime import predict as P
 from bertfast.runtime.options import RuntimeOptions
-from bertfast.runtime.ray import ClassifyConfig, WorkerPlan, classify, plan_workers, resolve_input
+from bertfast.runtime.ray import ClassifyConfig, classify
+from bertfast.runtime.ray.fs import resolve_input
+from bertfast.runtime.ray.plan import WorkerPlan, plan_workers
 
 ROWS, FILES = 3000, 4
 
@@ -114,7 +116,7 @@ def test_config_errors_name_the_flag(tmp_path):
     base = dict(export=tmp_path, input=tmp_path / "in", output=tmp_path / "new")
     for kwargs, message in (
         ({"gpus_per_worker": 2}, "--gpus-per-worker must be between 0 and 1"),
-        ({"device": "cuda"}, "--device cuda with --engine ray needs --gpus-per-worker"),
+        ({"options": RuntimeOptions(device="cuda")}, "--device cuda with --engine ray needs --gpus-per-worker"),
         ({"workers": 0}, "--workers must be an integer >= 1"),
         ({"output_format": "txt"}, "--output-format must be one of parquet, csv, tsv, jsonl"),
         ({"output": tmp_path / "out"}, "already exists; pass --force"),
@@ -123,25 +125,23 @@ def test_config_errors_name_the_flag(tmp_path):
             ClassifyConfig(**(base | kwargs))
 
 
-def test_config_takes_options_or_old_keywords_and_resolves_the_device(tmp_path):
+def test_config_takes_options_and_resolves_the_device(tmp_path):
     base = dict(export=tmp_path, input=tmp_path / "in", output=tmp_path / "new")
-    old = ClassifyConfig(**base, threads=2, variant="fp32")
-    assert old == ClassifyConfig(**base, options=RuntimeOptions(threads=2, variant="fp32"))
-    assert old.options == RuntimeOptions(device="cpu", threads=2, variant="fp32") and old.threads == 2
+    cfg = ClassifyConfig(**base, options=RuntimeOptions(threads=2, variant="fp32"))
+    assert cfg.options == RuntimeOptions(device="cpu", threads=2, variant="fp32")  # auto + no GPU share
     assert ClassifyConfig(**base, gpus_per_worker=0.5).options.device == "cuda"  # auto + GPU share
-    assert ClassifyConfig(**base, device="tensorrt", gpus_per_worker=1).options.device == "tensorrt"
+    tensorrt = RuntimeOptions(device="tensorrt")
+    assert ClassifyConfig(**base, options=tensorrt, gpus_per_worker=1).options.device == "tensorrt"
     with pytest.raises(BertfastError, match="--device tensorrt with --engine ray needs --gpus-per-worker"):
-        ClassifyConfig(**base, device="tensorrt")
+        ClassifyConfig(**base, options=tensorrt)
     with pytest.raises(BertfastError, match="--device cpu contradicts --gpus-per-worker"):
         ClassifyConfig(**base, options=RuntimeOptions(device="cpu"), gpus_per_worker=1)
+    with pytest.raises(TypeError, match="threads"):  # the 0.1.0 keywords are gone: options=RuntimeOptions(...)
+        ClassifyConfig(**base, threads=2)
 
 
-def test_old_module_and_no_import_cycle():
-    """`bertfast.distributed` still re-exports the engine; the engine never imports predict.py."""
-    import bertfast.distributed as old
-    import bertfast.runtime.ray as new
-
-    assert old.classify is new.classify and old.ClassifyConfig is new.ClassifyConfig
+def test_no_import_cycle():
+    """The engine never imports predict.py, nor Ray itself until a job runs."""
     code = ("import sys, bertfast.runtime.ray; "
             "assert 'bertfast.runtime.predict' not in sys.modules and 'ray' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
@@ -202,8 +202,8 @@ def test_ray_engine_matches_single_process(ray_local, tiny_export, parquet_folde
     # label) depend on which rows share a batch in either engine.
     whole = tmp_path / "all.parquet"
     pq.write_table(pads.dataset(str(parquet_folder), format="parquet").to_table(), whole)
-    P.predict(P.PredictConfig(export=tiny_export, input=whole, output=tmp_path / "single.parquet", variant="fp32",
-                              device="cpu", progress=False))
+    P.predict(P.PredictConfig(export=tiny_export, input=whole, output=tmp_path / "single.parquet",
+                              options=RuntimeOptions(device="cpu", variant="fp32"), progress=False))
     single = {r["id"]: r for r in pq.read_table(tmp_path / "single.parquet").to_pylist()}
 
     out = tmp_path / "preds"
@@ -238,7 +238,8 @@ def test_ray_csv_in_csv_out_keeps_gold_label(ray_local, tiny_export, tmp_path):
             # ids like 007 must come back as written: every CSV column is read as text
             w.writerows([f"{k}{i:03d}", t, y] for i, (t, y) in enumerate(rows[k * 150:(k + 1) * 150]))
     out = tmp_path / "preds.csv"
-    classify(ClassifyConfig(export=tiny_export, input=folder, output=out, workers=1, variant="fp32", progress=False))
+    classify(ClassifyConfig(export=tiny_export, input=folder, output=out, workers=1,
+                            options=RuntimeOptions(variant="fp32"), progress=False))
     got = []
     for part in sorted(out.glob("*.csv")):
         with open(part, newline="") as f:
@@ -269,7 +270,7 @@ def test_ray_worker_error_surfaces_and_leaves_no_output(ray_local, tiny_export, 
     "kwargs, message",
     [
         ({"gpus_per_worker": 1}, "the Ray cluster has no GPUs"),
-        ({"workers": 2, "threads": 1}, r"needs 2 CPUs but the Ray cluster has 2.*ray#44687"),
+        ({"workers": 2, "options": RuntimeOptions(threads=1)}, r"needs 2 CPUs but the Ray cluster has 2.*ray#44687"),
         ({"text_column": "body"}, r"no column 'body'; columns found: 'id', 'text', 'gold'"),
     ],
 )

@@ -29,7 +29,7 @@ from ..manifest import Manifest, ManifestError, load_manifest
 from .batching import Batcher, Encoded, check_pairs, check_texts
 from .options import DEFAULT_BATCH_TOKENS, RuntimeOptions
 from .providers import Provider
-from .session import check_labels, input_dtypes, label_mismatch, open_session
+from .session import check_output_width, input_dtypes, label_mismatch, open_session
 from .tokens import aggregate_windows
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class Classifier:
         session, provider, variant = open_session(
             m, opts.device, opts.variant, max(1, threads // streams), opts.allow_spinning
         )
-        check_labels(m, session)
+        check_output_width(m, session)
         # The caller's budget, else the one the export measured fastest for this variant here.
         measured = (m.batching or {}).get(provider.name) or {}
         batch_tokens = opts.batch_tokens or (measured.get("batch_tokens") if measured.get("variant") == variant
@@ -364,7 +364,7 @@ class Classifier:
         except _ort_errors() as e:
             raise InferenceError(self._failure(feeds, e)) from e
         if out.ndim != 2 or out.shape[1] != len(self.labels):
-            # The graph's width was dynamic at load (`check_labels`): this is the first look at it.
+            # The graph's width was dynamic at load (`check_output_width`): this is the first look at it.
             raise ManifestError(label_mismatch(self.manifest, out.shape[-1] if out.ndim else 0))
         # fp16 variants return fp16 logits; softmax and callers want fp32.
         return out if out.dtype == np.float32 else out.astype(np.float32)

@@ -36,12 +36,14 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from itertools import chain
 from pathlib import Path
 
+from .. import flags
 from ..errors import BertfastError
-from ..formats import EXTENSIONS, NAMES, format_of
+from ..flags import meta
+from ..formats import NAMES, format_of
 from .io import (
     WRITERS,
     Chunk,
@@ -55,55 +57,59 @@ from .io import (
     read_inputs,
     sniff_format,
 )
-from .options import RuntimeOptions, option_keywords
+from .options import RuntimeOptions
 from .options import add_arguments as add_option_arguments
 from .outputs import check_task_flags
 
 log = logging.getLogger(__name__)
 
-FORMATS = NAMES
 ENGINES = ("single", "ray")
 STDOUT_FORMAT = "jsonl"  # `-o -` without --output-format: one self-describing object per line
 
 
-@option_keywords
 @dataclass
 class PredictConfig(PredictionRun):
     """What `bertfast predict` does; every field is the CLI flag of the same name.
 
     Attributes:
-        export: export folder (written by `bertfast export`).
-        input: file to classify; `-`: standard input.
-        output: predictions file to write (refused if it exists, unless `force`); `-`: standard
-            output, written chunk by chunk (not atomic).
-        input_format: csv|tsv|jsonl|parquet|txt; default: from the input's extension (`-`:
-            sniffed from its first non-blank line, see `io.sniff_format`).
-        output_format: same choices; default: from the output's extension (`-`: jsonl), else the
-            input format.
+        export: export folder written by `bertfast export` (--engine ray: also a URI).
+        input: file to classify (csv, tsv, jsonl, parquet, txt), or - for standard input;
+            --engine ray: also a folder, glob or URI (s3://...).
+        output: predictions file, written atomically (refused if it exists, unless --force), or -
+            for standard output (rows as they are classified, not atomic); --engine ray: a folder
+            of part files (local or URI).
+        input_format: default: from --input's extension; -i -: guessed from the first non-blank
+            line (a JSON object: jsonl; a comma/tab-separated header holding --text-column:
+            csv/tsv; else txt; see `io.sniff_format`).
+        output_format: default: from --output's extension (-o -: jsonl), else the input format.
         text_column: column (CSV/TSV/Parquet) or field (JSONL) holding the text.
-        output_prefix: name the prediction columns `<prefix><name>` (`p2_label`, `p2_score`, ...)
-            instead of `label`, ... (or `pred_label`, ... when the input has those); a prefixed
+        output_prefix: name the prediction columns PREFIX<name> (p2_: p2_label, p2_score, ...);
+            default: label, score, ... or, when the input has those, pred_label, ...; a prefixed
             name the input already has is refused.
-        options: the inference settings, passed to `Classifier.load` (`--device`, `--threads`,
-            `--long-text`, ...). Their keywords are accepted here too:
-            `PredictConfig(export, input, output, device="cpu", threads=2)`.
+        options: the inference settings, passed to `Classifier.load` (the --device, --threads,
+            --long-text, ... flags): `PredictConfig(export, input, output,
+            options=RuntimeOptions(device="cpu", threads=2))`.
         chunk_size: rows read, classified and written at a time (bounds memory).
-        top_k: labels per row, best first (single-label exports).
-        all_scores: also write one `prob_<label>` column per class (single-label exports).
-        text_pair_column, query_column: the other text of each row's pair (pair exports; see
-            `PredictionRun`).
-        label_separator: joins multi-label `labels` in CSV/TSV/TXT output (default `|`).
-        force: replace an existing output file.
-        progress: show a progress bar with rows/s on stderr.
+        top_k: single-label exports: labels per row, best first (adds label_2, score_2, ...).
+        all_scores: single-label exports: add a prob_<label> column per class (multi-label
+            exports always write score_<label>).
+        text_pair_column: pair exports: the column holding the second text of each pair (pairs:
+            --text-column, COL).
+        query_column: pair exports, reranking: the column holding the query, the first text of
+            each pair (pairs: COL, --text-column); instead of --text-pair-column.
+        label_separator: multi-label exports: joins each row's labels in CSV/TSV/TXT output
+            (default |); JSONL/Parquet hold a list.
+        force: replace an existing --output.
+        progress: a progress bar with rows/s on stderr (--no-progress: none).
     """
 
     export: Path
-    input: Path
-    output: Path
-    input_format: str | None = None
-    output_format: str | None = None
+    input: Path = field(metadata=meta(option=True, short="-i"))
+    output: Path = field(metadata=meta(option=True, short="-o"))
+    input_format: str | None = field(default=None, metadata=meta(choices=NAMES))
+    output_format: str | None = field(default=None, metadata=meta(choices=NAMES))
     text_column: str = "text"
-    output_prefix: str | None = None
+    output_prefix: str | None = field(default=None, metadata=meta(metavar="PREFIX"))
 
     def __post_init__(self):
         self.export, self.input, self.output = Path(self.export), Path(self.input), Path(self.output)
@@ -233,50 +239,32 @@ def _source(cfg: PredictConfig) -> tuple[Path | Stdin, str, str]:
 # -- CLI -----------------------------------------------------------------------------------
 
 
+# Flags of the fields PredictConfig inherits from `io.PredictionRun` (the shared I/O fields).
+_INHERITED = {
+    "text_pair_column": meta(metavar="COL"), "query_column": meta(metavar="COL"),
+    "label_separator": meta(metavar="SEP"), "progress": meta(negative_only=True),
+}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags of `bertfast predict`: the I/O flags (PredictConfig fields), one flag per
-    `RuntimeOptions` field (generated), and the `--engine ray` flags."""
-    # str, not Path: Path("s3://b/k") collapses to "s3:/b/k" (PredictConfig makes local paths Paths).
-    exts = " ".join(EXTENSIONS)
-    p.add_argument("export", help="export folder written by `bertfast export` (--engine ray: also a URI)")
-    p.add_argument("--input", "-i", required=True,
-                   help=f"file to classify ({exts}), or - for standard input; --engine ray: also a folder, glob or "
-                        "URI (s3://...)")
-    p.add_argument("--output", "-o", required=True,
-                   help="predictions file, written atomically, or - for standard output (rows as they are "
-                        "classified); --engine ray: a folder of part files (local or URI)")
-    p.add_argument("--input-format", choices=FORMATS,
-                   help="default: from --input's extension; -i -: guessed from the first line (a JSON object: "
-                        "jsonl; a comma/tab-separated header holding --text-column: csv/tsv; else txt)")
-    p.add_argument("--output-format", choices=FORMATS,
-                   help=f"default: from --output's extension (-o -: {STDOUT_FORMAT}), else the input format")
-    p.add_argument("--text-column", default="text", help="column (CSV/TSV/Parquet) or field (JSONL) holding the text")
-    p.add_argument("--text-pair-column", metavar="COL",
-                   help="pair exports: the column holding the second text of each pair (pairs: --text-column, COL)")
-    p.add_argument("--query-column", metavar="COL",
-                   help="pair exports, reranking: the column holding the query, the first text of each pair "
-                        "(pairs: COL, --text-column); instead of --text-pair-column")
-    add_option_arguments(p.add_argument_group("inference settings (passed to Classifier.load)"))
-    p.add_argument("--chunk-size", type=int, default=4096, help="rows read, classified and written at a time")
-    p.add_argument("--top-k", type=int, default=1, help="single-label exports: labels per row (adds label_2, score_2, ...)")
-    p.add_argument("--all-scores", action="store_true",
-                   help="single-label exports: add a prob_<label> column per class (multi-label exports always "
-                        "write score_<label>)")
-    p.add_argument("--label-separator", metavar="SEP",
-                   help="multi-label exports: joins each row's labels in CSV/TSV/TXT output (default |); "
-                        "JSONL/Parquet hold a list")
-    p.add_argument("--output-prefix", metavar="PREFIX",
-                   help="name the prediction columns PREFIX<name> (p2_: p2_label, p2_score, ...); default: label, "
-                        "score, ... or, when the input has those, pred_label, ...")
-    p.add_argument("--force", action="store_true", help="replace an existing --output")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    """Flags of `bertfast predict`: one per `PredictConfig` field, one per `RuntimeOptions`
+    field, and the `--engine ray` flags (the `ClassifyConfig` fields of its own); all generated
+    by `bertfast.flags` from the fields and their docstring entries."""
+    # Not Ray itself: that is imported only when a job runs.
+    from .ray.config import ClassifyConfig
+
+    # Paths stay str here: Path("s3://b/k") collapses to "s3:/b/k" (PredictConfig makes local paths Paths).
+    # Its own fields first (export, --input, --output, ...), then the inherited ones.
+    inherited = tuple(f.name for f in fields(PredictionRun))
+    own = tuple(f.name for f in fields(PredictConfig) if f.name not in inherited)
+    flags.add_arguments(p, PredictConfig, skip=inherited)
+    flags.add_arguments(p, PredictConfig, skip=("options", *own), metadata=_INHERITED)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and warnings only on stderr")
+    add_option_arguments(p.add_argument_group("inference settings (passed to Classifier.load)"))
     g = p.add_argument_group("scale out (--engine ray; see bertfast.runtime.ray, needs pip install 'bertfast[ray]')")
     g.add_argument("--engine", choices=ENGINES, default="single",
                    help="single: this process; ray: a Ray Data actor pool over every file of --input")
-    g.add_argument("--workers", type=int, help="actors in the pool; default: as many as fit the cluster")
-    g.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor; a fraction shares a GPU; 0: CPU")
-    g.add_argument("--address", help="Ray cluster to join (auto, ray://head:10001); default: a local Ray instance")
+    flags.add_arguments(g, ClassifyConfig, skip=tuple(f.name for f in fields(PredictConfig)))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -308,7 +296,7 @@ def _main(args: argparse.Namespace, given: dict) -> int:
         # itself is only needed for --engine ray.
         from .ray import ClassifyConfig, classify
 
-        classify(ClassifyConfig(options=opts, **_config_flags(ClassifyConfig, given)))
+        classify(flags.from_args(ClassifyConfig, argparse.Namespace(**given), options=opts))
         return 0
     for flag, value, default in (
         ("--workers", given.get("workers"), None), ("--gpus-per-worker", given.get("gpus_per_worker", 0.0), 0.0),
@@ -316,7 +304,7 @@ def _main(args: argparse.Namespace, given: dict) -> int:
     ):
         if value != default:
             raise BertfastError(f"{flag} needs --engine ray (the single-process engine runs in this process only).")
-    cfg = PredictConfig(options=opts, **_config_flags(PredictConfig, given))
+    cfg = flags.from_args(PredictConfig, argparse.Namespace(**given), options=opts)
     try:
         predict(cfg)
     except BrokenPipeError:
@@ -329,9 +317,3 @@ def _main(args: argparse.Namespace, given: dict) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     return 0
-
-
-def _config_flags(config: type, given: dict) -> dict:
-    """The parsed flags that are fields of `config` (the inference settings travel as `options`)."""
-    names = {f.name for f in fields(config)} - {"options"}
-    return {k: v for k, v in given.items() if k in names}

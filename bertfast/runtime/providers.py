@@ -92,7 +92,7 @@ DEVICES = ("auto", *PROVIDERS)
 
 def provider(name: str) -> Provider:
     """The table row for `name` (resolve "auto" first with `auto_order`)."""
-    check_device(name)
+    check_runtime_device(name)
     if name == "auto":
         raise ProviderError('"auto" is a policy, not a provider; resolve it with auto_order().')
     return PROVIDERS[name]
@@ -113,8 +113,9 @@ ORT_DISTRIBUTIONS = (
 )
 
 
-def check_device(device: str, arg: str = "device") -> str:
-    """Return `device` if it is one of `DEVICES`, else raise ProviderError listing them."""
+def check_runtime_device(device: str, arg: str = "device") -> str:
+    """Return `device` if it is one of `DEVICES` (a provider name or "auto": the runtime's
+    `device`, not the exporter's `--device`), else raise ProviderError listing them."""
     if device not in DEVICES:
         raise ProviderError(f"{arg} must be one of {', '.join(DEVICES)}; got {device!r}.")
     return device
@@ -241,11 +242,3 @@ def _engine_cache(p: Provider, model: str | Path) -> str | None:
         log.warning("%s engine cache %s cannot be created (%s); engines will not be cached.", p.title, cache, e)
         return None
     return str(cache)
-
-
-def cuda_candidate() -> bool:
-    """True when the CUDA provider is at least compiled in (it may still fail to start)."""
-    try:
-        return CUDA_EP in available_providers()
-    except Exception:  # a broken onnxruntime install is reported elsewhere
-        return False

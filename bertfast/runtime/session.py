@@ -107,8 +107,7 @@ def input_dtypes(m: Manifest, session) -> dict[str, np.dtype]:
     return {n: np.dtype(_ORT_INT_TYPES.get(graph_inputs[n], np.int64)) for n in m.inputs}
 
 
-
-def check_labels(m: Manifest, session) -> None:
+def check_output_width(m: Manifest, session) -> None:
     """Check the graph's output is [batch, len(id2label)] where its shape says so statically.
 
     A manifest with more labels than the model has scores would name classes the model never

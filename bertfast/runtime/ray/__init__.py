@@ -3,7 +3,7 @@
 `classify(ClassifyConfig(export=..., input="s3://bucket/texts/*.parquet", output="s3://bucket/preds"))`
 and `bertfast predict EXPORT --input ... --output DIR --engine ray` are the same call; the
 inference settings are the same `RuntimeOptions` as single-process `bertfast predict`
-(`ClassifyConfig(..., options=RuntimeOptions(variant="fp32"))`, or their keywords directly).
+(`ClassifyConfig(..., options=RuntimeOptions(variant="fp32"))`).
 `classify_dataset` applies the model to a Ray Dataset you built yourself (any Ray Data source),
 for pipelines that do more than classify.
 
@@ -16,12 +16,7 @@ Needs `pip install 'bertfast[ray]'`; Ray itself is imported only when a job runs
 
 from __future__ import annotations
 
-from .config import OUTPUT_FORMATS, ClassifyConfig
-from .engine import RAY_INSTALL, SUCCESS, classify, classify_dataset
-from .fs import resolve_input
-from .plan import IO_RESERVE_CPUS, WorkerPlan, plan_workers
+from .config import ClassifyConfig
+from .engine import classify, classify_dataset
 
-__all__ = [
-    "ClassifyConfig", "classify", "classify_dataset", "WorkerPlan", "plan_workers", "resolve_input",
-    "IO_RESERVE_CPUS", "OUTPUT_FORMATS", "RAY_INSTALL", "SUCCESS",
-]
+__all__ = ["ClassifyConfig", "classify", "classify_dataset"]

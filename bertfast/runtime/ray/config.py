@@ -8,7 +8,7 @@ from pathlib import Path
 from ...errors import BertfastError
 from ...formats import FORMATS, format_of
 from ..io import PredictionRun, check_io_flags, require_int
-from ..options import RuntimeOptions, option_keywords
+from ..options import RuntimeOptions
 from ..providers import PROVIDERS
 from .fs import _is_uri, normalize_location, overlap
 
@@ -20,10 +20,10 @@ AUTO_GPU = next(p.name for p in PROVIDERS.values() if p.gpu and p.auto)
 AUTO_CPU = next(p.name for p in PROVIDERS.values() if not p.gpu)
 
 
-@option_keywords
 @dataclass
 class ClassifyConfig(PredictionRun):
-    """What `bertfast predict --engine ray` does; each field is the CLI flag of the same name.
+    """What `bertfast predict --engine ray` does; each field is the CLI flag of the same name
+    (`bertfast predict` generates the flags of the fields `PredictConfig` lacks from here).
 
     Attributes:
         export: export folder written by `bertfast export` (local, or a URI such as
@@ -41,8 +41,8 @@ class ClassifyConfig(PredictionRun):
         gpus_per_worker: GPUs per actor, fractions allowed (0.5: two actors share a GPU); 0: CPU.
         address: Ray cluster to join (`auto`, `ray://head:10001`, `HOST:6379`); default: start a
             local Ray instance with the CPUs this process may use, shut down at the end.
-        options: the inference settings each actor passes to `Classifier.load` (their keywords
-            are accepted here too: `ClassifyConfig(..., threads=2, variant="fp32")`). Here
+        options: the inference settings each actor passes to `Classifier.load`
+            (`ClassifyConfig(..., options=RuntimeOptions(threads=2, variant="fp32"))`). Here
             `threads` is also the CPUs each actor reserves (default: the cluster's CPUs left
             after the I/O reserve, shared among the workers), and `device` must agree with
             `gpus_per_worker`: auto means a GPU provider when `gpus_per_worker` > 0, else cpu.
@@ -50,8 +50,10 @@ class ClassifyConfig(PredictionRun):
         chunk_size: rows per `map_batches` call (the unit Ray Data hands an actor).
         top_k: labels per row, best first (single-label exports).
         all_scores: also write one `prob_<label>` column per class (single-label exports).
-        text_pair_column, query_column: the other text of each row's pair, a column of its own
-            (pair exports; see `runtime.io.PredictionRun`).
+        text_pair_column: the column of the second text of each row's pair (pair exports; see
+            `runtime.io.PredictionRun`).
+        query_column: the column of the query, the first text of each row's pair (pair exports,
+            reranking; instead of `text_pair_column`).
         label_separator: joins multi-label `labels` in CSV/TSV output (default `|`; Parquet and
             JSONL hold a list).
         force: replace an existing output folder.

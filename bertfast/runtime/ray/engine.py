@@ -24,13 +24,13 @@ from ..io import Predictions, model_inputs, pair_spec
 from ..options import RuntimeOptions
 from ..outputs import arrow_type, check_task_flags
 from .config import AUTO_CPU, AUTO_GPU, ClassifyConfig
-from .fs import SUCCESS, _count_rows, _csv_header, _is_uri, _local_export, _output_dir, resolve_input
+from .fs import _count_rows, _csv_header, _is_uri, _local_export, _output_dir, resolve_input
 from .plan import WorkerPlan, plan_workers
 
 log = logging.getLogger(__name__)
 
 RAY_INSTALL = "pip install 'bertfast[ray]'"
-__all__ = ["classify", "classify_dataset", "RAY_INSTALL", "SUCCESS"]
+__all__ = ["classify", "classify_dataset"]
 
 
 def classify(cfg: ClassifyConfig) -> Path | str:
@@ -124,7 +124,6 @@ def classify_dataset(
     text_pair_column: str | None = None,
     query_column: str | None = None,
     label_separator: str | None = None,
-    **option_keywords,
 ):
     """Add prediction columns to a Ray Dataset with a pool of `Classifier` actors.
 
@@ -137,8 +136,6 @@ def classify_dataset(
             the plan; actors never spin (they share cores with Ray's tasks).
         plan: a `WorkerPlan`; default: `plan_workers` on the live cluster with `workers`,
             `options.threads`, `gpus_per_worker`.
-        **option_keywords: `RuntimeOptions` fields (device, threads, variant, long_text, ...)
-            overriding `options`, as this function took them before `options` existed.
         top_k, all_scores: prediction columns, as in `bertfast predict`.
         batch_size: rows per call of an actor.
         text_output: scores as rounded float64 (for CSV/JSON) instead of float32 (Parquet).
@@ -152,7 +149,9 @@ def classify_dataset(
         `score`, ...) appended; `pred_` prefixed if the input already has such columns.
     """
     ray = _require_ray()
-    opts = (options or RuntimeOptions()).replace(**{k: v for k, v in option_keywords.items() if v is not None})
+    opts = options or RuntimeOptions()
+    if not isinstance(opts, RuntimeOptions):
+        raise BertfastError(f"options must be a RuntimeOptions; got {type(opts).__name__}.")
     if plan is None:
         plan = plan_workers(_alive_nodes(ray), workers, opts.threads, gpus_per_worker)
     pair = pair_spec(text_pair_column, query_column)
