@@ -33,6 +33,11 @@ class Family:
         head_params: parameter-name prefixes of the classification head (trained at --head-lr,
             kept in fp32 by mixed int8).
         fuses_embeddings: ORT fuses its embeddings into EmbedLayerNormalization.
+        encoder_layers: attribute path from the sequence-classification model to its list of
+            encoder layers (None: layers cannot be dropped, e.g. ALBERT shares one layer's
+            weights); read by `exporter/students.py` to build smaller students.
+        ffn: the feed-forward pair inside one encoder layer (in: hidden -> intermediate, out:
+            intermediate -> hidden), whose neurons a student may prune.
     """
 
     model_type: str
@@ -45,6 +50,8 @@ class Family:
     position_offset: str | None = None  # config key whose value + 1 positions are reserved
     head_params: tuple[str, ...] = ("classifier", "pooler", "bert.pooler")
     fuses_embeddings: bool = True
+    encoder_layers: str | None = "bert.encoder.layer"
+    ffn: tuple[str, str] = ("intermediate.dense", "output.dense")
 
     def get(self, config, what: str) -> int:
         """The integer value of `what` ("layers", "heads", "hidden", "intermediate") in `config`."""
@@ -85,7 +92,8 @@ class Family:
 # RoBERTa computes position ids from input_ids (a cumsum past padding_idx), a subgraph ORT's
 # EmbedLayerNormalization fusion does not match: its attention fuses, its embeddings do not.
 _ROBERTA = dict(inputs=("input_ids", "attention_mask"), position_offset="pad_token_id",
-                head_params=("classifier", "pooler", "roberta.pooler"), fuses_embeddings=False)
+                head_params=("classifier", "pooler", "roberta.pooler"), fuses_embeddings=False,
+                encoder_layers="roberta.encoder.layer")
 
 # The table. A new family is one row.
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
@@ -93,17 +101,18 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("roberta", **_ROBERTA),
     Family("xlm-roberta", **_ROBERTA),
     Family("camembert", **_ROBERTA),
-    Family("electra", head_params=("classifier",)),
+    Family("electra", head_params=("classifier",), encoder_layers="electra.encoder.layer"),
     Family("distilbert", layers=("n_layers",), heads=("n_heads",), hidden=("dim",), intermediate=("hidden_dim",),
-           inputs=("input_ids", "attention_mask"), head_params=("classifier", "pre_classifier")),
+           inputs=("input_ids", "attention_mask"), head_params=("classifier", "pre_classifier"),
+           encoder_layers="distilbert.transformer.layer", ffn=("ffn.lin1", "ffn.lin2")),
     # MPNet adds a relative-position bias to the attention scores, which ORT's BERT attention
     # fusion does not match: it gets SkipLayerNormalization/Gelu fusions only.
     Family("mpnet", inputs=("input_ids", "attention_mask"), position_offset="pad_token_id",
-           head_params=("classifier",)),
-    Family("albert", head_params=("classifier", "albert.pooler")),
+           head_params=("classifier",), encoder_layers="mpnet.encoder.layer"),
+    Family("albert", head_params=("classifier", "albert.pooler"), encoder_layers=None),
     # ORT has no fusion for Longformer's sliding-window attention; the row gives its position limit.
     Family("longformer", inputs=("input_ids", "attention_mask"), position_offset="pad_token_id",
-           head_params=("classifier",), fuses_embeddings=False),
+           head_params=("classifier",), fuses_embeddings=False, encoder_layers="longformer.encoder.layer"),
 )}
 
 # Unknown families: every alias of each key, inputs from the graph, no embedding fusion assumed.
@@ -115,6 +124,7 @@ GENERIC = Family(
     intermediate=("intermediate_size", "hidden_dim", "ffn_dim"),
     head_params=("classifier", "pre_classifier", "pooler", "score"),
     fuses_embeddings=False,
+    encoder_layers=None,
 )
 
 

@@ -136,5 +136,7 @@ def tiny_export(tiny_trained, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny-export") / "export"
     # No window search: the runtime tests here are about the training length (tests/test_window.py
-    # covers the search, and an export whose default runs a shorter window).
-    return export(ExportConfig(model_dir=str(tiny_trained), out=str(out), window_search=False))
+    # covers the search, and an export whose default runs a shorter window). tiny_trained answers
+    # at chance on its 12 validation rows: these tests are about the export, not the model.
+    return export(ExportConfig(model_dir=str(tiny_trained), out=str(out), window_search=False,
+                               accept_weak_reference=True))

@@ -184,6 +184,19 @@ def test_special_tokens_must_exist():
 # ----------------------------------------------------------------------------- a reference at chance
 
 
+def test_weak_reference(model, tmp_path):
+    ev = _eval_file(model, tmp_path / "ev.jsonl", shuffle=True)
+    msg = _refused(model, tmp_path, "the PyTorch reference scores", eval_data=str(ev))
+    head, tail = msg.split(" on ", 1)
+    assert head.startswith("the PyTorch reference scores ") and head.endswith("% accuracy")
+    assert tail.startswith(f"{ev} (majority class: ") and "%): the labels, the tokenizer or the checkpoint is wrong; " \
+        "fix it, or pass --accept-weak-reference to export anyway." in tail
+    m = load_manifest(_export(model, tmp_path / "e", eval_data=str(ev), accept_weak_reference=True))
+    assert m.reference["weak_reference"] is True
+    majority = float(tail.split("majority class: ")[1].split("%")[0]) / 100
+    assert m.reference["accuracy"] <= majority + preflight._binomial_margin(majority, m.reference["n"])
+
+
 @dataclass
 class _Ev:
     """What `check_reference` reads of an EvalSet."""

@@ -37,7 +37,8 @@ def strict_export(tiny_trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("strict") / "ex"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Gate, "judge", lambda self, val: (False, "rejected by the test"))
-        return export(ExportConfig(model_dir=str(tiny_trained), out=str(out), window_search=False))
+        return export(ExportConfig(model_dir=str(tiny_trained), out=str(out), window_search=False,
+                                   accept_weak_reference=True))  # tiny_trained answers at chance
 
 
 def test_fallback_is_built_from_measured_sensitivity(strict_export):

@@ -122,7 +122,7 @@ def test_export_searches_windows_and_records_the_choice(tiny_trained, tmp_path):
     from bertfast.exporter import ExportConfig, export
 
     out = export(ExportConfig(model_dir=str(tiny_trained), out=str(tmp_path / "ex"), variants="fp32,int8-dynamic-pc",
-                              max_metric_drop=100, min_agreement=0))
+                              max_metric_drop=100, min_agreement=0, accept_weak_reference=True))
     m = load_manifest(out)
     for name in ("fp32", "int8-dynamic-pc"):
         wins = m.variants[name]["windows"]
@@ -136,8 +136,11 @@ def test_export_searches_windows_and_records_the_choice(tiny_trained, tmp_path):
     assert m.default["cpu"] == chosen["variant"]
     entry = next(w for w in m.variants[chosen["variant"]]["windows"]
                  if (w["max_length"], w["long_text"]) == (chosen["max_length"], chosen["long_text"]))
-    top = max(w["speed"]["seq_per_s"] for v in m.variants.values() for w in v.get("windows", []))
-    assert entry["speed"]["seq_per_s"] >= 0.97 * top
+    from bertfast.exporter.speed import beats
+
+    # no accepted (variant, window) is faster beyond the timing noise (exporter/speed.py)
+    assert not any(beats(w["speed"], entry["speed"]) for v in m.variants.values() for w in v.get("windows", [])
+                   if w.get("eligible") and w.get("speed"))
     with Classifier.load(out, device="cpu") as clf:
         assert (clf.options.max_length, clf.options.long_text) == (chosen["max_length"], chosen["long_text"])
     table = format_table(m.raw)
@@ -148,7 +151,7 @@ def test_strict_gate_stops_each_mode_at_its_first_rejection(tiny_trained, tmp_pa
     from bertfast.exporter import ExportConfig, export
 
     out = export(ExportConfig(model_dir=str(tiny_trained), out=str(tmp_path / "ex"), variants="fp32",
-                              max_metric_drop=0, min_agreement=100))
+                              max_metric_drop=0, min_agreement=100, accept_weak_reference=True))
     m = load_manifest(out)
     for mode in ("truncate", "head-tail"):
         wins = [w for w in m.variants["fp32"]["windows"][1:] if w["long_text"] == mode]
@@ -166,7 +169,7 @@ def test_no_window_search(tiny_trained, tmp_path):
     from bertfast.exporter import ExportConfig, export
 
     out = export(ExportConfig(model_dir=str(tiny_trained), out=str(tmp_path / "ex"), variants="fp32",
-                              window_search=False))
+                              window_search=False, accept_weak_reference=True))
     m = load_manifest(out)
     assert m.window is None and "windows" not in m.variants["fp32"]
     with pytest.raises(BertfastError, match="--window-search"):

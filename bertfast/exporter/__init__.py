@@ -26,6 +26,7 @@ from ..errors import BertfastError, ExportError, ModelError, require
 from ..families import family_of
 from ..manifest import Manifest, load_manifest
 from ..utils import atomic_dir, check_output_dir, library_versions, sha256_file, usable_cpus
+from . import compress as _compress_mod
 from . import evalset as _evalset
 from . import mixed as _mixed
 from . import variants as _variants
@@ -78,16 +79,20 @@ def export(cfg: ExportConfig) -> Path:
     out = Path(cfg.out)
     src = _load_source(cfg, out)
     wanted = cfg.variant_list(src.preset)
-    progress = _Progress(len(wanted) + 3 + bool(cfg.window_search))
+    progress = _Progress(len(wanted) + 3 + bool(cfg.window_search) + (len(_compress_mod.students.RECIPES) if cfg.compress else 0))
     with atomic_dir(out) as tmp:
         ctx, m = _build(cfg, src, tmp, wanted, progress)
         reference = _reference(cfg, src, m, progress)
         _validate(cfg, ctx, m, reference)
+        if cfg.compress:
+            _compress(cfg, src, ctx, m, reference, progress)
         _choose(cfg, m, tmp, reference, progress)
         m.export_seconds = round(time.time() - t_start, 1)
         m.write(tmp)
         shutil.rmtree(ctx.scratch)
         load_manifest(tmp)  # the folder we are about to publish must read back cleanly
+    if cfg.compress:
+        shutil.rmtree(_compress_mod.work_dir(out), ignore_errors=True)  # the search is done: nothing to resume
     return out
 
 
@@ -128,9 +133,13 @@ def _load_source(cfg: ExportConfig, out: Path) -> _Source:
         model.config.problem_type = ev.task.problem_type
     threads = cfg.threads or usable_cpus()
     require("torch", "train").set_num_threads(threads)
-    ev, calibration, note = _evalset.calibration(ev, model_dir, cfg.calibration_samples)
+    preset = quantize.check_preset(cfg.quantize)
+    calibrates = any(VARIANTS[n].calibrated for n in cfg.variant_list(preset))
+    ev, calibration, note = _evalset.calibration(ev, model_dir, cfg.calibration_samples if calibrates else 0)
+    if cfg.compress:
+        _compress_mod.distill_inputs(cfg, model_dir, ev.pair)  # no texts to distill on: say so before any work
     return _Source(model_dir, config, model, tokenizer, family_of(config), training, int(max_length), int(limit),
-                   ev, activation, quantize.check_preset(cfg.quantize), threads, unknown,
+                   ev, activation, preset, threads, unknown,
                    calibration, note)
 
 
@@ -181,8 +190,9 @@ def _build(cfg: ExportConfig, src: _Source, tmp: Path, wanted: list[str], progre
 
 
 def _reference(cfg: ExportConfig, src: _Source, m: Manifest, progress: _Progress) -> ExportReference:
-    """PyTorch fp32 on the eval set, and the gate (with thresholds tuned on PyTorch's scores)."""
-    from . import validate
+    """PyTorch fp32 on the eval set, and the gate (with thresholds tuned on PyTorch's scores); a
+    reference no better than chance on the labels stops the export (`preflight.check_reference`)."""
+    from . import preflight, validate
 
     ev = src.ev
     extra = f" + {len(ev.extra)} unlabeled" if ev.extra else ""
@@ -200,6 +210,8 @@ def _reference(cfg: ExportConfig, src: _Source, m: Manifest, progress: _Progress
     ref_metrics = validate.metrics(ref[:len(ev)], ev.y, gate)
     m.reference = {**ref_metrics, "n": len(ev), "agreement_n": len(ev.extra), "backend": "pytorch fp32",
                    "seq_per_s": round(torch_speed, 1), "unknown_token_rate": src.unknown_token_rate}
+    if preflight.check_reference(ev, ref_metrics, cfg.accept_weak_reference):
+        m.reference["weak_reference"] = True
     return ExportReference(inputs, ref, ev.y, ref_metrics, gate, src.threads)
 
 
@@ -219,6 +231,16 @@ def _validate(cfg: ExportConfig, ctx, m: Manifest, reference: ExportReference) -
         m.write(ctx.folder)
         # All variants again, so the fallback is timed in the same interleaved rounds as the rest.
         validate.validate_variants(m, reference)
+
+
+def _compress(cfg: ExportConfig, src: _Source, ctx, m: Manifest, reference: ExportReference, progress) -> None:
+    """Students in the search (exporter/compress.py), then every variant timed again together."""
+    from . import validate
+
+    m.write(ctx.folder)  # the students' speed is predicted against the teacher's variants on disk
+    m.extra["compression"] = _compress_mod.run(cfg, src, ctx, m, reference, progress)
+    m.write(ctx.folder)
+    validate.validate_variants(m, reference)
 
 
 def _choose(cfg: ExportConfig, m: Manifest, tmp: Path, reference: ExportReference, progress: _Progress) -> None:

@@ -59,6 +59,16 @@ class ExportConfig:
         allow_unknown_tokens: export even when over 5 percent of the eval data's tokens are the
             tokenizer's unknown token ([UNK]: a tokenizer that is not the model's, or text in
             another language).
+        accept_weak_reference: export even when PyTorch fp32 scores no better than a constant
+            answer on the labeled eval data (majority class, same label set, no correlation);
+            recorded as weak_reference in the manifest.
+        compress: also build smaller students of the model (fewer layers, then narrower ones),
+            distilled on its scores, and put them through the same variants and gate
+            (exporter/compress.py).
+        compress_budget: time for the students' distillation, e.g. 20m, 1h, 900s; a student that
+            does not fit is skipped and said so.
+        distill_data: texts (no labels needed) the students learn from, besides the training split.
+        resume: continue an interrupted --compress from its work folder (<out>.compress/).
         force: replace an existing export folder.
     """
 
@@ -86,6 +96,11 @@ class ExportConfig:
     opset: int = 17
     threads: int | None = None
     allow_unknown_tokens: bool = False
+    accept_weak_reference: bool = False
+    compress: bool = False
+    compress_budget: str = "20m"
+    distill_data: str | None = None
+    resume: bool = False
     force: bool = False
 
     def __post_init__(self):
@@ -112,6 +127,12 @@ class ExportConfig:
         if not isinstance(self.window_search, bool):
             raise BertfastError(f"--window-search must be True or False; got {self.window_search!r}.")
         check_int("--threads", self.threads, 1, optional=True)
+        from .compress import parse_budget
+
+        parse_budget(self.compress_budget)
+        if (self.distill_data is not None or self.resume) and not self.compress:
+            flag = "--distill-data" if self.distill_data is not None else "--resume"
+            raise BertfastError(f"{flag} is for --compress; add --compress (or drop {flag}).")
         if self.out is None:
             self.out = str(Path("exports") / Path(self.model_dir).resolve().name)
 

@@ -300,6 +300,8 @@ def calibration(ev: EvalSet, model_dir: Path, n: int) -> tuple[EvalSet, list, st
     validated on: the training split bertfast saved, else up to `n` agreement rows (a quarter
     at most) held out of validation, else up to `n` labeled rows (a quarter at most, whole
     queries for reranking) held out of validation."""
+    if n == 0:
+        return ev, [], ""  # no variant calibrates: every row validates
     train = _training_inputs(model_dir, ev.pair)
     if train:
         return ev, train, f"training split ({len(train)} texts)"

@@ -58,12 +58,13 @@ def format_table(m: dict) -> str:
     ref = m.get("reference") or {}
     unit = "pairs" if task.get("pair") else "texts"
     ed = m["eval_data"]
+    labeled = "labeled " if ed.get("agreement_rows") else ""
     rows = [f"export {m['source']['architecture']} -> {len(m['variants'])} variant(s); validated on "
-            f"{ed['rows']} labeled held-out {unit} ({ed['source'] if ed['rows'] else 'none'})"
+            f"{ed['rows']} {labeled}held-out {unit} ({ed['source'] if ed['rows'] else 'none'})"
             + (f" + {ed['agreement_rows']} unlabeled ({ed['agreement']})" if ed.get("agreement_rows") else "")]
     if ed.get("calibration"):
         rows.append(f"int8-static calibrated on: {ed['calibration']}")
-    if not ed["rows"]:
+    if not ed.get("rows", 1):
         rows.append("no labels: the gate bounds agreement and score error with PyTorch only (no metric)")
     if task:
         rows.append(_gate_line(m, task, name, is_ranking))
@@ -73,16 +74,19 @@ def format_table(m: dict) -> str:
         shown.append(f"{ref.get('queries', '?')} queries")
         shown += [f"{label} {_fmt(ref.get(key), how)}" for label, key, how in t.reference_columns if key in ref]
     rows.append(f"reference PyTorch fp32: {', '.join(shown)}, {ref.get('seq_per_s', '?')} seq/s")
-    # drop95 / agree95: the 95% interval's ends the gate compares (exporter/evidence.py); ±%: the
-    # timing rounds' spread (exporter/speed.py).
-    cols = [*metric_cols, ("drop", 6, None, "drop"), ("drop95", 7, "drop_ci", "drop_hi"),
-            ("agree", 8, "label_agreement", "pct"), ("agree95", 8, "agreement_bound", "pct"),
-            (t.diff_name, 8, "max_abs_prob_diff", "diff"), ("seq/s", 8, None, "speed"), ("±%", 5, None, "spread"),
-            ("MB", 6, None, "size")]
+    cols = [*metric_cols, ("drop", 6, None, "drop"), ("agree", 8, "label_agreement", "pct"),
+            (t.diff_name, 8, "max_abs_prob_diff", "diff"), ("seq/s", 8, None, "speed"), ("MB", 6, None, "size")]
+    if any("agreement_bound" in (v.get("validation") or {}) for v in m["variants"].values()):
+        # drop95 / agree95: the 95% interval's ends the gate compares (exporter/evidence.py); ±%:
+        # the timing rounds' spread (exporter/speed.py). Exports made before show no columns.
+        cols[len(metric_cols) + 1:len(metric_cols) + 2] = [("drop95", 7, "drop_ci", "drop_hi"),
+                                                           ("agree", 8, "label_agreement", "pct"),
+                                                           ("agree95", 8, "agreement_bound", "pct")]
+        cols.insert(-1, ("±%", 5, None, "spread"))
     if any("batch_flips" in (v.get("validation") or {}) for v in m["variants"].values()):
         # Decisions that change when an input runs alone instead of in a batch (see
         # validate.batch_invariance); exports made before it was measured show no column.
-        cols.insert(-3, ("b1-flip", 8, "batch_flips", "pct"))
+        cols.insert(cols.index(next(c for c in cols if c[0] == "seq/s")), ("b1-flip", 8, "batch_flips", "pct"))
     rows.append(f"{'variant':<19} " + " ".join(f"{h:>{w}}" for h, w, _, _ in cols) + "  verdict")
     for n, v in m["variants"].items():
         if v.get("status") == "failed":

@@ -128,6 +128,8 @@ class Variant:
         auto: `auto(preset)` says whether `--variants auto` builds it (when the export targets
             one of its providers); None: never up front.
         fallback: built by `auto` only when no plain int8 variant keeps the accuracy budget.
+        calibrated: needs calibration texts (`BuildContext.calibration_texts`), which the export
+            holds out of validation when no training split is saved.
         searched: as a fallback, built by a search on the eval data instead of `build`
             (int8-mixed: `exporter/mixed.py` measures which layers to keep in fp32); `build`
             is what `--variants NAME` gets.
@@ -141,6 +143,7 @@ class Variant:
     build: Callable[[BuildContext, Path], None] = field(repr=False)
     auto: Callable[[str], bool] | None = field(default=_always, repr=False)
     fallback: bool = False
+    calibrated: bool = False  # quantized with activation ranges measured on calibration texts
     searched: bool = False
 
     def __post_init__(self):
@@ -161,7 +164,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "int8 dynamic, per-channel, full 8-bit weight range (no reduce_range)",
             _dynamic(per_channel=True, reduce_range=False), auto=_reduced_range),
     Variant("int8-static", "int8", CPU, "model_int8_static.onnx",
-            "int8 static QDQ, activation ranges calibrated on training texts", _static),
+            "int8 static QDQ, activation ranges calibrated on held-out texts (never validated on)", _static,
+            calibrated=True),
     Variant("int8-mixed", "int8", CPU, "model_int8_mixed.onnx",
             "int8 dynamic per-channel, first/last layer and head kept fp32", _dynamic(per_channel=True, mixed=True),
             auto=None, fallback=True, searched=True),

@@ -1,0 +1,192 @@
+"""Distillation: a student learns the teacher's scores on texts, labels not needed.
+
+The teacher (the user's fp32 model, at its own max length) scores the distillation texts once;
+the scores are cached in the work folder, keyed by the teacher's weights hash and the texts, so
+a resumed or repeated search does not pay for them again. The student minimizes the mean squared
+error to the teacher's logits: for softmax and sigmoid heads the logits carry the soft labels and
+the margins the gate's evidence reads, for a score model they are the score, so one loss serves
+every task (Ba & Caruana 2014; TinyBERT's prediction-layer loss).
+
+Training state is saved after every epoch and when the time budget runs out (`state.pt` in the
+student's work folder): `--resume` continues from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BATCH = 16
+LR = 1e-4
+WARMUP = 0.06
+
+
+def fingerprint(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _encode(tokenizer, inputs: list, max_length: int) -> list[dict]:
+    """Length-sorted batches of tokenized inputs (texts or pairs), unpadded until collated."""
+    first = [x[0] if isinstance(x, tuple) else x for x in inputs]
+    second = [x[1] for x in inputs] if inputs and isinstance(inputs[0], tuple) else None
+    enc = tokenizer(first, second, truncation=True, max_length=max_length)
+    return [{k: enc[k][i] for k in enc} for i in range(len(first))]
+
+
+def _batches(rows: list[dict], order: list[int], size: int) -> list[list[int]]:
+    """Batches of similar lengths (less padding), in a shuffled order."""
+    by_len = sorted(order, key=lambda i: len(rows[i]["input_ids"]))
+    return [by_len[i:i + size] for i in range(0, len(by_len), size)]
+
+
+def _collate(rows: list[dict], idx: list[int], names: list[str]):
+    import torch
+
+    n = max(len(rows[i]["input_ids"]) for i in idx)
+    out = {}
+    for k in names:
+        pad = 0
+        out[k] = torch.tensor([rows[i][k] + [pad] * (n - len(rows[i][k])) for i in idx], dtype=torch.long)
+    return out
+
+
+def teacher_logits(teacher, tokenizer, inputs: list, max_length: int, names: list[str], cache: Path) -> np.ndarray:
+    """The teacher's logits on `inputs` (cached in `cache`)."""
+    import torch
+
+    if cache.is_file():
+        return np.load(cache)
+    rows = _encode(tokenizer, inputs, max_length)
+    out = np.zeros((len(rows), teacher.config.num_labels), np.float32)
+    teacher.eval()
+    with torch.inference_mode():
+        for idx in _batches(rows, list(range(len(rows))), 64):
+            out[idx] = teacher(**_collate(rows, idx, names)).logits.float().numpy()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npy")
+    np.save(tmp, out)
+    tmp.replace(cache)
+    return out
+
+
+def loss_fn(logits, target):
+    import torch
+
+    return torch.nn.functional.mse_loss(logits.float(), target)
+
+
+class Distiller:
+    """Trains one student on (inputs, teacher logits) for `epochs`, within a deadline, resumable.
+
+    Attributes:
+        work: the student's work folder (state.pt, done.json).
+    """
+
+    def __init__(self, student, tokenizer, inputs: list, targets: np.ndarray, max_length: int, names: list[str],
+                 work: Path, epochs: float, seed: int = 0):
+        import torch
+
+        self.student, self.names, self.work, self.seed = student, names, work, seed
+        self.rows = _encode(tokenizer, inputs, max_length)
+        self.targets = torch.as_tensor(targets)
+        self.steps_per_epoch = (len(self.rows) + BATCH - 1) // BATCH
+        self.total = max(1, int(round(epochs * self.steps_per_epoch)))
+        self.opt = torch.optim.AdamW(student.parameters(), lr=LR, weight_decay=0.01)
+        warm = max(1, int(WARMUP * self.total))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min((s + 1) / warm, max(0.0, (self.total - s) / max(1, self.total - warm))))
+        self.step = 0
+        work.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def state_file(self) -> Path:
+        return self.work / "state.pt"
+
+    def resume(self) -> bool:
+        """Load the saved state; False when there is none."""
+        import torch
+
+        if not self.state_file.is_file():
+            return False
+        state = torch.load(self.state_file, weights_only=False)
+        self.student.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.step = state["step"]
+        log.info("resuming %s at step %d of %d", self.work.name, self.step, self.total)
+        return True
+
+    def save(self) -> None:
+        import torch
+
+        tmp = self.state_file.with_suffix(".tmp")
+        torch.save({"model": self.student.state_dict(), "opt": self.opt.state_dict(),
+                    "sched": self.sched.state_dict(), "step": self.step}, tmp)
+        tmp.replace(self.state_file)
+
+    def seconds_per_step(self, probe: int = 3) -> float:
+        """Measured cost of a training step (for the budget), without changing the student."""
+        state = {k: v.clone() for k, v in self.student.state_dict().items()}
+        opt_state = self.opt.state_dict()
+        t0 = time.perf_counter()
+        self._train_steps(list(range(min(probe, self.steps_per_epoch))), epoch=-1)
+        el = (time.perf_counter() - t0) / max(1, min(probe, self.steps_per_epoch))
+        self.student.load_state_dict(state)
+        self.opt.load_state_dict(opt_state)
+        return el
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        batches = _batches(self.rows, list(range(len(self.rows))), BATCH)
+        random.Random(self.seed + epoch).shuffle(batches)
+        return batches
+
+    def _train_steps(self, which: list[int], epoch: int, deadline: float | None = None, bar=None) -> bool:
+        batches = self._epoch_batches(max(epoch, 0))
+        self.student.train()
+        for b in which:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            idx = batches[b]
+            out = self.student(**_collate(self.rows, idx, self.names)).logits
+            loss = loss_fn(out, self.targets[idx])
+            loss.backward()
+            self.opt.step()
+            self.opt.zero_grad()
+            if epoch >= 0:
+                self.sched.step()
+                self.step += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(loss):.4f}")
+        return True
+
+    def run(self, deadline: float) -> bool:
+        """Train until done or `deadline` (time.monotonic()); True when every step ran."""
+        from tqdm.auto import tqdm
+
+        with tqdm(total=self.total, initial=self.step, desc=f"distilling {self.work.name}", unit="step",
+                  leave=False) as bar:
+            while self.step < self.total:
+                epoch, at = divmod(self.step, self.steps_per_epoch)
+                end = min(self.steps_per_epoch, at + (self.total - self.step))
+                try:
+                    finished = self._train_steps(list(range(at, end)), epoch, deadline, bar)
+                except KeyboardInterrupt:
+                    self.save()  # Ctrl-C mid-epoch: --resume continues from the last step taken
+                    raise
+                self.save()
+                if not finished:
+                    return False
+        self.student.eval()
+        return True

@@ -1,0 +1,123 @@
+"""`bertfast export --compress` on the tiny model: students built from its layers, distilled on
+its scores, exported and judged by the same gate; bad input; interruption and --resume (#24).
+Real speed and accuracy figures live in benchmarks/ (MiniLM on BBC News)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from bertfast import Classifier
+from bertfast.errors import BertfastError
+from bertfast.exporter import ExportConfig, compress, distill, export, students
+from bertfast.manifest import load_manifest
+
+
+@pytest.fixture
+def anyspeed(monkeypatch):
+    # A 2-layer toy model is all overhead: its students are not faster; the speed rule itself is
+    # checked in test_a_slow_student_is_skipped_before_training.
+    monkeypatch.setattr(compress, "MIN_SPEEDUP", 0.0)
+    monkeypatch.setattr(compress, "EPOCHS", 1.0)
+
+
+def _export(model, out, **kw):
+    kw.setdefault("accept_weak_reference", True)  # the tiny model scores at chance on its labels
+    return export(ExportConfig(model_dir=str(model), out=str(out), variants="fp32,int8-dynamic-pc",
+                               window_search=False, compress=True, compress_budget="10m", **kw))
+
+
+def test_students_join_the_search_and_load_like_any_variant(tiny_trained, tmp_path, anyspeed):
+    out = _export(tiny_trained, tmp_path / "e")
+    m = load_manifest(out)
+    block = m.raw["compression"]
+    assert block["teacher_sha256"] == m.source["sha256"] and block["texts"] > 0
+    built = {n: r for n, r in block["students"].items() if r["status"].startswith("built")}
+    assert built, block["students"]
+    name = next(iter(built))
+    assert built[name]["dims"]["layers"] == 1 and built[name]["kept_layers"] == [0]
+    for v in ("fp32", "int8-dynamic-pc"):
+        rec = m.variants[f"{name}-{v}"]
+        assert rec["student"] == name and rec["file"].startswith(f"students/{name}/")
+        assert "agreement_bound" in rec["validation"] and "eligible" in rec
+    with Classifier.load(out, device="cpu", variant=f"{name}-int8-dynamic-pc") as clf:
+        assert len(clf.predict(["match goal team", "vote tax"])) == 2
+    # the student's own config.json says 1 layer: transformers and Optimum read it like any checkpoint
+    cfg = json.loads((out / "students" / name / "config.json").read_text())
+    assert cfg["num_hidden_layers"] == 1
+    assert not compress.work_dir(out).exists()  # nothing to resume once written
+
+
+def test_pruned_students_keep_their_most_important_neurons(tiny_trained):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from bertfast.families import family_of
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_trained))
+    fam = family_of(model.config)
+    recipe = students.Recipe("t", 1.0, ffn=0.5, heads=0.5)
+    s, kept = students.drop_layers(model, fam, recipe)
+    feeds = {"input_ids": torch.tensor([[2, 5, 6, 7, 3]]), "attention_mask": torch.ones(1, 5, dtype=torch.long)}
+    target = model(**feeds).logits.detach()
+    ffn, heads = students.importance(s, fam, [(feeds, target + 1)], distill.loss_fn)
+    assert len(ffn) == len(kept) and heads.shape == (len(kept), model.config.num_attention_heads)
+    dims = students.prune(s, fam, recipe, ffn, heads)
+    assert s.config.intermediate_size == dims["intermediate"] == model.config.intermediate_size // 2
+    if hasattr(s, "prune_heads"):  # transformers 4.x records pruned heads in the config
+        assert all(len(v) == model.config.num_attention_heads // 2 for v in dims["heads_pruned"].values())
+    assert s(**feeds).logits.shape == target.shape
+
+
+def test_layer_choice_spreads_from_the_first():
+    assert students.layer_choice(6, 3) == [0, 2, 4] and students.layer_choice(12, 6) == [0, 2, 4, 6, 8, 10]
+    assert students.layer_choice(2, 1) == [0] and students.layer_choice(6, 6) == list(range(6))
+
+
+def test_a_slow_student_is_skipped_before_training(tiny_trained, tmp_path, monkeypatch):
+    monkeypatch.setattr(compress, "MIN_SPEEDUP", 1000.0)
+    out = _export(tiny_trained, tmp_path / "e")
+    recs = load_manifest(out).raw["compression"]["students"].values()
+    assert all(r["status"].startswith("skipped") for r in recs)
+    assert any("predicted" in r["status"] and "x the teacher's speed" in r["status"] for r in recs)
+
+
+def test_bad_input(tiny_trained, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_trained, model)
+    shutil.rmtree(model / "splits")
+    (model / "training.json").unlink()
+    ev = tiny_trained / "splits" / "validation.jsonl"
+    with pytest.raises(BertfastError, match="^--compress needs texts to distill on.*--distill-data FILE"):
+        _export(model, tmp_path / "e", eval_data=str(ev))
+    assert not (tmp_path / "e").exists()
+    with pytest.raises(BertfastError, match="^--compress-budget must be a duration"):
+        ExportConfig(model_dir="m", compress=True, compress_budget="soon")
+    with pytest.raises(BertfastError, match="^--distill-data is for --compress"):
+        ExportConfig(model_dir="m", distill_data="x.jsonl")
+
+
+def test_interrupted_distillation_leaves_no_export_and_resumes(tiny_trained, tmp_path, anyspeed, monkeypatch):
+    calls = {"n": 0}
+    real = distill.loss_fn
+
+    def interrupting(logits, target):
+        calls["n"] += 1
+        if calls["n"] == 6:  # a few steps into the first student
+            raise KeyboardInterrupt
+        return real(logits, target)
+
+    monkeypatch.setattr(distill, "loss_fn", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        _export(tiny_trained, tmp_path / "e")
+    assert not (tmp_path / "e").exists()  # no half-written export under the final name
+    work = compress.work_dir(tmp_path / "e")
+    assert list(work.glob("teacher-*.npy")) and list(work.glob("*/state.pt"))  # the scores and the steps taken
+    monkeypatch.setattr(distill, "loss_fn", real)
+    out = _export(tiny_trained, tmp_path / "e", resume=True)
+    recs = load_manifest(out).raw["compression"]["students"]
+    assert any(r.get("resumed") for r in recs.values()), recs
+    assert np.isfinite(load_manifest(out).variants["fp32"]["validation"]["label_agreement"])
