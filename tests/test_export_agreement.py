@@ -14,7 +14,6 @@ from bertfast.errors import BertfastError, DataError
 from bertfast.exporter import ExportConfig, export, format_table
 from bertfast.manifest import load_manifest
 
-
 # The tiny model scores at chance on its own labels (tests/conftest.py): the labeled exports here
 # pass --accept-weak-reference, which is not what they are about.
 
