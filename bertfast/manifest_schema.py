@@ -337,7 +337,7 @@ def validate(raw, path, top: Schema) -> Blocks:
     if not isinstance(raw, dict):
         raise ManifestError(f"{_at(path)}: must be a JSON object, got {_kind(raw)}; {FIX}.")
     check_fields(raw, top, "", path)
-    ids = _check_labels(raw["id2label"], path)
+    ids = _check_id2label(raw["id2label"], path)
     mml = raw.get("model_max_length")
     if mml is not None and raw["max_length"] > mml:
         raise bad(path, "max_length", f"at most model_max_length ({mml})", raw["max_length"])
@@ -357,7 +357,7 @@ def validate(raw, path, top: Schema) -> Blocks:
     return Blocks(task, window, batching, _check_variants(raw, path))
 
 
-def _check_labels(ids: dict, path) -> dict:
+def _check_id2label(ids: dict, path) -> dict:
     if not ids:
         raise bad(path, "id2label", "a non-empty object (one label per class)", ids)
     if set(ids) != {str(i) for i in range(len(ids))}:

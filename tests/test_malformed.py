@@ -26,7 +26,7 @@ from _export_helpers import make_export, sharpen
 from bertfast.errors import BertfastError, DataError
 from bertfast.runtime import predict as P
 from bertfast.runtime import readers
-from bertfast.runtime.io import check_labels, prediction_names, read_chunks
+from bertfast.runtime.io import check_labels_fit_format, prediction_names, read_chunks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -205,8 +205,8 @@ def test_unicode_line_separators_never_split_rows(export_dir, tmp_path, fmt):
 @pytest.mark.parametrize("label", ["a\tb", "a\nb", "a\rb", "a\u2028b", "a\x85b"])
 def test_labels_with_line_breaks_are_refused_for_txt_and_training(tmp_path, label):
     with pytest.raises(BertfastError, match="tab or line break"):
-        check_labels("txt", ["ok", label])
-    check_labels("csv", ["ok", label])  # quoted by the csv module
+        check_labels_fit_format("txt", ["ok", label])
+    check_labels_fit_format("csv", ["ok", label])  # quoted by the csv module
     from bertfast.training.data import read_labeled
 
     src = tmp_path / "train.jsonl"

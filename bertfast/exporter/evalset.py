@@ -78,12 +78,9 @@ class EvalSet:
         return self.data.pairs is not None
 
     @property
-    def ranking(self) -> bool:
-        return self.groups is not None
-
-    @property
     def primary(self) -> str:
-        return self.task.primary_metric(self.ranking)
+        """The metric the gate bounds (NDCG@10 when the rows are reranking lists)."""
+        return self.task.primary_metric(self.groups is not None)
 
     def __len__(self) -> int:
         """Labeled rows."""

@@ -30,6 +30,7 @@ from .batching import Batcher, Encoded, check_pairs, check_texts
 from .options import DEFAULT_BATCH_TOKENS, RuntimeOptions
 from .providers import Provider
 from .session import check_output_width, input_dtypes, label_mismatch, open_session
+from .stats import Stats
 from .tokens import aggregate_windows
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ class Classifier:
         self.thresholds = manifest.thresholds
         # Decided once, as TEI decides Classifier vs Reranker at load: whether (and by which
         # class) this export ranks candidates.
-        self.positive, self.rerank_refusal = _rerank_rule(manifest, self.task)
+        self.positive, self.rerank_refusal = _tasks.ranking.rerank_rule(
+            manifest.labels, manifest.pair, self.task, manifest.positive_label, str(manifest.folder))
         self.providers = list(session.get_providers())
         self.last_stats: dict = {}
         self._output = manifest.output
@@ -261,7 +263,7 @@ class Classifier:
         """
         self._check_open()
         it = iter(chunks)
-        stats = _Stats()
+        stats = Stats()
 
         def next_encoded():
             for texts in it:
@@ -337,12 +339,12 @@ class Classifier:
         self._check_open()
         t0 = time.perf_counter()
         if not items:
-            self.last_stats = _Stats().as_dict(0.0)
+            self.last_stats = Stats().as_dict(0.0)
             return np.empty((0, len(self.labels)), dtype=np.float32)
         enc = self._encode(items)
         t1 = time.perf_counter()
         proba = _tasks.activate(self.logits_from_encoded(enc), self.activation)
-        stats = _Stats()
+        stats = Stats()
         stats.add(enc)
         stats.tokenize_s = t1 - t0
         self.last_stats = stats.as_dict(time.perf_counter() - t0)
@@ -390,48 +392,3 @@ class Classifier:
     def _check_open(self) -> None:
         if self._closed:
             raise BertfastError("this Classifier was closed; load it again with Classifier.load(...).")
-
-
-class _Stats:
-    def __init__(self):
-        self.n_texts = self.n_windows = self.real = self.padded = self.batches = 0
-        self.tokenize_s = 0.0
-
-    def add(self, enc: Encoded) -> None:
-        self.n_texts += enc.n_texts
-        self.n_windows += enc.n_windows
-        self.real += enc.real_tokens
-        self.padded += enc.padded_tokens
-        self.batches += len(enc.batches)
-
-    def as_dict(self, seconds: float) -> dict:
-        return {
-            "n_texts": self.n_texts,
-            "n_windows": self.n_windows,
-            "n_batches": self.batches,
-            "real_tokens": self.real,
-            "padded_tokens": self.padded,
-            "padding_ratio": 0.0 if not self.padded else 1.0 - self.real / self.padded,
-            "seconds": seconds,
-            "tokenize_seconds": self.tokenize_s,
-        }
-
-
-def _rerank_rule(manifest: Manifest, task: _tasks.Task) -> tuple[int | None, str | None]:
-    """(relevant class id or None, why this export cannot rerank or None)."""
-    labels = manifest.labels
-    if not manifest.pair:
-        return None, (f"rerank needs an export of a text-pair model; {manifest.folder} classifies single texts "
-                      "(export a cross-encoder trained with --text-pair-column).")
-    if not task.can_rerank(len(labels)):
-        return None, (f"rerank needs a one-score or two-class pair model; this export is {task.name} with "
-                      f"{len(labels)} labels ({', '.join(labels[:5])}); use predict for it.")
-    if not task.has_classes:
-        return None, None
-    try:
-        positive = _tasks.ranking.positive_class(labels, manifest.positive_label, "task.positive_label")
-    except BertfastError as e:
-        return None, f"{manifest.folder}/bertfast.json: {e}"
-    if positive is None:
-        return None, str(_tasks.ranking.unknown_positive(labels, f"the export {manifest.folder}"))
-    return positive, None

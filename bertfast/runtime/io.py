@@ -31,16 +31,16 @@ from .options import RuntimeOptions
 from .outputs import (
     SEPARATOR,
     Predictions,
-    check_separator,
+    check_output_separator,
     is_label_column,
     prediction_names,
     prediction_values,
 )
 from .readers import LINE_BREAKS, MAX_LINE_CHARS, Chunk, check_unique_columns, missing_column, read_chunks
-from .writers import WRITERS, check_labels, json_default
+from .writers import WRITERS, check_labels_fit_format, json_default
 
 __all__ = [
-    "Chunk", "read_chunks", "WRITERS", "MAX_LINE_CHARS", "LINE_BREAKS", "check_labels", "check_unique_columns",
+    "Chunk", "read_chunks", "WRITERS", "MAX_LINE_CHARS", "LINE_BREAKS", "check_labels_fit_format", "check_unique_columns",
     "json_default", "check_io_flags", "PredictionRun", "require_int", "prediction_names", "prediction_values",
     "is_label_column", "Predictions", "model_inputs", "pair_spec", "read_inputs", "STDIO", "is_stdio", "Stdin",
     "sniff_format",
@@ -189,7 +189,7 @@ class PredictionRun:
                 "pass one of --text-pair-column and --query-column, not both: each names the other text of a pair "
                 "(--query-column Q --text-column D is the same as --text-column Q --text-pair-column D)."
             )
-        check_separator(self.label_separator)
+        check_output_separator(self.label_separator)
 
     def pair_column(self) -> tuple[str | None, str | None, bool]:
         """`pair_spec` of this run's flags."""

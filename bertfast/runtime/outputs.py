@@ -179,7 +179,7 @@ def check_task_flags(model, *, top_k: int = 1, pair_flag: str | None = None, sep
                 )
 
 
-def check_separator(separator: str | None) -> None:
+def check_output_separator(separator: str | None) -> None:
     """`--label-separator`: None (the default, `|`) or a non-empty string without line breaks."""
     if separator is not None and (not isinstance(separator, str) or not separator
                                   or any(c in separator for c in LINE_BREAKS)):

@@ -51,7 +51,7 @@ from .io import (
     Predictions,
     Stdin,
     check_io_flags,
-    check_labels,
+    check_labels_fit_format,
     is_stdio,
     model_inputs,
     read_inputs,
@@ -174,7 +174,7 @@ def predict(cfg: PredictConfig) -> Path:
     pair_column, pair_flag, query_first = cfg.pair_column()
     separator = cfg.separator(out_fmt)
     check_task_flags(manifest, top_k=cfg.top_k, pair_flag=pair_flag, separator=separator, where=f"export {cfg.export}")
-    check_labels(out_fmt, manifest.labels)
+    check_labels_fit_format(out_fmt, manifest.labels)
     chunks = read_inputs(source, in_fmt, cfg.text_column, cfg.chunk_size, pair_column,
                          pair_flag or "--text-pair-column")
     first = next(chunks)  # fail on an empty file or a missing column before loading the model

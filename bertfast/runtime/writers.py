@@ -14,7 +14,7 @@ Rules (each refusal is a DataError naming the input file, line or row, and colum
   str, bytes base64, NaN and infinities null; any other type its `str`.
 - TXT output is one line per row, the task's TXT columns joined by tabs (`outputs.py`:
   `label<TAB>score`, the joined multi-label `labels`, or the regression `score`): labels holding
-  a tab or a line break are refused (`check_labels`, before the model runs).
+  a tab or a line break are refused (`check_labels_fit_format`, before the model runs).
 - Prediction column types (Parquet): `outputs.arrow_type` (a multi-label `labels` is list<string>),
   of the name without its `--output-prefix`.
 - The path `-` is standard output: text formats are written as UTF-8 whatever the locale, and
@@ -37,7 +37,7 @@ from .outputs import arrow_type, is_label_column  # noqa: F401  (is_label_column
 from .readers import LINE_BREAKS, Chunk
 
 
-def check_labels(fmt: str, labels: list[str]) -> None:
+def check_labels_fit_format(fmt: str, labels: list[str]) -> None:
     """Refuse labels that would misalign a line-based output (TXT) before any work is done."""
     if fmt != "txt":
         return

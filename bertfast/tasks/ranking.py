@@ -85,3 +85,24 @@ def margins(ref: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> tuple[np
         m.append(lead)
         d.append(float(s[top] - s[second]) - lead)
     return np.asarray(m)[:, None], np.asarray(d)[:, None]
+
+
+def rerank_rule(labels: list[str], pair: bool, task, positive_label: str | None, where: str
+                ) -> tuple[int | None, str | None]:
+    """Decided once when an export loads (as TEI decides Reranker vs Classifier): (the relevant
+    class id or None, why this export cannot rerank or None)."""
+    if not pair:
+        return None, (f"rerank needs an export of a text-pair model; {where} classifies single texts "
+                      "(export a cross-encoder trained with --text-pair-column).")
+    if not task.can_rerank(len(labels)):
+        return None, (f"rerank needs a one-score or two-class pair model; this export is {task.name} with "
+                      f"{len(labels)} labels ({', '.join(labels[:5])}); use predict for it.")
+    if not task.has_classes:
+        return None, None
+    try:
+        positive = positive_class(labels, positive_label, "task.positive_label")
+    except BertfastError as e:
+        return None, f"{where}/bertfast.json: {e}"
+    if positive is None:
+        return None, str(unknown_positive(labels, f"the export {where}"))
+    return positive, None
