@@ -228,6 +228,19 @@ def test_corrupt_weights(tiny_trained, tmp_path):
     assert not (tmp_path / "e").exists()
 
 
+def test_export_prints_nothing_and_logs_no_temporary_paths(tiny_trained, tmp_path, capfd, caplog):
+    """Calibration chatter (ONNX Runtime print()s its histogram progress) stays off stdout, and the
+    variants loaded while validating are not logged one line each with their temporary folder."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="bertfast"):
+        export(ExportConfig(model_dir=str(tiny_trained), out=str(tmp_path / "e"), variants="fp32,int8-static",
+                            window_search=False, accept_weak_reference=True))
+    out = capfd.readouterr().out
+    assert "Collecting tensor data" not in out and "Number of tensors" not in out and out == ""
+    assert "loaded " not in caplog.text and ".bertfast-tmp" not in caplog.text
+
+
 def test_tensorflow_only_folder_names_tf_model_h5_and_the_conversion(tiny_trained, tmp_path):
     tf = tmp_path / "tf"
     shutil.copytree(tiny_trained, tf)

@@ -82,7 +82,7 @@ def search(ctx, manifest, name: str, reference) -> dict:
     for i in layers:
         agree, e = score(run([i], rows))
         gains[i] = (round(agree - base_agree, 6), round(base_err - e, 6))
-        log.info("  layer %d in fp32: %+.2f%% decisions kept, mean |ds| %.5f lower", i, 100 * gains[i][0], gains[i][1])
+        log.debug("  layer %d in fp32: %+.2f%% decisions kept, mean |ds| %.5f lower", i, 100 * gains[i][0], gains[i][1])
     # Decisions first (what the gate counts), then the score error (finer, less noisy).
     order = sorted(layers, key=lambda i: (-gains[i][0], -gains[i][1]))
     sensitivity = {i: {"agreement_gain": g[0], "mean_abs_diff_gain": g[1]} for i, g in gains.items()}

@@ -16,6 +16,7 @@ shared/MEASURED.md).
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 from pathlib import Path
@@ -55,10 +56,15 @@ class _QuietAdvice(logging.Filter):
 def _quiet_quantizer():
     # A filter on the root *logger* sees only records logged on it directly, which is what the
     # quantizer does; records from named loggers (bertfast's own) propagate past it untouched.
+    # The calibrators also print() their progress ("Collecting tensor data and making histogram
+    # ...", "Number of tensors : 36") to stdout, which would interleave with the export's own
+    # lines and, under `-o -`-style pipes, with data: kept unless -v.
     root, f = logging.getLogger(), _QuietAdvice()
     root.addFilter(f)
+    quiet = root.getEffectiveLevel() > logging.DEBUG
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            yield
     finally:
         root.removeFilter(f)
 

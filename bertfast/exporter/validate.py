@@ -285,6 +285,6 @@ def validate_variants(manifest, reference: ExportReference) -> None:
     for name in loaded:
         v, val = manifest.variants[name], manifest.variants[name]["validation"]
         score = val.get(gate.primary)
-        log.info("  %-19s %s %s  agree %.4f  max|dp| %.4f  %.1f seq/s  %s", name, gate.primary,
+        log.debug("  %-19s %s %s  agree %.4f  max|dp| %.4f  %.1f seq/s  %s", name, gate.primary,
                  "n/a" if score is None else f"{score:.4f}", val[gate.agreement_key],
                  val["max_abs_prob_diff"], v["speed"]["seq_per_s"], "ok" if v["eligible"] else "REJECTED")

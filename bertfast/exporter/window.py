@@ -100,7 +100,7 @@ def search(manifest, reference) -> dict | None:
                     val = reference.compare(clf.predict_proba(inputs))
                     ok, reason = gate.judge(val)
                     entries[name].append(_entry(w, val, ok, reason))
-                    log.info("  %-19s window %-14s %s %s  agree %.4f  %s", name, w.name, gate.primary,
+                    log.debug("  %-19s window %-14s %s %s  agree %.4f  %s", name, w.name, gate.primary,
                              _shown(val.get(gate.primary)), val[gate.agreement_key], "ok" if ok else "REJECTED")
                     if not ok:
                         clf.close()

@@ -165,7 +165,8 @@ class Classifier:
         opts = opts.replace(device=provider.name, variant=variant, threads=threads, streams=streams,
                             max_length=max_length, long_text=long_text, stride=batcher.stride, batch_tokens=batch_tokens,
                             pair_truncation=batcher.pair_truncation if m.pair else opts.pair_truncation)
-        log.info("loaded %s: variant %s on %s (%s), %d threads", m.folder, variant, provider.name,
+        # debug: an export loads its variants dozens of times while validating them (temporary paths)
+        log.debug("loaded %s: variant %s on %s (%s), %d threads", m.folder, variant, provider.name,
                  session.get_providers()[0], threads)
         return cls(m, session, batcher, opts, provider)
 
