@@ -22,41 +22,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import run, torch_logits  # noqa: E402
 
 from bertfast import Classifier  # noqa: E402
 from bertfast.bench.env import environment  # noqa: E402
 from bertfast.exporter.evidence import wilson  # noqa: E402
 from bertfast.training.data import load_splits  # noqa: E402
-
-
-def run(cmd: list[str], **kw) -> float:
-    t0 = time.time()
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT, **kw)
-    return round(time.time() - t0, 1)
-
-
-def torch_scores(model_dir: Path, texts: list[str], max_length: int) -> np.ndarray:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(texts), 32):
-            enc = tok(texts[i:i + 32], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-            out.append(model(**enc).logits.float().numpy())
-    return np.concatenate(out)
 
 
 def variants_table(m: dict) -> list[dict]:
@@ -97,7 +77,7 @@ def main() -> int:
     test = load_splits("bbc-news", seed=training["config"]["seed"]).test
     names = [m["id2label"][str(i)] for i in range(len(m["id2label"]))]
     y = np.array([names.index(lab) for lab in test.labels])
-    ref = torch_scores(teacher, test.texts, training["max_length"]).argmax(1)
+    ref = torch_logits(teacher, test.texts, training["max_length"]).argmax(1)
     with Classifier.load(export, device="cpu", threads=a.threads) as clf:
         pred = clf.predict_proba(test.texts).argmax(1)
         chosen = clf.variant

@@ -22,41 +22,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bertfast import Classifier, tasks  # noqa: E402
+from common import run, torch_logits  # noqa: E402
+
+from bertfast import Classifier  # noqa: E402
 from bertfast.bench.env import environment  # noqa: E402
 from bertfast.exporter.evidence import wilson  # noqa: E402
 from bertfast.training.data import load_splits  # noqa: E402
-
-
-def run(cmd: list[str]) -> float:
-    t0 = time.time()
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    return round(time.time() - t0, 1)
-
-
-def torch_scores(model_dir: Path, texts: list[str], max_length: int) -> np.ndarray:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(texts), 32):
-            enc = tok(texts[i:i + 32], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-            out.append(model(**enc).logits.float().numpy())
-    return tasks.activate(np.concatenate(out), "softmax")
 
 
 def default_of(export: Path) -> dict:
@@ -108,7 +88,7 @@ def main() -> int:
                                       "--out", str(e.relative_to(ROOT)), "--force", "--threads", str(a.threads), *extra])
     sets = {"test articles": arts.test.texts, "test+validation headlines": heads.test.texts + heads.validation.texts}
     max_length = json.loads((model / "training.json").read_text())["max_length"]
-    ref = {k: torch_scores(model, v, max_length) for k, v in sets.items()}
+    ref = {k: torch_logits(model, v, max_length) for k, v in sets.items()}
     results = {}
     for name in exports:
         e = work / f"export-{name}"

@@ -28,12 +28,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import torch_logits  # noqa: E402
 
 from bertfast import Classifier  # noqa: E402
 from bertfast.exporter.report import format_table  # noqa: E402
 from bertfast.exporter.validate import interleaved_speed  # noqa: E402
 from bertfast.hardware import cpu_info, int8_preset, relevant_flags  # noqa: E402
 from bertfast.manifest import load_manifest  # noqa: E402
+from bertfast.metrics import softmax  # noqa: E402
 from bertfast.training.data import read_labeled  # noqa: E402
 from bertfast.utils import library_versions  # noqa: E402
 
@@ -45,20 +49,6 @@ def rel(p: Path) -> str:
         return str(p.resolve().relative_to(ROOT))
     except ValueError:
         return p.name
-
-
-def torch_probs(model_dir: Path, texts: list[str], max_length: int) -> np.ndarray:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(texts), 32):
-            enc = tok(texts[i:i + 32], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-            out.append(torch.softmax(model(**enc).logits.float(), -1).numpy())
-    return np.concatenate(out)
 
 
 def main() -> int:
@@ -92,7 +82,7 @@ def main() -> int:
     m = load_manifest(exports["default"])
     names = m.labels
     y = np.array([names.index(lab) for lab in test.labels])
-    ref = torch_probs(a.model, test.texts, m.max_length)
+    ref = softmax(torch_logits(a.model, test.texts, m.max_length))
     res["test"] = {"rows": len(test), "pytorch_fp32_accuracy": round(float((ref.argmax(1) == y).mean()), 6)}
     loaded = {}
     try:
