@@ -58,6 +58,7 @@ def main() -> int:
     ap.add_argument("--teacher", default="runs/gate-bench/model")
     ap.add_argument("--work", default="runs/compress-bench")
     ap.add_argument("--budget", default="40m")
+    ap.add_argument("--distill-data", default=None, help="unlabeled texts the students also learn from")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peer-python", default=None, help="a python with bertfast[optimum] installed (transformers 4.57)")
     ap.add_argument("--out", default="benchmarks/results/compress-minilm-bbc")
@@ -71,7 +72,8 @@ def main() -> int:
     if not (export / "bertfast.json").is_file():
         secs["export --compress"] = run([sys.executable, "-m", "bertfast", "export", a.teacher, "--out",
                                          str(export.relative_to(ROOT)), "--compress", "--compress-budget", a.budget,
-                                         "--threads", str(a.threads), "--force"])
+                                         "--threads", str(a.threads), "--force",
+                                         *(["--distill-data", a.distill_data] if a.distill_data else [])])
     m = json.loads((export / "bertfast.json").read_text())
     training = json.loads((teacher / "training.json").read_text())
     test = load_splits("bbc-news", seed=training["config"]["seed"]).test
