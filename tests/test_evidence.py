@@ -60,3 +60,22 @@ def test_texts_needed():
     assert evidence.texts_needed(200, 0.001, 0.009, 0.005) == int(np.ceil(200 * (0.008 / 0.004) ** 2))
     assert evidence.texts_needed(200, 0.006, 0.02, 0.005) is None  # the estimate itself is over the limit
     assert evidence.texts_needed(200, 0.001, 0.004, 0.005) is None  # already shown
+
+
+def test_strata_keep_short_texts_with_small_margins_and_large_moves_apart():
+    """Headlines under int8: smaller margins and larger moves together. Pooled with articles the
+    flips are averaged away; within length strata they are not, and the bound is never above
+    the agreement actually seen."""
+    rng = np.random.default_rng(9)
+    n = 400
+    short = np.arange(2 * n) < n
+    m = np.where(short, rng.beta(1, 3, 2 * n), rng.beta(4, 1, 2 * n))[:, None]
+    d = rng.normal(0, np.where(short, 0.12, 0.01), 2 * n)[:, None]
+    seen = float(np.mean(d <= -m))
+    pooled = evidence.flip_rate(m, d)
+    strat = evidence.flip_rate(m, d, strata=short.astype(int))
+    assert strat["flip_ci"][1] >= seen and pooled["flip_ci"][1] >= seen  # never fewer flips than seen
+    # half the inputs are short: the population's rate is half the short texts' (articles ~never flip)
+    truth = 0.5 * float(np.mean(rng.normal(0, 0.12, 200_000) <= -rng.beta(1, 3, 200_000)))
+    assert strat["flip_ci"][0] <= truth <= strat["flip_ci"][1], (truth, strat)
+    assert evidence.length_strata(["a" * k for k in range(40)]).tolist() == [0] * 10 + [1] * 10 + [2] * 10 + [3] * 10

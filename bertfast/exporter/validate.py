@@ -160,12 +160,12 @@ class ExportReference:
     threads: int
 
     def compare(self, probs: np.ndarray) -> dict:
-        """`compare` of a variant's scores on the inputs."""
-        return compare(probs, self.scores, self.y, self.metrics, self.gate)
+        """`compare` of a variant's scores on the inputs (agreement evidence within length strata)."""
+        return compare(probs, self.scores, self.y, self.metrics, self.gate, evidence.length_strata(self.inputs))
 
 
 def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metrics: dict,
-            gate: Gate | None = None) -> dict:
+            gate: Gate | None = None, strata: np.ndarray | None = None) -> dict:
     """Validation figures of one variant vs the PyTorch reference, in the task's terms, each
     with its evidence (`exporter/evidence.py`).
 
@@ -188,7 +188,7 @@ def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metric
     else:
         close = gate.task.agreement(probs, ref, gate.thresholds)
         margins, moves = gate.task.margins(np.asarray(ref, np.float64), np.asarray(probs, np.float64), gate.thresholds)
-    flips = evidence.flip_rate(margins, moves)
+    flips = evidence.flip_rate(margins, moves, strata=None if gate.ranking else strata)
     agree_ci = [round(1 - flips["flip_ci"][1], 6), round(1 - flips["flip_ci"][0], 6)]
     out = {**m, **close, "agreement_ci": agree_ci, "agreement_bound": agree_ci[0],
            "agreement_estimate": round(1 - flips["flip_rate"], 6), "evidence_n": flips["n"], "labeled_n": labeled}
