@@ -65,3 +65,15 @@ def test_the_records_carry_their_rounds_and_spread():
 def test_records_without_rounds_compare_medians_with_a_margin():
     assert speed.beats({"seq_per_s": 110}, {"seq_per_s": 100})
     assert not speed.beats({"seq_per_s": 104}, {"seq_per_s": 100})
+
+
+def test_token_budgets_within_the_noise_go_to_the_middle_one():
+    from bertfast.exporter.budget import CANDIDATES, MIN_GAIN, tie_order
+
+    # the two exports of one model that chose 4096 and 1024 (benchmarks/results/gate-minilm-bbc)
+    for measured in ({1024: 98.3, 2048: 104.7, 4096: 100.8, 8192: 95.0, 16384: 93.4},
+                     {1024: 107.3, 2048: 102.9, 4096: 100.4, 8192: 95.7, 16384: 92.8}):
+        rates = [(bt, {"seq_per_s": measured[bt]}) for bt in CANDIDATES]
+        assert speed.pick(rates, tie_order, MIN_GAIN) == 4096
+    rates = [(bt, {"seq_per_s": 200.0 if bt == 1024 else 100.0}) for bt in CANDIDATES]
+    assert speed.pick(rates, tie_order, MIN_GAIN) == 1024  # a clear winner still wins

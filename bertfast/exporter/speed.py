@@ -5,8 +5,8 @@ Every speed choice of the export (default variant per provider, window, token bu
 its candidates in interleaved rounds (each round runs every candidate once, the order rotating),
 so a burst of load on a shared machine hits all of them in the same round. Candidate A beats B
 only when A was faster by more than MIN_GAIN / 2 in every round and the median of the per-round
-ratios A/B exceeds 1 + max(MIN_GAIN, half the ratios' range): a sign test over the rounds plus a
-margin over the measured spread. Candidates no other one beats are tied, and the tie goes to the more faithful
+ratios A/B exceeds 1 + max(MIN_GAIN, half the ratios' range): a sign test over the rounds plus
+a margin over the measured spread. Candidates no other one beats are tied, and the tie goes to the more faithful
 one (`faithful` keys: batch-invariant, higher agreement bound, smaller drop), then to a fixed
 order, never to the last timing. So two exports of the same model on a busy machine pick the
 same default unless one candidate is clearly faster.
@@ -57,20 +57,22 @@ def interleaved(classifiers: dict, texts: list, rounds: int = ROUNDS, round_seco
     return out
 
 
-def beats(a: dict, b: dict) -> bool:
+def beats(a: dict, b: dict, min_gain: float = MIN_GAIN) -> bool:
     """Whether speed record `a` is faster than `b` beyond the noise (see the module docstring).
-    Records without rounds (older manifests, hand-made ones) compare medians with MIN_GAIN."""
+    Records without rounds (older manifests, hand-made ones) compare medians with `min_gain`."""
     ra, rb = a.get("rounds_seq_per_s"), b.get("rounds_seq_per_s")
     if ra and rb and len(ra) == len(rb):
         ratios = np.asarray(ra, np.float64) / np.maximum(np.asarray(rb, np.float64), 1e-9)
         noise = (ratios.max() - ratios.min()) / 2
-        return bool(ratios.min() > 1 + MIN_GAIN / 2 and np.median(ratios) > 1 + max(MIN_GAIN, noise))
-    return a["seq_per_s"] > (1 + MIN_GAIN) * b["seq_per_s"]
+        return bool(ratios.min() > 1 + min_gain / 2 and np.median(ratios) > 1 + max(min_gain, noise))
+    return a["seq_per_s"] > (1 + min_gain) * b["seq_per_s"]
 
 
-def pick(cands: list[tuple[Hashable, dict]], faithful: Callable[[Hashable], tuple]) -> Hashable:
-    """The candidate key to use: among those no other beats on speed, the most faithful
-    (`faithful(key)`: larger is better), then the first in `cands`' order."""
+def pick(cands: list[tuple[Hashable, dict]], faithful: Callable[[Hashable], tuple],
+         min_gain: float = MIN_GAIN) -> Hashable:
+    """The candidate key to use: among those no other beats on speed (by more than `min_gain`
+    and the noise), the most faithful (`faithful(key)`: larger is better), then the first in
+    `cands`' order."""
     unbeaten = [(i, k) for i, (k, sp) in enumerate(cands)
-                if not any(beats(other, sp) for j, (_, other) in enumerate(cands) if j != i)]
+                if not any(beats(other, sp, min_gain) for j, (_, other) in enumerate(cands) if j != i)]
     return max(unbeaten, key=lambda ik: (faithful(ik[1]), -ik[0]))[1]
