@@ -7,6 +7,7 @@ the manifest certifies is what `predict` does.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -159,9 +160,14 @@ class ExportReference:
     gate: Gate
     threads: int
 
+    @functools.cached_property
+    def strata(self) -> np.ndarray:
+        """A length quartile per input (the agreement evidence's strata), computed once."""
+        return evidence.length_strata(self.inputs)
+
     def compare(self, probs: np.ndarray) -> dict:
         """`compare` of a variant's scores on the inputs (agreement evidence within length strata)."""
-        return compare(probs, self.scores, self.y, self.metrics, self.gate, evidence.length_strata(self.inputs))
+        return compare(probs, self.scores, self.y, self.metrics, self.gate, self.strata)
 
 
 def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metrics: dict,
