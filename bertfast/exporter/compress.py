@@ -9,7 +9,8 @@ then also narrower ones) makes a student from the user's fine-tuned model:
 2. its training time is measured on a few steps and compared with what is left of the budget
    (`--compress-budget`): a student that does not fit is skipped, and said so;
 3. it is distilled on the teacher's scores (`exporter/distill.py`) over the training split's
-   texts plus `--distill-data`; pruned recipes are distilled, pruned by importance, re-distilled;
+   texts plus `--distill-data` (and, with `--distill-windows N`, up to N later windows of each
+   text longer than the max length), for `--distill-epochs`; pruned recipes are distilled, pruned by importance, re-distilled;
 4. it is exported (fp32 and int8 dynamic per-channel) into `students/<recipe>/` and its variants
    (`<recipe>-<variant>`) join the manifest; the export's validation then judges them against
    the teacher's PyTorch fp32 scores with the same gate, and the default is chosen among all.
@@ -33,7 +34,6 @@ from . import distill, students
 log = logging.getLogger(__name__)
 
 MIN_SPEEDUP = 1.2
-EPOCHS = 3.0
 STUDENT_VARIANTS = ("fp32", "int8-dynamic-pc")
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 
@@ -80,14 +80,15 @@ def run(cfg, src, ctx, m, reference, progress) -> dict:
     deadline = time.monotonic() + parse_budget(cfg.compress_budget)
     work = work_dir(Path(cfg.out))
     inputs, source = distill_inputs(cfg, src.model_dir, src.ev.pair)
-    key = distill.fingerprint(m.source.get("sha256"), inputs, src.max_length)
+    key = distill.fingerprint(m.source.get("sha256"), inputs, src.max_length, cfg.distill_windows)
     targets = distill.teacher_logits(src.model, src.tokenizer, inputs, src.max_length, m.inputs,
-                                     work / f"teacher-{key}.npy")
-    block = {"teacher_sha256": m.source.get("sha256"), "data": source, "texts": len(inputs), "loss": "mse on logits",
-             "epochs": EPOCHS, "budget": cfg.compress_budget, "students": {}}
+                                     work / f"teacher-{key}.npy", cfg.distill_windows)
+    block = {"teacher_sha256": m.source.get("sha256"), "data": source, "texts": len(inputs),
+             "windows": len(targets), "later_windows_per_text": cfg.distill_windows, "loss": "mse on logits",
+             "epochs": cfg.distill_epochs, "budget": cfg.compress_budget, "students": {}}
     teacher_dims = src.family.dims(src.model.config)
     seen: dict = {}
-    for recipe in students.RECIPES:
+    for recipe in students.pick(cfg.students):
         progress.say(f"student {recipe.name}: predicting its speed, then distilling within the budget")
         shape = (recipe.dims(teacher_dims)["layers"], recipe.ffn, recipe.heads)
         if shape in seen:  # a small teacher rounds several recipes to one student
@@ -110,7 +111,8 @@ def _one(cfg, src, ctx, m, reference, recipe, teacher_dims, inputs, targets, wor
     if speedup < MIN_SPEEDUP:
         return {**record, "status": f"skipped: predicted {speedup:.2f}x the teacher's speed < {MIN_SPEEDUP}x"}
     names = m.inputs
-    d = distill.Distiller(student, src.tokenizer, inputs, targets, src.max_length, names, work / recipe.name, EPOCHS)
+    d = distill.Distiller(student, src.tokenizer, inputs, targets, src.max_length, names, work / recipe.name,
+                          cfg.distill_epochs, windows=cfg.distill_windows)
     resumed = cfg.resume and d.resume()
     left = deadline - time.monotonic()
     need = d.seconds_per_step() * (d.total - d.step) * (1.5 if recipe.ffn < 1 or recipe.heads < 1 else 1.0)
@@ -119,19 +121,19 @@ def _one(cfg, src, ctx, m, reference, recipe, teacher_dims, inputs, targets, wor
                                     "min of --compress-budget left"}
     done = d.run(deadline)
     if done and (recipe.ffn < 1 or recipe.heads < 1):
-        done = _prune_and_redistill(student, src, recipe, d, inputs, targets, work, deadline, record)
+        done = _prune_and_redistill(student, src, recipe, d, inputs, targets, work, deadline, record, cfg)
     record.update(resumed=bool(resumed), distilled_steps=d.step, complete=done, **students.size(student))
     _register(student, src, ctx, m, recipe, cfg.opset)
     return {**record, "status": "built" if done else "built (budget ran out mid-distillation)"}
 
 
-def _prune_and_redistill(student, src, recipe, d, inputs, targets, work, deadline, record) -> bool:
+def _prune_and_redistill(student, src, recipe, d, inputs, targets, work, deadline, record, cfg) -> bool:
     batches = [(distill._collate(d.rows, idx, d.names), d.targets[idx])
                for idx in distill._batches(d.rows, list(range(len(d.rows))), distill.BATCH)[:32]]
     ffn_imp, head_imp = students.importance(student, src.family, batches, distill.loss_fn)
     record["pruned"] = students.prune(student, src.family, recipe, ffn_imp, head_imp)
     again = distill.Distiller(student, src.tokenizer, inputs, targets, src.max_length, d.names,
-                              work / f"{recipe.name}-pruned", EPOCHS / 2)
+                              work / f"{recipe.name}-pruned", cfg.distill_epochs / 2, windows=cfg.distill_windows)
     return again.run(deadline)
 
 

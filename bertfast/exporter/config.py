@@ -68,6 +68,12 @@ class ExportConfig:
         compress_budget: time for the students' distillation, e.g. 20m, 1h, 900s; a student that
             does not fit is skipped and said so.
         distill_data: texts (no labels needed) the students learn from, besides the training split.
+        distill_windows: also learn from up to this many later windows of each distillation text
+            longer than max length (article bodies past the first window): more data from the
+            texts you have; each window costs its share of the budget.
+        distill_epochs: passes over the distillation texts per student.
+        students: comma-separated student recipes to try, least compressed first (default all:
+            L2of3, L1of2, L1of2-ffn1of2, L1of3; see exporter/students.py).
         resume: continue an interrupted --compress from its work folder (<out>.compress/).
         force: replace an existing export folder.
     """
@@ -100,6 +106,9 @@ class ExportConfig:
     compress: bool = False
     compress_budget: str = "20m"
     distill_data: str | None = None
+    distill_windows: int = 0
+    distill_epochs: float = 3.0
+    students: str | None = None
     resume: bool = False
     force: bool = False
 
@@ -130,8 +139,17 @@ class ExportConfig:
         from .compress import parse_budget
 
         parse_budget(self.compress_budget)
-        if (self.distill_data is not None or self.resume) and not self.compress:
-            flag = "--distill-data" if self.distill_data is not None else "--resume"
+        check_int("--distill-windows", self.distill_windows, 0)
+        check_float("--distill-epochs", self.distill_epochs, 0, 1000, low_open=True, example="3")
+        if self.students is not None:
+            from .students import pick
+
+            pick(self.students)
+        compress_only = {"--distill-data": self.distill_data is not None, "--resume": self.resume,
+                         "--students": self.students is not None, "--distill-windows": self.distill_windows != 0,
+                         "--distill-epochs": self.distill_epochs != 3.0}
+        flag = next((f for f, given in compress_only.items() if given), None)
+        if flag and not self.compress:
             raise BertfastError(f"{flag} is for --compress; add --compress (or drop {flag}).")
         if self.out is None:
             self.out = str(Path("exports") / Path(self.model_dir).resolve().name)

@@ -36,12 +36,29 @@ def fingerprint(*parts) -> str:
     return h.hexdigest()[:16]
 
 
-def _encode(tokenizer, inputs: list, max_length: int) -> list[dict]:
-    """Length-sorted batches of tokenized inputs (texts or pairs), unpadded until collated."""
+def _encode(tokenizer, inputs: list, max_length: int, windows: int = 0) -> list[dict]:
+    """Tokenized inputs (texts or pairs), unpadded until collated: each input's first window,
+    then up to `windows` later windows of the inputs longer than `max_length` (of the second
+    text of a pair), appended after all first windows so row i is still input i."""
     first = [x[0] if isinstance(x, tuple) else x for x in inputs]
     second = [x[1] for x in inputs] if inputs and isinstance(inputs[0], tuple) else None
-    enc = tokenizer(first, second, truncation=True, max_length=max_length)
-    return [{k: enc[k][i] for k in enc} for i in range(len(first))]
+    if not windows:
+        enc = tokenizer(first, second, truncation=True, max_length=max_length)
+        return [{k: enc[k][i] for k in enc} for i in range(len(first))]
+    enc = tokenizer(first, second, truncation="only_second" if second else True, max_length=max_length,
+                    return_overflowing_tokens=True, stride=0)
+    keys = [k for k in enc if k != "overflow_to_sample_mapping"]
+    owner = enc["overflow_to_sample_mapping"]
+    heads, tails, seen = [None] * len(first), [], {}
+    for row, i in enumerate(owner):
+        k = seen.get(i, 0)
+        seen[i] = k + 1
+        item = {key: enc[key][row] for key in keys}
+        if k == 0:
+            heads[i] = item
+        elif k <= windows:
+            tails.append(item)
+    return heads + tails
 
 
 def _batches(rows: list[dict], order: list[int], size: int) -> list[list[int]]:
@@ -61,13 +78,14 @@ def _collate(rows: list[dict], idx: list[int], names: list[str]):
     return out
 
 
-def teacher_logits(teacher, tokenizer, inputs: list, max_length: int, names: list[str], cache: Path) -> np.ndarray:
-    """The teacher's logits on `inputs` (cached in `cache`)."""
+def teacher_logits(teacher, tokenizer, inputs: list, max_length: int, names: list[str], cache: Path,
+                   windows: int = 0) -> np.ndarray:
+    """The teacher's logits on `inputs` and their later windows (`_encode`), cached in `cache`."""
     import torch
 
     if cache.is_file():
         return np.load(cache)
-    rows = _encode(tokenizer, inputs, max_length)
+    rows = _encode(tokenizer, inputs, max_length, windows)
     out = np.zeros((len(rows), teacher.config.num_labels), np.float32)
     teacher.eval()
     with torch.inference_mode():
@@ -94,11 +112,11 @@ class Distiller:
     """
 
     def __init__(self, student, tokenizer, inputs: list, targets: np.ndarray, max_length: int, names: list[str],
-                 work: Path, epochs: float, seed: int = 0):
+                 work: Path, epochs: float, seed: int = 0, windows: int = 0):
         import torch
 
         self.student, self.names, self.work, self.seed = student, names, work, seed
-        self.rows = _encode(tokenizer, inputs, max_length)
+        self.rows = _encode(tokenizer, inputs, max_length, windows)
         self.targets = torch.as_tensor(targets)
         self.steps_per_epoch = (len(self.rows) + BATCH - 1) // BATCH
         self.total = max(1, int(round(epochs * self.steps_per_epoch)))

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import BertfastError
+
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +58,19 @@ RECIPES = (
     Recipe("L1of2-ffn1of2", 1 / 2, ffn=1 / 2),
     Recipe("L1of3", 1 / 3),
 )
+
+
+def pick(names: str | None, flag: str = "--students") -> tuple[Recipe, ...]:
+    """The recipes named in `names` (comma-separated), in the table's order; all when None."""
+    if names is None:
+        return RECIPES
+    by_name = {r.name: r for r in RECIPES}
+    asked = [n.strip() for n in str(names).split(",") if n.strip()]
+    unknown = [n for n in asked if n not in by_name]
+    if not asked or unknown:
+        raise BertfastError(f"{flag} takes recipe names from {', '.join(by_name)} (comma-separated); "
+                            f"unknown: {', '.join(unknown) or repr(names)}.")
+    return tuple(r for r in RECIPES if r.name in asked)
 
 
 def layer_choice(n: int, k: int) -> list[int]:
