@@ -94,7 +94,6 @@ class TrainConfig:
         max_eval_samples: stratified subsample of validation and test.
         force: replace an existing output folder.
         keep_checkpoints: keep OUT.checkpoints/ after success (default: removed).
-        extra: free-form, Python only (no flag); not read by training nor written to training.json.
     """
 
     model: str
@@ -127,7 +126,6 @@ class TrainConfig:
     max_eval_samples: int | None = None
     force: bool = False
     keep_checkpoints: bool = False
-    extra: dict = field(default_factory=dict, metadata=meta(cli=False))
 
     def __post_init__(self):
         # Checked before anything loads: argparse lets `--epochs nan`, inf and negatives through.
