@@ -41,6 +41,13 @@ EXTENSIONS: dict[str, str] = {ext: f.name for f in FORMATS.values() for ext in f
 NAMES = tuple(FORMATS)
 
 
+def holds_columns(path) -> bool:
+    """Whether the file's format can carry columns (labels, pairs); unknown formats are left to
+    their reader to refuse."""
+    fmt = format_of(path)
+    return fmt is None or FORMATS[fmt].columnar
+
+
 def format_of(path, flag: str | None = None) -> str | None:
     """The format named by a path's extension (local path or URI); None if unknown and no
     `flag` is given, else a DataError telling the user to pass `{flag}-format`."""

@@ -153,11 +153,11 @@ def _read_builtin(name: str, pair_column: str | None, task: str | None) -> tuple
 def _read_file(cfg: BenchConfig, source, columns: tuple, task: str | None) -> tuple:
     """(data, labels, why labels are None) of a file: labeled when its labels fit the task,
     else its texts alone."""
-    from ..formats import format_of
+    from ..formats import holds_columns
     from ..training.data import _MissingColumn, read_labeled
 
     text_column, label_column, pair_column = columns
-    if format_of(str(source)) == "txt" and pair_column is not None:
+    if not holds_columns(str(source)) and pair_column is not None:
         raise BertfastError(f"--data {display_path(source)}: a .txt file holds single texts (one per line); text "
                             "pairs need a CSV/TSV/JSONL/Parquet file with --text-pair-column.")
 
@@ -166,7 +166,7 @@ def _read_file(cfg: BenchConfig, source, columns: tuple, task: str | None) -> tu
                             text_pair_column=pair_column, label_separator=cfg.label_separator,
                             task=task if with_labels else None)
 
-    if format_of(str(source)) != "txt":  # a .txt file is one text per line, never labeled
+    if holds_columns(str(source)):  # a .txt file is one text per line, never labeled
         try:
             d = read(True)
             return d, d.labels, None

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .. import tasks
 from ..errors import DataError
-from ..formats import EXTENSIONS, format_of
+from ..formats import EXTENSIONS, FORMATS, format_of, holds_columns
 from . import labels as _labels
 from .builtin_data import BUILTIN, read_builtin
 from .hub import HUB_PREFIX, is_hub_name, open_hub, refuse_local_typo
@@ -190,7 +190,7 @@ def read_labeled(source: str | Path, text_column: str = "text", label_column: st
                 f"{', '.join(EXTENSIONS)} (or a folder with one sub-folder per class)."
             )
         log.info("reading local %s file %s", fmt.upper(), path)
-        if fmt == "txt":
+        if not FORMATS[fmt].columnar:
             if label_column is not None or text_pair_column:
                 raise DataError(
                     f"{path}: a .txt file holds unlabeled single texts (one per line); labeled data and pairs need "
@@ -218,7 +218,7 @@ def load_texts(source: str | Path, text_column: str = "text", label_column: str 
     if s in BUILTIN:
         sp = load_splits(s)
         return sp.test.inputs(), sp.test.labels
-    if format_of(s) == "txt":  # one text per line, never labeled
+    if not holds_columns(s):  # one text per line, never labeled
         return read_labeled(s, text_column, None).texts, None
     try:
         d = read_labeled(s, text_column, label_column, split="test")
