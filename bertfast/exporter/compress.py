@@ -153,7 +153,9 @@ def predicted_speedup(student, ctx, m, reference, recipe, opset: int) -> float:
         return float("inf")  # nothing to compare with: let the gate and the timing after training decide
     probe = ctx.scratch / f"probe-{recipe.name}"
     probe.mkdir(parents=True, exist_ok=True)
-    pctx = dataclasses.replace(ctx, folder=probe, scratch=probe, raw=to_onnx(student, probe, opset), _shaped=None)
+    # The student's own config: fusion checks count its layers, not the teacher's.
+    pctx = dataclasses.replace(ctx, folder=probe, scratch=probe, raw=to_onnx(student, probe, opset),
+                               config=student.config.to_dict(), _shaped=None)
     build("fp32", pctx)
     rec = build(name, pctx)
     if rec.get("status") != "ok":

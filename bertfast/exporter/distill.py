@@ -186,7 +186,7 @@ class Distiller:
                 self.step += 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{float(loss):.4f}")
+                    bar.set_postfix(loss=f"{loss.item():.4f}")
         return True
 
     def run(self, deadline: float) -> bool:
