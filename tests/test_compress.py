@@ -12,7 +12,7 @@ import pytest
 
 from bertfast import Classifier
 from bertfast.errors import BertfastError
-from bertfast.exporter import ExportConfig, compress, distill, export, students
+from bertfast.exporter import ExportConfig, compress, distill, evidence, export, students
 from bertfast.manifest import load_manifest
 
 
@@ -48,6 +48,12 @@ def test_students_join_the_search_and_load_like_any_variant(tiny_trained, tmp_pa
         rec = m.variants[f"{name}-{v}"]
         assert rec["student"] == name and rec["file"].startswith(f"students/{name}/")
         assert "agreement_bound" in rec["validation"] and "eligible" in rec
+        # a student is a different model: its flips are counted (Wilson), never pooled margins
+        val = rec["validation"]
+        flips = round((1 - val["label_agreement"]) * val["evidence_n"])
+        assert val["agreement_method"] == "counted"
+        assert val["agreement_bound"] == round(1 - evidence.wilson(flips, val["evidence_n"])[1], 6)
+    assert m.variants["fp32"]["validation"]["agreement_method"] == "margins"
     with Classifier.load(out, device="cpu", variant=f"{name}-int8-dynamic-pc") as clf:
         assert len(clf.predict(["match goal team", "vote tax"])) == 2
     # the student's own config.json says 1 layer: transformers and Optimum read it like any checkpoint

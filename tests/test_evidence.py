@@ -79,3 +79,25 @@ def test_strata_keep_short_texts_with_small_margins_and_large_moves_apart():
     truth = 0.5 * float(np.mean(rng.normal(0, 0.12, 200_000) <= -rng.beta(1, 3, 200_000)))
     assert strat["flip_ci"][0] <= truth <= strat["flip_ci"][1], (truth, strat)
     assert evidence.length_strata(["a" * k for k in range(40)]).tolist() == [0] * 10 + [1] * 10 + [2] * 10 + [3] * 10
+
+
+def _student_like(rng, n, rate):
+    """A different model (a distilled student): most decisions barely move, a content-chosen
+    `rate` of them land far on the other side, whatever their margin."""
+    m, d = _population(rng, n, 0.01)
+    far = rng.random(n) < rate
+    d[far, 0] = -m[far, 0] - rng.uniform(0.2, 1.0, far.sum())
+    return m, d
+
+
+def test_a_different_models_flips_are_counted_because_pooling_them_overclaims():
+    rate, rng = 0.015, np.random.default_rng(17)
+    sets = [_student_like(rng, 223, rate) for _ in range(40)]
+    pooled = sum(evidence.flip_rate(m, d)["flip_ci"][1] >= rate for m, d in sets)
+    counted = sum(evidence.counted_rate(m, d)["flip_ci"][1] >= rate for m, d in sets)
+    assert counted >= 36, counted  # the Wilson interval covers the true rate (nominal 97.5%)
+    # pooling its moves misses the coverage the quantization-noise test above holds it to
+    assert pooled < 36 and pooled < counted, (pooled, counted)
+    m, d = sets[0]
+    k = int((d <= -m).sum())
+    assert evidence.counted_rate(m, d) == {"flip_rate": round(k / 223, 6), "flip_ci": evidence.wilson(k, 223), "n": 223}

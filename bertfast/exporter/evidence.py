@@ -21,6 +21,14 @@ headlines), which pooling them with long ones would average away; and the interv
 is never below the flip rate actually seen. `tests/test_evidence.py` checks by simulation that
 the interval covers the true rate and separates a 0.1% flip rate from a 1% one on 300 inputs.
 
+That assumption holds for a perturbation of the same weights (quantization), not for a different
+model: a distilled student disagrees where it learned a different function, on inputs chosen by
+their content, with moves far larger than any quantization noise. Pooling its moves claimed
+99.44% agreement (bound) from 1 flip in 223 validation articles; on 223 unseen articles it
+agreed on 98.21% (benchmarks/results/compress-minilm-bbc-windows). A student's flips are
+therefore counted (`counted_rate`: the flips seen with a Wilson interval), which needs more
+inputs (`--agreement-data`) to show the same agreement, and does not overclaim.
+
 The metric drop gets a paired bootstrap interval (the same resampled inputs for the reference
 and the variant). Batch invariance, measured on a small sample, gets a Wilson interval.
 Intervals are seeded: the same inputs give the same verdict on every run.
@@ -99,6 +107,14 @@ def flip_rate(m: np.ndarray, d: np.ndarray, boot: int = BOOTSTRAP, seed: int = S
     lo, hi = np.quantile(draws, [(1 - LEVEL) / 2, 1 - (1 - LEVEL) / 2])
     hi = max(float(hi), seen)
     return {"flip_rate": round(point, 6), "flip_ci": [round(float(min(lo, hi)), 6), round(hi, 6)], "n": int(n)}
+
+
+def counted_rate(m: np.ndarray, d: np.ndarray) -> dict:
+    """`flip_rate`'s dict from the flips seen alone (Wilson interval): for a variant that is a
+    different model, whose moves depend on the input (see the module docstring)."""
+    n = len(m)
+    k = int((d <= -m).any(axis=1).sum()) if n else 0
+    return {"flip_rate": round(k / n, 6) if n else 0.0, "flip_ci": wilson(k, n), "n": int(n)}
 
 
 def length_strata(inputs: list, k: int = 4) -> np.ndarray:

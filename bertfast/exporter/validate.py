@@ -165,13 +165,13 @@ class ExportReference:
         """A length quartile per input (the agreement evidence's strata), computed once."""
         return evidence.length_strata(self.inputs)
 
-    def compare(self, probs: np.ndarray) -> dict:
+    def compare(self, probs: np.ndarray, counted: bool = False) -> dict:
         """`compare` of a variant's scores on the inputs (agreement evidence within length strata)."""
-        return compare(probs, self.scores, self.y, self.metrics, self.gate, self.strata)
+        return compare(probs, self.scores, self.y, self.metrics, self.gate, self.strata, counted)
 
 
 def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metrics: dict,
-            gate: Gate | None = None, strata: np.ndarray | None = None) -> dict:
+            gate: Gate | None = None, strata: np.ndarray | None = None, counted: bool = False) -> dict:
     """Validation figures of one variant vs the PyTorch reference, in the task's terms, each
     with its evidence (`exporter/evidence.py`).
 
@@ -182,7 +182,9 @@ def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metric
     `metric_drop_points`: (reference - variant) x 100 of the primary metric (for single_label
     also as `accuracy_drop_points`, the name older readers know); `drop_ci` its 95% interval.
     `agreement_ci`: the 95% interval of the agreement rate estimated from every input's margin
-    (`evidence.flip_rate`); `agreement_bound` its lower end, which the gate compares.
+    (`evidence.flip_rate`), or with `counted` (a student: a different model) from the flips
+    seen (`evidence.counted_rate`); `agreement_bound` its lower end, which the gate compares;
+    `agreement_method` says which.
     """
     gate = gate or Gate()
     labeled = 0 if y is None else len(y)
@@ -194,10 +196,12 @@ def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metric
     else:
         close = gate.task.agreement(probs, ref, gate.thresholds)
         margins, moves = gate.task.margins(np.asarray(ref, np.float64), np.asarray(probs, np.float64), gate.thresholds)
-    flips = evidence.flip_rate(margins, moves, strata=None if gate.ranking else strata)
+    flips = (evidence.counted_rate(margins, moves) if counted else
+             evidence.flip_rate(margins, moves, strata=None if gate.ranking else strata))
     agree_ci = [round(1 - flips["flip_ci"][1], 6), round(1 - flips["flip_ci"][0], 6)]
     out = {**m, **close, "agreement_ci": agree_ci, "agreement_bound": agree_ci[0],
-           "agreement_estimate": round(1 - flips["flip_rate"], 6), "evidence_n": flips["n"], "labeled_n": labeled}
+           "agreement_estimate": round(1 - flips["flip_rate"], 6), "evidence_n": flips["n"], "labeled_n": labeled,
+           "agreement_method": "counted" if counted else "margins"}
     if y is not None:
         sign = 1 if gate.ranking or gate.task.higher_is_better else -1
         drop = sign * (ref_metrics[gate.primary] - m[gate.primary]) * 100
@@ -280,7 +284,7 @@ def validate_variants(manifest, reference: ExportReference) -> None:
                 continue
             clf = loaded[name] = Classifier.load(manifest.folder, device=device, variant=name, threads=threads)
             batched = clf.predict_proba(texts)
-            v["validation"] = reference.compare(batched)
+            v["validation"] = reference.compare(batched, counted=bool(v.get("student")))
             v["validation"].update(batch_invariance(clf, texts, batched, gate))
             v["eligible"], v["reason"] = gate.judge(v["validation"])
         for name, sp in speed.interleaved(loaded, texts).items():

@@ -97,7 +97,7 @@ def search(manifest, reference) -> dict | None:
                 for n in lengths:
                     w = Window(n, mode)
                     clf = Classifier.load(manifest.folder, device="cpu", variant=name, threads=threads, **w.as_dict())
-                    val = reference.compare(clf.predict_proba(inputs))
+                    val = reference.compare(clf.predict_proba(inputs), counted=bool(v.get("student")))
                     ok, reason = gate.judge(val)
                     entries[name].append(_entry(w, val, ok, reason))
                     log.debug("  %-19s window %-14s %s %s  agree %.4f  %s", name, w.name, gate.primary,
