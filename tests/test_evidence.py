@@ -100,4 +100,18 @@ def test_a_different_models_flips_are_counted_because_pooling_them_overclaims():
     assert pooled < 36 and pooled < counted, (pooled, counted)
     m, d = sets[0]
     k = int((d <= -m).sum())
-    assert evidence.counted_rate(m, d) == {"flip_rate": round(k / 223, 6), "flip_ci": evidence.wilson(k, 223), "n": 223}
+    assert evidence.counted_rate(m, d) == {"flip_rate": round(k / 223, 6), "flip_ci": evidence.wilson(k, 223), "n": 223,
+                                           "method": "counted"}
+
+
+def test_flips_the_margins_cannot_explain_are_counted():
+    # Inputs near the boundary move more than the rest (BBC pairs under int8): pooled moves
+    # predict almost no flips, two were seen; the bound must not sit at the agreement seen.
+    rng = np.random.default_rng(2)
+    m, d = rng.beta(2.0, 1.0, (400, 1)) + 0.05, rng.normal(0.0, 0.001, (400, 1))
+    m[:2, 0], d[:2, 0] = 0.01, -0.02
+    r = evidence.flip_rate(m, d)
+    assert r["method"] == "counted" and r["flip_ci"] == evidence.wilson(2, 400)
+    assert r["flip_ci"][1] > 2 / 400 + 0.005  # a real upper end, not the rate seen
+    # noise that does not know the margin keeps the margins' estimate
+    assert evidence.flip_rate(*_population(rng, 300, 0.03))["method"] == "margins"

@@ -182,9 +182,9 @@ def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metric
     `metric_drop_points`: (reference - variant) x 100 of the primary metric (for single_label
     also as `accuracy_drop_points`, the name older readers know); `drop_ci` its 95% interval.
     `agreement_ci`: the 95% interval of the agreement rate estimated from every input's margin
-    (`evidence.flip_rate`), or with `counted` (a student: a different model) from the flips
-    seen (`evidence.counted_rate`); `agreement_bound` its lower end, which the gate compares;
-    `agreement_method` says which.
+    (`evidence.flip_rate`), or with `counted` (a student: a different model), or where the
+    margins cannot explain the flips seen, from the flips seen (`evidence.counted_rate`);
+    `agreement_bound` its lower end, which the gate compares; `agreement_method` says which.
     """
     gate = gate or Gate()
     labeled = 0 if y is None else len(y)
@@ -201,7 +201,7 @@ def compare(probs: np.ndarray, ref: np.ndarray, y: np.ndarray | None, ref_metric
     agree_ci = [round(1 - flips["flip_ci"][1], 6), round(1 - flips["flip_ci"][0], 6)]
     out = {**m, **close, "agreement_ci": agree_ci, "agreement_bound": agree_ci[0],
            "agreement_estimate": round(1 - flips["flip_rate"], 6), "evidence_n": flips["n"], "labeled_n": labeled,
-           "agreement_method": "counted" if counted else "margins"}
+           "agreement_method": flips["method"]}
     if y is not None:
         sign = 1 if gate.ranking or gate.task.higher_is_better else -1
         drop = sign * (ref_metrics[gate.primary] - m[gate.primary]) * 100
