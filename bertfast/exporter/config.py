@@ -3,7 +3,7 @@ from the fields and their docstring entries by `bertfast.flags`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .. import tasks
@@ -145,11 +145,11 @@ class ExportConfig:
             from .students import pick
 
             pick(self.students)
-        compress_only = {"--distill-data": self.distill_data is not None, "--resume": self.resume,
-                         "--students": self.students is not None, "--distill-windows": self.distill_windows != 0,
-                         "--distill-epochs": self.distill_epochs != 3.0}
-        flag = next((f for f, given in compress_only.items() if given), None)
-        if flag and not self.compress:
+        defaults = {f.name: f.default for f in fields(self)}
+        given = [n for n in ("distill_data", "resume", "students", "distill_windows", "distill_epochs")
+                 if getattr(self, n) != defaults[n]]
+        if given and not self.compress:
+            flag = "--" + given[0].replace("_", "-")
             raise BertfastError(f"{flag} is for --compress; add --compress (or drop {flag}).")
         if self.out is None:
             self.out = str(Path("exports") / Path(self.model_dir).resolve().name)
