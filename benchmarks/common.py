@@ -11,6 +11,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def write_traffic(path: Path, seed: int, n: int = 2000, val_fraction: float = 0.1) -> Path:
+    """Unlabeled "production traffic" of the BBC task: a fixed sample of the training split's
+    headlines and articles (`gate_bench.py`'s --agreement-data, `compress_bench.py`'s --distill-data).
+    `seed` and `val_fraction` must be the teacher's, so no validation or test article leaks in."""
+    import json
+
+    from bertfast.training.data import load_splits
+
+    arts, heads = (load_splits(name, seed=seed, val_fraction=val_fraction) for name in ("bbc-news", "bbc-news-headlines"))
+    rows = heads.train.texts + arts.train.texts
+    rows = [rows[i] for i in sorted(np.random.default_rng(0).choice(len(rows), n, replace=False))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows))
+    return path
+
+
 def run(cmd: list[str], **kw) -> float:
     """Run a command from the repository root (its output shown); its wall time in seconds."""
     t0 = time.time()

@@ -25,13 +25,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import run, torch_logits  # noqa: E402
+from common import run, torch_logits, write_traffic  # noqa: E402
 
 from bertfast import Classifier  # noqa: E402
 from bertfast.bench.env import environment  # noqa: E402
@@ -82,10 +80,7 @@ def main() -> int:
                              str(model.relative_to(ROOT)), "--epochs", a.epochs, "--force"])
     seed = json.loads((model / "training.json").read_text())["config"]["seed"]
     arts, heads = load_splits("bbc-news", seed=seed), load_splits("bbc-news-headlines", seed=seed)
-    traffic = work / "traffic.jsonl"
-    rows = heads.train.texts + arts.train.texts
-    rows = [rows[i] for i in sorted(np.random.default_rng(0).choice(len(rows), 2000, replace=False))]
-    traffic.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows))
+    traffic = write_traffic(work / "traffic.jsonl", seed)
     exports = {"A": [], "A-again": [], "B": ["--agreement-data", str(traffic.relative_to(ROOT))]}
     for name, extra in exports.items():
         e = work / f"export-{name}"
@@ -105,7 +100,7 @@ def main() -> int:
                for k in ("variant", "window", "long_text", "batch_tokens"))
     report = {"name": "gate-minilm-bbc", "environment": environment(a.threads), "seconds": secs,
               "same_command_same_model": same, "exports": results,
-              "agreement_data": {"rows": len(rows), "what": "headlines of training articles + training articles"}}
+              "agreement_data": {"rows": sum(1 for _ in traffic.open()), "what": "headlines of training articles + training articles"}}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "results.md").write_text(markdown(report))

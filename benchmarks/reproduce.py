@@ -34,22 +34,18 @@ WORKLOADS = ("minilm-bbc-128", "minilm-bbc-512", "minilm-headlines", "bert-base-
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
-def make_bert_base(minilm_model: Path, out_model: Path, out_export: Path, eval_data: Path | None, force: bool) -> Path:
-    """Create (once) a random-weight BERT-base classifier with MiniLM's tokenizer, and export it."""
-    if (out_export / "bertfast.json").is_file() and not force:
-        print(f"[bert-base] reusing export {out_export}")
-        return out_export
+def random_bert_base(minilm_model: Path, out_model: Path, layers: int = 12) -> Path:
+    """A random-weight BERT-base-shaped classifier (`BertConfig()`, `layers` layers) with MiniLM's
+    tokenizer and labels, saved in `out_model`: speed only, its accuracy is meaningless."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
-
-    sys.path.insert(0, str(ROOT))
-    from bertfast.exporter import ExportConfig, export
 
     src_cfg = json.loads((minilm_model / "config.json").read_text())
     if int(src_cfg.get("vocab_size", 0)) != 30522:
         raise SystemExit(f"{minilm_model}: vocab_size {src_cfg.get('vocab_size')} is not bert-base-uncased's 30522.")
     id2label = {int(k): v for k, v in src_cfg["id2label"].items()}
-    cfg = BertConfig(id2label=id2label, label2id={v: k for k, v in id2label.items()})  # bert-base-uncased shape
+    cfg = BertConfig(id2label=id2label, label2id={v: k for k, v in id2label.items()},  # bert-base-uncased shape
+                     num_hidden_layers=layers)
     torch.manual_seed(0)
     model = BertForSequenceClassification(cfg).eval()
     if out_model.exists():
@@ -58,6 +54,18 @@ def make_bert_base(minilm_model: Path, out_model: Path, out_export: Path, eval_d
     for name in TOKENIZER_FILES:
         if (minilm_model / name).is_file():
             shutil.copy2(minilm_model / name, out_model / name)
+    return out_model
+
+
+def make_bert_base(minilm_model: Path, out_model: Path, out_export: Path, eval_data: Path | None, force: bool) -> Path:
+    """Create (once) a random-weight BERT-base classifier with MiniLM's tokenizer, and export it."""
+    if (out_export / "bertfast.json").is_file() and not force:
+        print(f"[bert-base] reusing export {out_export}")
+        return out_export
+    sys.path.insert(0, str(ROOT))
+    from bertfast.exporter import ExportConfig, export
+
+    random_bert_base(minilm_model, out_model)
     print(f"[bert-base] random BertConfig() model + MiniLM tokenizer in {out_model}; exporting to {out_export}")
     kwargs = {"eval_data": str(eval_data)} if eval_data and eval_data.is_file() else {}
     return Path(export(ExportConfig(model_dir=str(out_model), out=str(out_export), max_length=128,

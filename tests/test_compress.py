@@ -110,7 +110,7 @@ def test_bad_input(tiny_trained, tmp_path):
     with pytest.raises(BertfastError, match="^--distill-data is for --compress"):
         ExportConfig(model_dir="m", distill_data="x.jsonl")
     for kw, flag in (({"students": "L1of2"}, "--students"), ({"distill_windows": 2}, "--distill-windows"),
-                     ({"distill_epochs": 5.0}, "--distill-epochs")):
+                     ({"distill_epochs": 5.0}, "--distill-epochs"), ({"distill_loss": "hidden"}, "--distill-loss")):
         with pytest.raises(BertfastError, match=f"^{flag} is for --compress"):
             ExportConfig(model_dir="m", **kw)
     with pytest.raises(BertfastError, match="^--students takes recipe names from L2of3, L1of2.*unknown: L3\\.$"):
@@ -119,6 +119,73 @@ def test_bad_input(tiny_trained, tmp_path):
         ExportConfig(model_dir="m", compress=True, distill_epochs=0)
     with pytest.raises(BertfastError, match="^--distill-windows"):
         ExportConfig(model_dir="m", compress=True, distill_windows=-1)
+    with pytest.raises(BertfastError, match="^--distill-loss must be one of logits, hidden; got 'kl'"):
+        ExportConfig(model_dir="m", compress=True, distill_loss="kl")
+
+
+def test_layer_targets_end_on_the_teachers_last_layer():
+    assert students.layer_targets(6, 3) == [2, 4, 6] and students.layer_targets(6, 2) == [3, 6]
+    assert students.layer_targets(12, 6) == [2, 4, 6, 8, 10, 12] and students.layer_targets(2, 1) == [2]
+    assert students.layer_targets(6, 6) == [1, 2, 3, 4, 5, 6]
+
+
+def _feeds(tok, texts):
+    enc = tok(texts, padding=True, return_tensors="pt")
+    return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+
+
+def test_hidden_loss_reads_real_tokens_only_and_is_zero_for_the_teacher(tiny_trained):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertfast.families import family_of
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_trained))
+    teacher = AutoModelForSequenceClassification.from_pretrained(str(tiny_trained)).eval()
+    same, _ = students.drop_layers(teacher, family_of(teacher.config), students.Recipe("all", 1.0))
+    small, _ = students.drop_layers(teacher, family_of(teacher.config), students.Recipe("half", 0.5))
+    small.eval()
+    with torch.inference_mode():
+        alone = _feeds(tok, ["vote tax"])
+        padded = _feeds(tok, ["vote tax", "match goal team vote tax and more words here"])
+        t1, t2 = (teacher(**f, output_hidden_states=True).hidden_states for f in (alone, padded))
+        s1, s2 = (small(**f, output_hidden_states=True).hidden_states for f in (alone, padded))
+        same_states = same(**padded, output_hidden_states=True).hidden_states
+        assert distill.hidden_loss(same_states, t2, [1, 2], padded["attention_mask"]).item() == pytest.approx(0, abs=1e-10)
+        gap = distill.hidden_loss(s1, t1, [2], alone["attention_mask"]).item()
+        assert gap > 1e-5
+        # the short text's padding adds nothing: its rows of the padded batch give the same loss
+        first = [h[:1] for h in s2], [h[:1] for h in t2]
+        assert distill.hidden_loss(*first, [2], padded["attention_mask"][:1]).item() == pytest.approx(gap, rel=1e-4)
+
+
+def test_hidden_distillation_brings_the_students_layers_to_the_teachers(tiny_trained, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertfast.families import family_of
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(str(tiny_trained))
+    teacher = AutoModelForSequenceClassification.from_pretrained(str(tiny_trained)).eval()
+    student, kept = students.drop_layers(teacher, family_of(teacher.config), students.Recipe("half", 0.5))
+    texts = [" ".join(["match goal team vote tax"][0].split()[i % 5:] * 3) + f" {i}" for i in range(64)]
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    targets = distill.teacher_logits(teacher, tok, texts, 32, names, tmp_path / "t.npy")
+    layer_map = students.layer_targets(2, len(kept))
+    feeds = _feeds(tok, texts)
+
+    def gap():
+        with torch.inference_mode():
+            s = student(**feeds, output_hidden_states=True).hidden_states
+            t = teacher(**feeds, output_hidden_states=True).hidden_states
+            return distill.hidden_loss(s, t, layer_map, feeds["attention_mask"]).item()
+
+    before = gap()
+    d = distill.Distiller(student, tok, texts, targets, 32, names, tmp_path / "s", 4.0, teacher=teacher,
+                          layer_map=layer_map)
+    assert d.run(deadline=float("inf")) and d.step == d.total
+    assert gap() < 0.8 * before
 
 
 def test_students_picks_recipes_in_the_tables_order():

@@ -84,7 +84,8 @@ def run(cfg, src, ctx, m, reference, progress) -> dict:
     targets = distill.teacher_logits(src.model, src.tokenizer, inputs, src.max_length, m.inputs,
                                      work / f"teacher-{key}.npy", cfg.distill_windows)
     block = {"teacher_sha256": m.source.get("sha256"), "data": source, "texts": len(inputs),
-             "windows": len(targets), "later_windows_per_text": cfg.distill_windows, "loss": "mse on logits",
+             "windows": len(targets), "later_windows_per_text": cfg.distill_windows,
+             "loss": {"hidden": "mse on logits + hidden states", "logits": "mse on logits"}[cfg.distill_loss],
              "epochs": cfg.distill_epochs, "budget": cfg.compress_budget, "students": {}}
     teacher_dims = src.family.dims(src.model.config)
     seen: dict = {}
@@ -110,9 +111,8 @@ def _one(cfg, src, ctx, m, reference, recipe, teacher_dims, inputs, targets, wor
     record["predicted_speedup"] = round(speedup, 3) if np.isfinite(speedup) else None
     if speedup < MIN_SPEEDUP:
         return {**record, "status": f"skipped: predicted {speedup:.2f}x the teacher's speed < {MIN_SPEEDUP}x"}
-    names = m.inputs
-    d = distill.Distiller(student, src.tokenizer, inputs, targets, src.max_length, names, work / recipe.name,
-                          cfg.distill_epochs, windows=cfg.distill_windows)
+    d = distill.Distiller(student, src.tokenizer, inputs, targets, src.max_length, m.inputs, work / recipe.name,
+                          cfg.distill_epochs, windows=cfg.distill_windows, **_hidden_targets(cfg, src, kept))
     resumed = cfg.resume and d.resume()
     left = deadline - time.monotonic()
     need = d.seconds_per_step() * (d.total - d.step) * (1.5 if recipe.ffn < 1 or recipe.heads < 1 else 1.0)
@@ -133,8 +133,17 @@ def _prune_and_redistill(student, src, recipe, d, inputs, targets, work, deadlin
     ffn_imp, head_imp = students.importance(student, src.family, batches, distill.loss_fn)
     record["pruned"] = students.prune(student, src.family, recipe, ffn_imp, head_imp)
     again = distill.Distiller(student, src.tokenizer, inputs, targets, src.max_length, d.names,
-                              work / f"{recipe.name}-pruned", cfg.distill_epochs / 2, windows=cfg.distill_windows)
+                              work / f"{recipe.name}-pruned", cfg.distill_epochs / 2, windows=cfg.distill_windows,
+                              teacher=d.teacher, layer_map=d.layer_map)
     return again.run(deadline)
+
+
+def _hidden_targets(cfg, src, kept: list[int]) -> dict:
+    """The Distiller's teacher and layer map under `--distill-loss hidden` (none for `logits`)."""
+    if cfg.distill_loss != "hidden":
+        return {}
+    n = src.family.dims(src.model.config)["layers"]
+    return {"teacher": src.model, "layer_map": students.layer_targets(n, len(kept))}
 
 
 def predicted_speedup(student, ctx, m, reference, recipe, opset: int) -> float:

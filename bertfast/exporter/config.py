@@ -10,6 +10,7 @@ from .. import tasks
 from ..checks import check_float, check_int
 from ..errors import BertfastError
 from ..flags import meta
+from . import distill as _distill
 from . import variants as _variants
 from .evalset import parse_label_names
 from .validate import DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT
@@ -72,6 +73,9 @@ class ExportConfig:
             longer than max length (article bodies past the first window): more data from the
             texts you have; each window costs its share of the budget.
         distill_epochs: passes over the distillation texts per student.
+        distill_loss: what a student learns: `logits` (the teacher's logits) or `hidden` (also,
+            per layer, the teacher's hidden states at the matching depth; measured no more
+            faithful on BBC and 1.47x the time: benchmarks/results/distill-loss-minilm-bbc).
         students: comma-separated student recipes to try, least compressed first (default all:
             L2of3, L1of2, L1of2-ffn1of2, L1of3; see exporter/students.py).
         resume: continue an interrupted --compress from its work folder (<out>.compress/).
@@ -108,6 +112,7 @@ class ExportConfig:
     distill_data: str | None = None
     distill_windows: int = 0
     distill_epochs: float = 3.0
+    distill_loss: str = field(default=_distill.LOSSES[0], metadata=meta(choices=_distill.LOSSES))
     students: str | None = None
     resume: bool = False
     force: bool = False
@@ -141,12 +146,15 @@ class ExportConfig:
         parse_budget(self.compress_budget)
         check_int("--distill-windows", self.distill_windows, 0)
         check_float("--distill-epochs", self.distill_epochs, 0, 1000, low_open=True, example="3")
+        if self.distill_loss not in _distill.LOSSES:
+            raise BertfastError(f"--distill-loss must be one of {', '.join(_distill.LOSSES)}; got {self.distill_loss!r}.")
         if self.students is not None:
             from .students import pick
 
             pick(self.students)
         defaults = {f.name: f.default for f in fields(self)}
-        given = [n for n in ("distill_data", "resume", "students", "distill_windows", "distill_epochs")
+        given = [n for n in ("distill_data", "resume", "students", "distill_windows", "distill_epochs",
+                                "distill_loss")
                  if getattr(self, n) != defaults[n]]
         if given and not self.compress:
             flag = "--" + given[0].replace("_", "-")

@@ -78,6 +78,13 @@ def layer_choice(n: int, k: int) -> list[int]:
     return sorted({min(n - 1, round(i * n / k)) for i in range(k)})
 
 
+def layer_targets(n: int, k: int) -> list[int]:
+    """Which of the teacher's hidden states (0 = embeddings, n = last layer) each of a `k`-layer
+    student's layer outputs learns: evenly spaced, the last on the teacher's last, so the
+    student's final representation is the one the classifier head was trained on."""
+    return [round((j + 1) * n / k) for j in range(k)]
+
+
 def _path(model, dotted: str):
     obj = model
     for part in dotted.split("."):

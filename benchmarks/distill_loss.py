@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Which distillation loss makes the more faithful student, on texts nobody trained or gated on.
+
+Decides `--distill-loss`'s default. Teacher: MiniLM-L6 fine-tuned on BBC News (the model
+`benchmarks/gate_bench.py` trains; trained here when absent). For each loss in `--losses` and
+each seed, the same 3-of-6-layer student (`L1of2`, from the teacher's own layers) is distilled by
+`bertfast.exporter.distill.Distiller` on the same texts (the training split + the gate bench's
+unlabeled traffic, as `compress_bench.py` uses) for the same number of steps; then, in PyTorch
+fp32 against the teacher's fp32 labels: agreement on the validation articles (what the gate
+sees), the unseen test articles and the unseen headlines, with 95% Wilson intervals, accuracy,
+and the seconds each took on this machine.
+
+    python benchmarks/distill_loss.py --epochs 2 --seeds 0,1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import run, write_traffic  # noqa: E402
+
+from bertfast.bench.env import environment  # noqa: E402
+from bertfast.exporter import distill, students  # noqa: E402
+from bertfast.exporter.evalset import _training_inputs  # noqa: E402
+from bertfast.exporter.evidence import wilson  # noqa: E402
+from bertfast.families import family_of  # noqa: E402
+from bertfast.training.data import load_splits, read_labeled  # noqa: E402
+
+
+def logits(model, tok, texts: list[str], max_length: int) -> np.ndarray:
+    import torch
+
+    out = []
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(texts), 32):
+            enc = tok(texts[i:i + 32], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            out.append(model(**enc).logits.float().numpy())
+    return np.concatenate(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--teacher", default="runs/gate-bench/model")
+    ap.add_argument("--traffic", default="runs/gate-bench/traffic.jsonl")
+    ap.add_argument("--work", default="runs/distill-loss")
+    ap.add_argument("--recipe", default="L1of2")
+    ap.add_argument("--losses", default="logits,hidden")
+    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="benchmarks/results/distill-loss-minilm-bbc")
+    a = ap.parse_args()
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.set_num_threads(a.threads)
+    teacher_dir, work, out = ROOT / a.teacher, ROOT / a.work, ROOT / a.out
+    if not (teacher_dir / "training.json").is_file():
+        run([sys.executable, "-m", "bertfast", "train", "minilm-l6", "bbc-news", "--out", a.teacher, "--epochs", "1",
+             "--force"])
+    training = json.loads((teacher_dir / "training.json").read_text())
+    max_length, seed = training["max_length"], training["config"]["seed"]
+    if not (ROOT / a.traffic).is_file():
+        write_traffic(ROOT / a.traffic, seed)
+    tok = AutoTokenizer.from_pretrained(teacher_dir)
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+    family = family_of(teacher.config)
+    inputs = list(_training_inputs(teacher_dir, False))
+    inputs += list(read_labeled(ROOT / a.traffic, "text", None, "distill").inputs())
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    targets = distill.teacher_logits(teacher, tok, inputs, max_length, names,
+                                     work / f"teacher-{distill.fingerprint(inputs, max_length)}.npy")
+    arts, heads = load_splits("bbc-news", seed=seed), load_splits("bbc-news-headlines", seed=seed)
+    label_names = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
+    sets = {"validation articles (gated on)": (arts.validation.texts, arts.validation.labels),
+            "test articles (unseen)": (arts.test.texts, arts.test.labels),
+            "test+validation headlines (unseen)": (heads.test.texts + heads.validation.texts,
+                                                   heads.test.labels + heads.validation.labels)}
+    ys = {k: np.array([label_names.index(lab) for lab in labels]) for k, (_, labels) in sets.items()}
+    refs = {k: logits(teacher, tok, texts, max_length).argmax(1) for k, (texts, _) in sets.items()}
+    recipe = next(r for r in students.RECIPES if r.name == a.recipe)
+    runs = []
+    for s in [int(x) for x in a.seeds.split(",")]:
+        for loss in a.losses.split(","):
+            torch.manual_seed(s)
+            student, kept = students.drop_layers(teacher, family, recipe)
+            n = teacher.config.num_hidden_layers
+            layer_map = students.layer_targets(n, len(kept)) if loss == "hidden" else None
+            d = distill.Distiller(student, tok, inputs, targets, max_length, names, work / f"{loss}-{s}", a.epochs,
+                                  seed=s, teacher=teacher if layer_map else None, layer_map=layer_map)
+            t0 = time.perf_counter()
+            d.run(deadline=time.monotonic() + 10 * 3600)
+            secs = time.perf_counter() - t0
+            row = {"loss": loss, "seed": s, "steps": d.step, "seconds": round(secs, 1), "kept_layers": kept,
+                   "layer_map": layer_map, "sets": {}}
+            for k, (texts, _) in sets.items():
+                pred = logits(student, tok, texts, max_length).argmax(1)
+                same = int((pred == refs[k]).sum())
+                row["sets"][k] = {"n": len(texts), "agreement": round(same / len(texts), 4),
+                                  "ci95": wilson(same, len(texts)), "flips": len(texts) - same,
+                                  "accuracy": round(float((pred == ys[k]).mean()), 4)}
+            runs.append(row)
+            print(json.dumps(row), flush=True)
+    report = {"name": "distill-loss-minilm-bbc", "environment": environment(a.threads), "command": vars(a),
+              "texts": len(inputs), "teacher_accuracy": {k: round(float((refs[k] == ys[k]).mean()), 4) for k in sets},
+              "runs": runs}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / "results.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    env = r["environment"]
+    lines = [f"# Distillation loss: logits alone vs logits + hidden states ({env['cpu']}, {env['usable_cpus']} CPUs, "
+             f"flags {', '.join(env['cpu_flags'])})", "",
+             f"Student `{r['command']['recipe']}` of MiniLM-L6 fine-tuned on BBC News; {r['texts']} distillation "
+             f"texts, {r['command']['epochs']} epochs, same steps per loss. Agreement with the teacher's fp32 labels "
+             "[95% Wilson], accuracy (teacher's in the header), PyTorch fp32.", "",
+             "| loss | seed | steps | seconds | " + " | ".join(
+                 f"{k}: agreement | accuracy (teacher {100 * v:.2f}%)" for k, v in r["teacher_accuracy"].items())
+             + " |", "|---|---|---|---|" + "---|---|" * len(r["teacher_accuracy"])]
+    for row in r["runs"]:
+        lines.append(f"| {row['loss']} | {row['seed']} | {row['steps']} | {row['seconds']} | " + " | ".join(
+            f"{100 * u['agreement']:.2f}% [{100 * u['ci95'][0]:.2f}, {100 * u['ci95'][1]:.2f}] ({u['flips']} flips) | "
+            f"{100 * u['accuracy']:.2f}%" for u in row["sets"].values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
