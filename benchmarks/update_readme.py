@@ -4,7 +4,8 @@
 Replaces what lies between `<!-- bench:start -->` and `<!-- bench:end -->` in README.md with a
 table rendered from results JSON files (default: the four reproduce.py workloads under
 benchmarks/results/, in that order, whichever exist), the `quickstart` block of README.md with
-the recorded quickstart run, and the `tasks` block of docs/tasks.md (next to the README) with the
+the recorded quickstart run, the `compress` block (the students' trade-off) with the committed
+`compress_bench.py` runs, and the `tasks` block of docs/tasks.md (next to the README) with the
 committed task and rerank results.
 
     python benchmarks/update_readme.py                        # rewrite README.md and docs/tasks.md
@@ -69,6 +70,54 @@ def tasks_block(text: str, results_dir: Path, base: Path) -> str:
     return text[: i + len(TASKS_START)] + "\n" + "\n\n".join(parts) + "\n" + text[j:]
 
 
+CMP_START, CMP_END = "<!-- compress:start -->", "<!-- compress:end -->"
+COMPRESS_RESULTS = ("compress-minilm-bbc-windows", "compress-minilm-bbc-val30")  # compress_bench.py runs
+
+
+def compress_rows(name: str, r: dict) -> list[str]:
+    """One row per int8 variant benched beside Optimum in one `compress_bench.py` run."""
+    bench = {b["name"].removeprefix("bertfast:"): b for b in (r.get("bench") or {}).get("backends", [])
+             if b.get("status") == "ok"}
+    peer = bench.get("optimum-int8")
+    if not peer:
+        return []
+    flags = r["environment"]["cpu_flags"]
+    cpu = "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX2" if "avx2" in flags else "other"
+    gate = {v["variant"]: v for v in r["variants"]}
+    students = (r.get("compression") or {}).get("students") or {}
+    teacher_layers = r["bench"]["workload"]["model"]["layers"]
+    rows = []
+    for variant, u in r["unseen"].items():
+        b, t = bench.get(variant), u["test articles"]
+        if b is None:
+            continue
+        layers = (students.get(variant.split("-")[0], {}).get("dims") or {}).get("layers", teacher_layers)
+        g = gate.get(variant, {})
+        verdict = "default" if g.get("default") else "passed" if g.get("eligible") else "rejected"
+        x = b["throughput"]["32"]["seq_per_s"] / peer["throughput"]["32"]["seq_per_s"]
+        rows.append(f"| [{name}](benchmarks/results/{name}/results.md) | {cpu} | `{variant}` | {layers} | "
+                    f"**{x:.2f}x** | {b['latency_ms']['p50']:.1f} / {peer['latency_ms']['p50']:.1f} | "
+                    f"{100 * t['accuracy']:.2f}% / {100 * r['teacher_accuracy_unseen']['test articles']:.2f}% | "
+                    f"{100 * t['agreement']:.2f}% [{100 * t['ci95'][0]:.1f}, {100 * t['ci95'][1]:.1f}] | {verdict} |")
+    return rows
+
+
+def compress_block(text: str, results_dir: Path) -> str:
+    """Fill the README's students trade-off table from the committed compress_bench.py runs."""
+    i, j = text.find(CMP_START), text.find(CMP_END)
+    rows = []
+    for name in COMPRESS_RESULTS:
+        f = results_dir / name / "results.json"
+        if f.is_file():
+            rows += compress_rows(name, json.loads(f.read_text()))
+    if not rows or i < 0 or j < i:
+        return text
+    head = ["| run | CPU | variant | layers | x Optimum int8 (batch 32) | batch-1 p50 ms (vs Optimum) | "
+            "unseen test accuracy (teacher) | agreement with the teacher [95% CI] | gate |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    return text[: i + len(CMP_START)] + "\n" + "\n".join(head + rows) + "\n" + text[j:]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("results", nargs="*", type=Path, help="results.json files (default: benchmarks/results/*)")
@@ -93,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     new = quickstart_block(new, args.results_dir, base)
     new = tasks_block(new, args.results_dir, base)  # a README that still holds the tasks block
+    new = compress_block(new, args.results_dir)
     pages = [(args.readme, text, new)]
     doc = base / TASKS_DOC
     if doc.is_file():
