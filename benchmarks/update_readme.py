@@ -94,6 +94,8 @@ def compress_rows(name: str, r: dict) -> list[str]:
         layers = (students.get(variant.split("-")[0], {}).get("dims") or {}).get("layers", teacher_layers)
         g = gate.get(variant, {})
         verdict = "default" if g.get("default") else "passed" if g.get("eligible") else "rejected"
+        if g.get("agreement") is not None:
+            verdict += f" ({100 * g['agreement']:.2f}%, bound {100 * g['agreement_bound']:.2f}%)"
         x = b["throughput"]["32"]["seq_per_s"] / peer["throughput"]["32"]["seq_per_s"]
         rows.append(f"| [{name}](benchmarks/results/{name}/results.md) | {cpu} | `{variant}` | {layers} | "
                     f"**{x:.2f}x** | {b['latency_ms']['p50']:.1f} / {peer['latency_ms']['p50']:.1f} | "
@@ -113,7 +115,7 @@ def compress_block(text: str, results_dir: Path) -> str:
     if not rows or i < 0 or j < i:
         return text
     head = ["| run | CPU | variant | layers | x Optimum int8 (batch 32) | batch-1 p50 ms (vs Optimum) | "
-            "unseen test accuracy (teacher) | agreement with the teacher [95% CI] | gate |",
+            "unseen test accuracy (teacher) | agreement with the teacher [95% CI] | gate (agreement on validation) |",
             "|---|---|---|---|---|---|---|---|---|"]
     return text[: i + len(CMP_START)] + "\n" + "\n".join(head + rows) + "\n" + text[j:]
 

@@ -188,6 +188,21 @@ def test_hidden_distillation_brings_the_students_layers_to_the_teachers(tiny_tra
     assert gap() < 0.8 * before
 
 
+def test_distillation_leaves_out_what_the_gate_judges_on(tiny_trained, tmp_path, anyspeed):
+    val = tiny_trained / "splits" / "validation.jsonl"
+    n_val = sum(1 for _ in val.open())
+    # the user hands the eval set to the students too: those texts would be agreed on by rote
+    out = _export(tiny_trained, tmp_path / "e", distill_data=str(val), students="L1of2")
+    block = load_manifest(out).raw["compression"]
+    assert block["gate_inputs_left_out"] == n_val
+    n_train = sum(1 for _ in (tiny_trained / "splits" / "train.jsonl").open())
+    assert block["texts"] == n_train
+    kept, left = compress.without_gate_inputs(["a", ("b", "c"), "d"], ["d", ("b", "c")])
+    assert kept == ["a"] and left == 2
+    with pytest.raises(BertfastError, match="^--compress: every distillation text is also one the gate judges on"):
+        compress.without_gate_inputs(["a"], ["a"])
+
+
 def test_students_picks_recipes_in_the_tables_order():
     assert [r.name for r in students.pick("L1of3, L1of2")] == ["L1of2", "L1of3"]
     assert students.pick(None) == students.RECIPES

@@ -70,6 +70,22 @@ def distill_inputs(cfg, model_dir: Path, pair: bool) -> tuple[list, str]:
     return inputs, " + ".join(what)
 
 
+def without_gate_inputs(inputs: list, gate_inputs: list) -> tuple[list, int]:
+    """The distillation inputs minus those the gate judges on (--eval-data, --agreement-data):
+    a student's flips are counted on the gate's inputs, and a student that learned an input
+    would agree on it by rote, so its count would promise more than unseen texts give."""
+    judged = set(gate_inputs)
+    kept = [x for x in inputs if x not in judged]
+    if len(kept) < len(inputs):
+        log.warning("--compress: %d distillation text(s) are also the gate's inputs (--eval-data / --agreement-data); "
+                    "left out of distillation so the students are judged on texts they never learned from",
+                    len(inputs) - len(kept))
+    if not kept:
+        raise BertfastError("--compress: every distillation text is also one the gate judges on; pass --distill-data "
+                            "with texts that are not in --eval-data or --agreement-data.")
+    return kept, len(inputs) - len(kept)
+
+
 def run(cfg, src, ctx, m, reference, progress) -> dict:
     """Make, time, distill, export and register the students (see the module docstring);
     returns the manifest's `compression` block."""
@@ -80,11 +96,13 @@ def run(cfg, src, ctx, m, reference, progress) -> dict:
     deadline = time.monotonic() + parse_budget(cfg.compress_budget)
     work = work_dir(Path(cfg.out))
     inputs, source = distill_inputs(cfg, src.model_dir, src.ev.pair)
+    inputs, left_out = without_gate_inputs(inputs, reference.inputs)
     key = distill.fingerprint(m.source.get("sha256"), inputs, src.max_length, cfg.distill_windows)
     targets = distill.teacher_logits(src.model, src.tokenizer, inputs, src.max_length, m.inputs,
                                      work / f"teacher-{key}.npy", cfg.distill_windows)
     block = {"teacher_sha256": m.source.get("sha256"), "data": source, "texts": len(inputs),
              "windows": len(targets), "later_windows_per_text": cfg.distill_windows,
+             "gate_inputs_left_out": left_out,
              "loss": {"hidden": "mse on logits + hidden states", "logits": "mse on logits"}[cfg.distill_loss],
              "epochs": cfg.distill_epochs, "budget": cfg.compress_budget, "students": {}}
     teacher_dims = src.family.dims(src.model.config)
