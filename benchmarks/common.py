@@ -27,6 +27,17 @@ def write_traffic(path: Path, seed: int, n: int = 2000, val_fraction: float = 0.
     return path
 
 
+def write_results(out: Path, report: dict, markdown) -> None:
+    """`results.json` and `results.md` (rendered by `markdown(report)`) into `out`; the page printed."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
+    page = markdown(report)
+    (out / "results.md").write_text(page)
+    print(page)
+
+
 def run(cmd: list[str], **kw) -> float:
     """Run a command from the repository root (its output shown); its wall time in seconds."""
     t0 = time.time()

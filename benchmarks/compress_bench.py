@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import run, torch_logits, write_traffic  # noqa: E402
+from common import run, torch_logits, write_results, write_traffic  # noqa: E402
 
 from bertfast import Classifier  # noqa: E402
 from bertfast.bench.env import environment  # noqa: E402
@@ -135,10 +135,7 @@ def main() -> int:
                                         "--batch-sizes", "1,32", "--threads", str(a.threads), "--out",
                                         str(bench_out.relative_to(ROOT)), "--force", "--name", "compress-minilm-bbc"])
         report["bench"] = json.loads((bench_out / "results.json").read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
-    (out / "results.md").write_text(markdown(report))
-    print(markdown(report))
+    write_results(out, report, markdown)
     return 0
 
 

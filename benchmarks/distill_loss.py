@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import run, write_traffic  # noqa: E402
+from common import run, write_results, write_traffic  # noqa: E402
 
 from bertfast.bench.env import environment  # noqa: E402
 from bertfast.exporter import distill, students  # noqa: E402
@@ -115,10 +115,7 @@ def main() -> int:
     report = {"name": "distill-loss-minilm-bbc", "environment": environment(a.threads), "command": vars(a),
               "texts": len(inputs), "teacher_accuracy": {k: round(float((refs[k] == ys[k]).mean()), 4) for k in sets},
               "runs": runs}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
-    (out / "results.md").write_text(markdown(report))
-    print(markdown(report))
+    write_results(out, report, markdown)
     return 0
 
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import run, torch_logits, write_traffic  # noqa: E402
+from common import run, torch_logits, write_results, write_traffic  # noqa: E402
 
 from bertfast import Classifier  # noqa: E402
 from bertfast.bench.env import environment  # noqa: E402
@@ -101,10 +101,7 @@ def main() -> int:
     report = {"name": "gate-minilm-bbc", "environment": environment(a.threads), "seconds": secs,
               "same_command_same_model": same, "exports": results,
               "agreement_data": {"rows": sum(1 for _ in traffic.open()), "what": "headlines of training articles + training articles"}}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
-    (out / "results.md").write_text(markdown(report))
-    print(markdown(report))
+    write_results(out, report, markdown)
     return 0
 
 

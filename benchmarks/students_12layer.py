@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import run  # noqa: E402
+from common import run, write_results  # noqa: E402
 from reproduce import random_bert_base  # noqa: E402
 
 from bertfast.bench.env import environment  # noqa: E402
@@ -66,12 +66,9 @@ def main() -> int:
                              "--batch-sizes", "1,32", "--threads", str(a.threads), "--out", rel(bench), "--force",
                              "--name", "students-12layer-speed", "--max-texts", "64", "--latency-texts", "50"])
         report["bench"] = json.loads((bench / "results.json").read_text())
-        (out / "bench.md").parent.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         (out / "bench.md").write_text((bench / "results.md").read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
-    (out / "results.md").write_text(markdown(report))
-    print(markdown(report))
+    write_results(out, report, markdown)
     return 0
 
 

@@ -103,7 +103,7 @@ def run(cfg, src, ctx, m, reference, progress) -> dict:
     block = {"teacher_sha256": m.source.get("sha256"), "data": source, "texts": len(inputs),
              "windows": len(targets), "later_windows_per_text": cfg.distill_windows,
              "gate_inputs_left_out": left_out,
-             "loss": {"hidden": "mse on logits + hidden states", "logits": "mse on logits"}[cfg.distill_loss],
+             "loss": distill.LOSSES[cfg.distill_loss],
              "epochs": cfg.distill_epochs, "budget": cfg.compress_budget, "students": {}}
     teacher_dims = src.family.dims(src.model.config)
     seen: dict = {}
@@ -130,7 +130,7 @@ def _one(cfg, src, ctx, m, reference, recipe, teacher_dims, inputs, targets, wor
     if speedup < MIN_SPEEDUP:
         return {**record, "status": f"skipped: predicted {speedup:.2f}x the teacher's speed < {MIN_SPEEDUP}x"}
     d = distill.Distiller(student, src.tokenizer, inputs, targets, src.max_length, m.inputs, work / recipe.name,
-                          cfg.distill_epochs, windows=cfg.distill_windows, **_hidden_targets(cfg, src, kept))
+                          cfg.distill_epochs, windows=cfg.distill_windows, **_hidden_targets(cfg, src, teacher_dims, kept))
     resumed = cfg.resume and d.resume()
     left = deadline - time.monotonic()
     need = d.seconds_per_step() * (d.total - d.step) * (1.5 if recipe.ffn < 1 or recipe.heads < 1 else 1.0)
@@ -156,12 +156,11 @@ def _prune_and_redistill(student, src, recipe, d, inputs, targets, work, deadlin
     return again.run(deadline)
 
 
-def _hidden_targets(cfg, src, kept: list[int]) -> dict:
+def _hidden_targets(cfg, src, teacher_dims: dict, kept: list[int]) -> dict:
     """The Distiller's teacher and layer map under `--distill-loss hidden` (none for `logits`)."""
     if cfg.distill_loss != "hidden":
         return {}
-    n = src.family.dims(src.model.config)["layers"]
-    return {"teacher": src.model, "layer_map": students.layer_targets(n, len(kept))}
+    return {"teacher": src.model, "layer_map": students.layer_targets(teacher_dims["layers"], len(kept))}
 
 
 def predicted_speedup(student, ctx, m, reference, recipe, opset: int) -> float:

@@ -112,7 +112,7 @@ class ExportConfig:
     distill_data: str | None = None
     distill_windows: int = 0
     distill_epochs: float = 3.0
-    distill_loss: str = field(default=_distill.LOSSES[0], metadata=meta(choices=_distill.LOSSES))
+    distill_loss: str = field(default=next(iter(_distill.LOSSES)), metadata=meta(choices=tuple(_distill.LOSSES)))
     students: str | None = None
     resume: bool = False
     force: bool = False
