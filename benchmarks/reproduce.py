@@ -34,16 +34,17 @@ WORKLOADS = ("minilm-bbc-128", "minilm-bbc-512", "minilm-headlines", "bert-base-
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
-def random_bert_base(minilm_model: Path, out_model: Path, layers: int = 12) -> Path:
+def random_bert_base(minilm_model: Path, out_model: Path, layers: int = 12, labels: list[str] | None = None) -> Path:
     """A random-weight BERT-base-shaped classifier (`BertConfig()`, `layers` layers) with MiniLM's
-    tokenizer and labels, saved in `out_model`: speed only, its accuracy is meaningless."""
+    tokenizer and labels (or `labels`, then `minilm_model` may be the untrained MiniLM), saved in
+    `out_model`: speed only, its accuracy is meaningless."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
     src_cfg = json.loads((minilm_model / "config.json").read_text())
     if int(src_cfg.get("vocab_size", 0)) != 30522:
         raise SystemExit(f"{minilm_model}: vocab_size {src_cfg.get('vocab_size')} is not bert-base-uncased's 30522.")
-    id2label = {int(k): v for k, v in src_cfg["id2label"].items()}
+    id2label = dict(enumerate(labels)) if labels else {int(k): v for k, v in src_cfg["id2label"].items()}
     cfg = BertConfig(id2label=id2label, label2id={v: k for k, v in id2label.items()},  # bert-base-uncased shape
                      num_hidden_layers=layers)
     torch.manual_seed(0)

@@ -245,3 +245,29 @@ def test_interrupted_distillation_leaves_no_export_and_resumes(tiny_trained, tmp
     recs = load_manifest(out).raw["compression"]["students"]
     assert any(r.get("resumed") for r in recs.values()), recs
     assert np.isfinite(load_manifest(out).variants["fp32"]["validation"]["label_agreement"])
+
+
+def test_a_reranker_compresses_into_students_that_rank(tiny_model, tmp_path, anyspeed):
+    """A cross-encoder (pair regression, graded candidates per query) distils on its (query,
+    document) pairs and its students are judged in ranking terms: the same top document per
+    query, NDCG@10 (the issue's reranking case)."""
+    from test_train_tasks import _cfg, _jsonl, rerank_rows
+
+    from bertfast.training import train
+
+    data = _jsonl(tmp_path / "rerank.jsonl", rerank_rows(40))
+    teacher = train(_cfg(tiny_model, data, tmp_path / "teacher", text_column="query", text_pair_column="doc"))
+    out = _export(teacher, tmp_path / "e", students="L1of2")
+    m = load_manifest(out)
+    block = m.raw["compression"]
+    train_pairs = sum(1 for _ in (teacher / "splits" / "train.jsonl").open())
+    assert block["texts"] == train_pairs and block["students"]["L1of2"]["status"] == "built"
+    for v in ("fp32", "int8-dynamic-pc"):
+        val = m.variants[f"L1of2-{v}"]["validation"]
+        assert "top1_agreement" in val and "ndcg@10" in val, val  # judged per query, like the teacher
+        assert val["agreement_method"] == "counted"
+    # the student's targets are the teacher's one score per pair, not class probabilities
+    docs = ["match goal team win", "vote tax election", "goal team league"]
+    with Classifier.load(out, device="cpu", variant="L1of2-fp32") as clf:
+        ranked = clf.rerank("team goal", docs)
+        assert sorted(r["index"] for r in ranked) == [0, 1, 2] and clf.predict_proba([("a", "b")]).shape == (1, 1)
