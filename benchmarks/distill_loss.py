@@ -1,16 +1,18 @@
 #!/usr/bin/env python
-"""Which distillation loss makes the more faithful student, on texts nobody trained or gated on.
+"""Which distillation loss and data make the more faithful student, on texts nobody trained or gated on.
 
-Decides `--distill-loss`'s default. Teacher: MiniLM-L6 fine-tuned on BBC News (the model
+Decides `--distill-loss`'s default and whether `--distill-augment` pays. Teacher: MiniLM-L6 fine-tuned on BBC News (the model
 `benchmarks/gate_bench.py` trains; trained here when absent). For each loss in `--losses` and
 each seed, the same 3-of-6-layer student (`L1of2`, from the teacher's own layers) is distilled by
 `bertfast.exporter.distill.Distiller` on the same texts (the training split + the gate bench's
-unlabeled traffic, as `compress_bench.py` uses) for the same number of steps; then, in PyTorch
+unlabeled traffic, as `compress_bench.py` uses), plus, per `--augment` k, k perturbed copies of
+each (`distill.augment`), for the same number of steps (fewer epochs with copies); then, in PyTorch
 fp32 against the teacher's fp32 labels: agreement on the validation articles (what the gate
 sees), the unseen test articles and the unseen headlines, with 95% Wilson intervals, accuracy,
 and the seconds each took on this machine.
 
     python benchmarks/distill_loss.py --epochs 2 --seeds 0,1
+    python benchmarks/distill_loss.py --losses logits --augment 0,2 --out benchmarks/results/distill-augment-minilm-bbc
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main() -> int:
     ap.add_argument("--recipe", default="L1of2")
     ap.add_argument("--losses", default="logits,hidden")
     ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--augment", default="0", help="perturbed copies per text, per arm (comma list)")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/distill-loss-minilm-bbc")
@@ -92,24 +95,28 @@ def main() -> int:
     recipe = next(r for r in students.RECIPES if r.name == a.recipe)
     runs = []
     for s in [int(x) for x in a.seeds.split(",")]:
-        for loss in a.losses.split(","):
+        for loss, k in [(loss, int(k)) for loss in a.losses.split(",") for k in a.augment.split(",")]:
+            rows = inputs + distill.augment(inputs, k, tok.mask_token, seed=s)
+            arm_targets = targets if k == 0 else distill.teacher_logits(
+                teacher, tok, rows, max_length, names, work / f"teacher-{distill.fingerprint(rows, max_length)}.npy")
             torch.manual_seed(s)
             student, kept = students.drop_layers(teacher, family, recipe)
             n = teacher.config.num_hidden_layers
             layer_map = students.layer_targets(n, len(kept)) if loss == "hidden" else None
-            d = distill.Distiller(student, tok, inputs, targets, max_length, names, work / f"{loss}-{s}", a.epochs,
+            d = distill.Distiller(student, tok, rows, arm_targets, max_length, names, work / f"{loss}-a{k}-{s}",
+                                  a.epochs * len(inputs) / len(rows),  # the same steps as without copies
                                   seed=s, teacher=teacher if layer_map else None, layer_map=layer_map)
             t0 = time.perf_counter()
             d.run(deadline=time.monotonic() + 10 * 3600)
             secs = time.perf_counter() - t0
-            row = {"loss": loss, "seed": s, "steps": d.step, "seconds": round(secs, 1), "kept_layers": kept,
-                   "layer_map": layer_map, "sets": {}}
-            for k, (texts, _) in sets.items():
+            row = {"loss": loss, "augment": k, "rows": len(rows), "seed": s, "steps": d.step,
+                   "seconds": round(secs, 1), "kept_layers": kept, "layer_map": layer_map, "sets": {}}
+            for name, (texts, _) in sets.items():
                 pred = logits(student, tok, texts, max_length).argmax(1)
-                same = int((pred == refs[k]).sum())
-                row["sets"][k] = {"n": len(texts), "agreement": round(same / len(texts), 4),
-                                  "ci95": wilson(same, len(texts)), "flips": len(texts) - same,
-                                  "accuracy": round(float((pred == ys[k]).mean()), 4)}
+                same = int((pred == refs[name]).sum())
+                row["sets"][name] = {"n": len(texts), "agreement": round(same / len(texts), 4),
+                                     "ci95": wilson(same, len(texts)), "flips": len(texts) - same,
+                                     "accuracy": round(float((pred == ys[name]).mean()), 4)}
             runs.append(row)
             print(json.dumps(row), flush=True)
     report = {"name": "distill-loss-minilm-bbc", "environment": environment(a.threads), "command": vars(a),
@@ -121,16 +128,18 @@ def main() -> int:
 
 def markdown(r: dict) -> str:
     env = r["environment"]
-    lines = [f"# Distillation loss: logits alone vs logits + hidden states ({env['cpu']}, {env['usable_cpus']} CPUs, "
+    lines = [f"# Distillation loss and data: logits, hidden states, perturbed copies ({env['cpu']}, {env['usable_cpus']} CPUs, "
              f"flags {', '.join(env['cpu_flags'])})", "",
              f"Student `{r['command']['recipe']}` of MiniLM-L6 fine-tuned on BBC News; {r['texts']} distillation "
-             f"texts, {r['command']['epochs']} epochs, same steps per loss. Agreement with the teacher's fp32 labels "
+             f"texts, {r['command']['epochs']} epochs' steps per arm (with k copies per text, over k + 1 times the "
+             "rows). Agreement with the teacher's fp32 labels "
              "[95% Wilson], accuracy (teacher's in the header), PyTorch fp32.", "",
-             "| loss | seed | steps | seconds | " + " | ".join(
+             "| loss | copies per text | rows | seed | steps | seconds | " + " | ".join(
                  f"{k}: agreement | accuracy (teacher {100 * v:.2f}%)" for k, v in r["teacher_accuracy"].items())
-             + " |", "|---|---|---|---|" + "---|---|" * len(r["teacher_accuracy"])]
+             + " |", "|---|---|---|---|---|---|" + "---|---|" * len(r["teacher_accuracy"])]
     for row in r["runs"]:
-        lines.append(f"| {row['loss']} | {row['seed']} | {row['steps']} | {row['seconds']} | " + " | ".join(
+        lines.append(f"| {row['loss']} | {row.get('augment', 0)} | {row.get('rows', r['texts'])} | {row['seed']} | "
+                     f"{row['steps']} | {row['seconds']} | " + " | ".join(
             f"{100 * u['agreement']:.2f}% [{100 * u['ci95'][0]:.2f}, {100 * u['ci95'][1]:.2f}] ({u['flips']} flips) | "
             f"{100 * u['accuracy']:.2f}%" for u in row["sets"].values()) + " |")
     return "\n".join(lines) + "\n"

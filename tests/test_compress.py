@@ -60,6 +60,12 @@ def test_students_join_the_search_and_load_like_any_variant(tiny_trained, tmp_pa
     cfg = json.loads((out / "students" / name / "config.json").read_text())
     assert cfg["num_hidden_layers"] == 1
     assert not compress.work_dir(out).exists()  # nothing to resume once written
+    # 12 validation rows: even a student with no flips shows 12 / (12 + 1.96^2) = 75.75%, said before distilling
+    n = m.variants[f"{name}-fp32"]["validation"]["evidence_n"]
+    assert block["provable"] == {"units": n, "unit": "inputs", "best_bound": evidence.wilson(n, n)[0],
+                                 "units_needed": 765}
+    said = [r.message for r in caplog.records if "no student can become the default" in r.message]
+    assert len(said) == 1 and f"on the gate's {n} inputs" in said[0] and "765 inputs" in said[0]
 
 
 def test_pruned_students_keep_their_most_important_neurons(tiny_trained):
@@ -110,13 +116,16 @@ def test_bad_input(tiny_trained, tmp_path):
     with pytest.raises(BertfastError, match="^--distill-data is for --compress"):
         ExportConfig(model_dir="m", distill_data="x.jsonl")
     for kw, flag in (({"students": "L1of2"}, "--students"), ({"distill_windows": 2}, "--distill-windows"),
-                     ({"distill_epochs": 5.0}, "--distill-epochs"), ({"distill_loss": "hidden"}, "--distill-loss")):
+                     ({"distill_epochs": 5.0}, "--distill-epochs"), ({"distill_loss": "hidden"}, "--distill-loss"),
+                     ({"distill_augment": 2}, "--distill-augment")):
         with pytest.raises(BertfastError, match=f"^{flag} is for --compress"):
             ExportConfig(model_dir="m", **kw)
     with pytest.raises(BertfastError, match="^--students takes recipe names from L2of3, L1of2.*unknown: L3\\.$"):
         ExportConfig(model_dir="m", compress=True, students="L1of2,L3")
     with pytest.raises(BertfastError, match="^--distill-epochs"):
         ExportConfig(model_dir="m", compress=True, distill_epochs=0)
+    with pytest.raises(BertfastError, match="^--distill-augment"):
+        ExportConfig(model_dir="m", compress=True, distill_augment=-1)
     with pytest.raises(BertfastError, match="^--distill-windows"):
         ExportConfig(model_dir="m", compress=True, distill_windows=-1)
     with pytest.raises(BertfastError, match="^--distill-loss must be one of logits, hidden; got 'kl'"):
@@ -257,11 +266,13 @@ def test_a_reranker_compresses_into_students_that_rank(tiny_model, tmp_path, any
 
     data = _jsonl(tmp_path / "rerank.jsonl", rerank_rows(40))
     teacher = train(_cfg(tiny_model, data, tmp_path / "teacher", text_column="query", text_pair_column="doc"))
-    out = _export(teacher, tmp_path / "e", students="L1of2")
+    out = _export(teacher, tmp_path / "e", students="L1of2", distill_augment=1)
     m = load_manifest(out)
     block = m.raw["compression"]
     train_pairs = sum(1 for _ in (teacher / "splits" / "train.jsonl").open())
-    assert block["texts"] == train_pairs and block["students"]["L1of2"]["status"] == "built"
+    # one perturbed copy per pair (its document; unchanged copies dropped) joins the distillation texts
+    assert 0.5 * train_pairs < block["augmented_copies"] <= train_pairs
+    assert block["texts"] == train_pairs + block["augmented_copies"] and block["students"]["L1of2"]["status"] == "built"
     for v in ("fp32", "int8-dynamic-pc"):
         val = m.variants[f"L1of2-{v}"]["validation"]
         assert "top1_agreement" in val and "ndcg@10" in val, val  # judged per query, like the teacher
@@ -271,3 +282,24 @@ def test_a_reranker_compresses_into_students_that_rank(tiny_model, tmp_path, any
     with Classifier.load(out, device="cpu", variant="L1of2-fp32") as clf:
         ranked = clf.rerank("team goal", docs)
         assert sorted(r["index"] for r in ranked) == [0, 1, 2] and clf.predict_proba([("a", "b")]).shape == (1, 1)
+
+
+def test_augmented_copies_perturb_words_and_keep_the_query():
+    """`--distill-augment`: seeded copies with words masked and some cut to a span; a pair keeps
+    its query; with no mask token the masked words are dropped instead."""
+    texts = [" ".join(f"w{i}" for i in range(40)), "only two"]
+    copies = distill.augment(texts, 20, "[MASK]", seed=3)
+    assert copies == distill.augment(texts, 20, "[MASK]", seed=3)  # the teacher's cached scores stay valid
+    assert copies != distill.augment(texts, 20, "[MASK]", seed=4)
+    long = [c.split() for c in copies if not c.startswith(("only", "[MASK] two"))]
+    words = [w for c in long for w in c]
+    assert 0.05 < words.count("[MASK]") / len(words) < 0.15  # MASK_P = 0.1
+    cut = [c for c in long if len(c) < 40]
+    assert 0.1 < len(cut) / len(long) < 0.45 and all(len(c) >= 3 for c in cut)  # SPAN_P = 0.25
+    for c in cut:  # a span keeps the words' order: consecutive indices where not masked
+        idx = [int(w[1:]) for w in c if w != "[MASK]"]
+        assert idx == sorted(idx) and idx[-1] - idx[0] < len(c)
+    assert "only two" not in copies  # an unchanged copy adds nothing
+    pairs = distill.augment([("the query", "a b c d e f")], 10, None, seed=0)
+    assert pairs and all(q == "the query" for q, _ in pairs)
+    assert all("[MASK]" not in d and set(d.split()) <= set("abcdef") for _, d in pairs)

@@ -10,7 +10,8 @@ then also narrower ones) makes a student from the user's fine-tuned model:
    (`--compress-budget`): a student that does not fit is skipped, and said so;
 3. it is distilled on the teacher's scores (`exporter/distill.py`) over the training split's
    texts plus `--distill-data` (and, with `--distill-windows N`, up to N later windows of each
-   text longer than the max length), for `--distill-epochs`; pruned recipes are distilled, pruned by importance, re-distilled;
+   text longer than the max length; with `--distill-augment N`, N perturbed copies of each
+   text), for `--distill-epochs`; pruned recipes are distilled, pruned by importance, re-distilled;
 4. it is exported (fp32 and int8 dynamic per-channel) into `students/<recipe>/` and its variants
    (`<recipe>-<variant>`) join the manifest; the export's validation then judges them against
    the teacher's PyTorch fp32 scores with the same gate, and the default is chosen among all.
@@ -86,6 +87,23 @@ def without_gate_inputs(inputs: list, gate_inputs: list) -> tuple[list, int]:
     return kept, len(inputs) - len(kept)
 
 
+def provable(reference) -> dict:
+    """The best a student can show the gate: its flips are counted (Wilson, `evidence.counted_rate`),
+    so even with none on the gate's n units (inputs; queries when ranked) the 95% bound is
+    n / (n + z^2), and it reaches `min_agreement` only from n >= z^2 a / (1 - a) units
+    (99.5%: 765; 99%: 381). Said before any distillation, so a search the gate cannot pass
+    on these inputs is not a surprise after the budget is spent."""
+    from .evidence import wilson
+
+    gate = reference.gate
+    n = len(np.unique(gate.groups)) if gate.ranking else len(reference.inputs)
+    a = gate.min_agreement / 100
+    z2 = 1.959964 ** 2
+    need = None if a >= 1 else int(np.ceil(z2 * a / (1 - a) - 1e-9))
+    return {"units": n, "unit": "queries" if gate.ranking else "inputs", "best_bound": wilson(n, n)[0],
+            "units_needed": need}
+
+
 def run(cfg, src, ctx, m, reference, progress) -> dict:
     """Make, time, distill, export and register the students (see the module docstring);
     returns the manifest's `compression` block."""
@@ -97,14 +115,24 @@ def run(cfg, src, ctx, m, reference, progress) -> dict:
     work = work_dir(Path(cfg.out))
     inputs, source = distill_inputs(cfg, src.model_dir, src.ev.pair)
     inputs, left_out = without_gate_inputs(inputs, reference.inputs)
+    copies = distill.augment(inputs, cfg.distill_augment, getattr(src.tokenizer, "mask_token", None))
+    inputs += copies
     key = distill.fingerprint(m.source.get("sha256"), inputs, src.max_length, cfg.distill_windows)
     targets = distill.teacher_logits(src.model, src.tokenizer, inputs, src.max_length, m.inputs,
                                      work / f"teacher-{key}.npy", cfg.distill_windows)
     block = {"teacher_sha256": m.source.get("sha256"), "data": source, "texts": len(inputs),
              "windows": len(targets), "later_windows_per_text": cfg.distill_windows,
-             "gate_inputs_left_out": left_out,
+             "gate_inputs_left_out": left_out, "augmented_copies": len(copies),
              "loss": distill.LOSSES[cfg.distill_loss],
              "epochs": cfg.distill_epochs, "budget": cfg.compress_budget, "students": {}}
+    block["provable"] = best = provable(reference)
+    if 100 * best["best_bound"] < reference.gate.min_agreement:
+        log.warning("--compress: a student's flips are counted on the gate's %d %s: even with none the 95%% bound is "
+                    "%.2f%% < --min-agreement %g%%, so no student can become the default; they are built for the "
+                    "table. A student with no flips needs %s %s (--eval-data / --agreement-data), or a lower "
+                    "--min-agreement", best["units"], best["unit"], 100 * best["best_bound"],
+                    reference.gate.min_agreement, f"{best['units_needed']:,}" if best["units_needed"] else "more",
+                    best["unit"])
     teacher_dims = src.family.dims(src.model.config)
     seen: dict = {}
     for recipe in students.pick(cfg.students):

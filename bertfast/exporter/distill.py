@@ -16,6 +16,11 @@ from the cache. It is not the default: on MiniLM-L6 / BBC (3-of-6 student, same 
 no more of the teacher's labels on unseen texts (test articles 4 flips vs 3 of 223, headlines 27
 vs 23 of 446) and took 1.47x the time (benchmarks/results/distill-loss-minilm-bbc).
 
+With `--distill-augment N`, each distillation text also comes in N perturbed copies (`augment`:
+words masked, some copies cut to a span of words; Tang et al. 2019, "Distilling task-specific
+knowledge from BERT into simple neural networks"), each scored by the teacher: the student then
+learns the teacher's answers around the texts, not only on them.
+
 Training state is saved after every epoch and when the time budget runs out (`state.pt` in the
 student's work folder): `--resume` continues from it.
 """
@@ -38,6 +43,40 @@ LR = 1e-4
 WARMUP = 0.06
 # --distill-loss: name -> what the manifest records; the first is the default (measured, see above).
 LOSSES = {"logits": "mse on logits", "hidden": "mse on logits + hidden states"}
+
+
+# `augment`: the share of words masked in a copy, and the share of copies cut to a span of words
+# (Tang et al. 2019 masked at 0.1 and sampled n-grams at 0.25).
+MASK_P = 0.1
+SPAN_P = 0.25
+
+
+def augment(inputs: list, copies: int, mask_token: str | None, seed: int = 0) -> list:
+    """`copies` perturbed copies of each input (texts, or pairs whose second text is perturbed),
+    seeded: each word is replaced by `mask_token` (deleted when the tokenizer has none) with
+    probability MASK_P, and with probability SPAN_P only a random span of the words is kept
+    (between 3 words and all of them: the short texts a long-text dataset lacks). Copies equal
+    to their input are dropped (a short text may come out unchanged)."""
+    import random as _random
+
+    rng = _random.Random(seed)
+
+    def perturb(text: str) -> str:
+        words = text.split()
+        if len(words) > 3 and rng.random() < SPAN_P:
+            n = rng.randint(3, len(words))
+            start = rng.randint(0, len(words) - n)
+            words = words[start:start + n]
+        out = [(mask_token if mask_token else None) if rng.random() < MASK_P else w for w in words]
+        return " ".join(w for w in out if w is not None)
+
+    extra = []
+    for x in inputs:
+        for _ in range(copies):
+            y = (x[0], perturb(x[1])) if isinstance(x, tuple) else perturb(x)
+            if y != x and (y[1] if isinstance(y, tuple) else y).strip():
+                extra.append(y)
+    return extra
 
 
 def fingerprint(*parts) -> str:
