@@ -75,7 +75,8 @@ class ExportConfig:
         distill_augment: also learn from this many perturbed copies of each distillation text
             (10 percent of words masked, a quarter of the copies cut to a span of words), each
             scored by the model: its answers around your texts, not only on them; each copy costs
-            its share of the budget.
+            its share of the budget (measured no more faithful on BBC:
+            benchmarks/results/distill-augment-minilm-bbc).
         distill_epochs: passes over the distillation texts per student.
         distill_loss: what a student learns: `logits` (the teacher's logits) or `hidden` (also,
             per layer, the teacher's hidden states at the matching depth; measured no more

@@ -19,7 +19,9 @@ vs 23 of 446) and took 1.47x the time (benchmarks/results/distill-loss-minilm-bb
 With `--distill-augment N`, each distillation text also comes in N perturbed copies (`augment`:
 words masked, some copies cut to a span of words; Tang et al. 2019, "Distilling task-specific
 knowledge from BERT into simple neural networks"), each scored by the teacher: the student then
-learns the teacher's answers around the texts, not only on them.
+learns the teacher's answers around the texts, not only on them. Off by default: on MiniLM-L6 /
+BBC (3-of-6 student) two copies per text kept no more labels, at equal steps or at 2.75x them
+(benchmarks/results/distill-augment-minilm-bbc, -long).
 
 Training state is saved after every epoch and when the time budget runs out (`state.pt` in the
 student's work folder): `--resume` continues from it.
