@@ -205,10 +205,15 @@ def main() -> int:
 
 
 def markdown(res: dict) -> str:
-    lines = [f"# Reranking: {res['workload']}", "",
-             f"CPU: {res['machine']['cpu']} ({', '.join(res['machine']['flags'])}), {res['machine']['threads']} threads; "
-             f"int8 preset {res['machine']['int8_preset']}. Backends interleaved per query.", "",
-             "| max length | backend | pairs/s | x Optimum int8 | NDCG@10 | MRR | top-1 = PyTorch |",
+    return "\n".join([f"# Reranking: {res['workload']}", "",
+                      f"CPU: {res['machine']['cpu']} ({', '.join(res['machine']['flags'])}), "
+                      f"{res['machine']['threads']} threads; int8 preset {res['machine']['int8_preset']}. "
+                      "Backends interleaved per query.", "", *table(res)]) + "\n"
+
+
+def table(res: dict) -> list[str]:
+    """The side-by-side table's lines (also embedded by `rerank_compress.py`)."""
+    lines = ["| max length | backend | pairs/s | x Optimum int8 | NDCG@10 | MRR | top-1 = PyTorch |",
              "|---|---|---|---|---|---|---|"]
     for L, rows in res["lengths"].items():
         base = rows.get("optimum-int8", {}).get("pairs_per_s")
@@ -216,7 +221,7 @@ def markdown(res: dict) -> str:
             x = f"{r['pairs_per_s'] / base:.2f}x" if base else "n/a"
             lines.append(f"| {L} | `{name}` | {r['pairs_per_s']} | {x} | {r['ndcg@10']:.4f} | {r['mrr']:.4f} | "
                          f"{r['top1_agreement_with_pytorch']:.0%} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

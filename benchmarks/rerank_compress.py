@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import run, write_results  # noqa: E402
-from compress_bench import variants_table  # noqa: E402
+from compress_bench import pct, variants_table  # noqa: E402
+from rerank_bench import table as bench_table  # noqa: E402
 from tasks_bench import TASKS, torch_scores  # noqa: E402
 
 from bertfast import Classifier, tasks  # noqa: E402
@@ -105,10 +106,6 @@ def main() -> int:
     return 0
 
 
-def pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
 def markdown(r: dict) -> str:
     env, t, c = r["environment"], r["test"], r.get("compression") or {}
     lines = [f"# --compress on a MiniLM-L6 reranker / bbc-news-rerank ({env['cpu']}, {env['usable_cpus']} CPUs, "
@@ -132,16 +129,7 @@ def markdown(r: dict) -> str:
                      f"{u['metrics']['mrr']:.4f} | " + (f"{pct(u['top1_agreement'])} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
                                                        if ci else "-") + " |")
     if r.get("bench"):
-        b = r["bench"]
-        lines += ["", f"Side by side ({b['workload']}; interleaved per query):", "",
-                  "| max length | backend | pairs/s | x Optimum int8 | NDCG@10 | MRR | top-1 = PyTorch |",
-                  "|---|---|---|---|---|---|---|"]
-        for L, rows in b["lengths"].items():
-            base = rows.get("optimum-int8", {}).get("pairs_per_s")
-            for name, x in rows.items():
-                ratio = f"{x['pairs_per_s'] / base:.2f}x" if base else "n/a"
-                lines.append(f"| {L} | `{name}` | {x['pairs_per_s']} | {ratio} | {x['ndcg@10']:.4f} | {x['mrr']:.4f} | "
-                             f"{x['top1_agreement_with_pytorch']:.0%} |")
+        lines += ["", f"Side by side ({r['bench']['workload']}; interleaved per query):", "", *bench_table(r["bench"])]
     return "\n".join(lines) + "\n"
 
 

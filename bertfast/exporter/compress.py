@@ -93,13 +93,12 @@ def provable(reference) -> dict:
     n / (n + z^2), and it reaches `min_agreement` only from n >= z^2 a / (1 - a) units
     (99.5%: 765; 99%: 381). Said before any distillation, so a search the gate cannot pass
     on these inputs is not a surprise after the budget is spent."""
-    from .evidence import wilson
+    from .evidence import Z, wilson
 
     gate = reference.gate
     n = len(np.unique(gate.groups)) if gate.ranking else len(reference.inputs)
     a = gate.min_agreement / 100
-    z2 = 1.959964 ** 2
-    need = None if a >= 1 else int(np.ceil(z2 * a / (1 - a) - 1e-9))
+    need = None if a >= 1 else int(np.ceil(Z * Z * a / (1 - a) - 1e-9))
     return {"units": n, "unit": "queries" if gate.ranking else "inputs", "best_bound": wilson(n, n)[0],
             "units_needed": need}
 

@@ -46,6 +46,7 @@ BOOTSTRAP = 300
 SEED = 0
 NEAR = 10  # margins near zero: the smallest this many set the density there
 LEVEL = 0.95
+Z = 1.959964  # the normal quantile of a two-sided 95% interval
 
 
 def _normal_tail(x: np.ndarray) -> np.ndarray:
@@ -151,7 +152,7 @@ def paired_drop(metric, ref: np.ndarray, scores: np.ndarray, y: np.ndarray, sign
     return [round(float(lo), 4), round(float(hi), 4)]
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> list[float]:
+def wilson(k: int, n: int, z: float = Z) -> list[float]:
     """95% Wilson interval of a share k / n."""
     if n == 0:
         return [0.0, 1.0]
