@@ -51,7 +51,7 @@ def bbc_files(folder: Path, n_eval: int) -> tuple[Path, Path, list[str]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="runs/students-12layer")
-    ap.add_argument("--students", default="L1of2,L1of3", help="6 and 4 of the 12 layers")
+    ap.add_argument("--students", default="L1of2,L1of3,L1of4", help="6, 4 and 3 of the 12 layers")
     ap.add_argument("--eval-texts", type=int, default=64, help="BBC validation articles the export times on")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peer-python", default=None, help="a python with bertfast[optimum] installed (transformers 4.57)")

@@ -217,6 +217,14 @@ def test_students_picks_recipes_in_the_tables_order():
     assert students.pick(None) == students.RECIPES
 
 
+def test_recipes_keep_the_teachers_layers_they_promise():
+    layers = lambda name, n: students.pick(name)[0].dims({"layers": n, "heads": 12, "hidden": 768,  # noqa: E731
+                                                          "intermediate": 3072})["layers"]
+    assert [layers(r.name, 12) for r in students.RECIPES] == [8, 6, 6, 4, 3]
+    assert [layers(r.name, 6) for r in students.RECIPES] == [4, 3, 3, 2, 2]  # L1of4 rounds to L1of3's student
+    assert students.layer_choice(12, 3) == [0, 4, 8] and students.layer_choice(6, 2) == [0, 3]
+
+
 def test_later_windows_add_rows_after_every_first_window(tiny_trained):
     from transformers import AutoTokenizer
 

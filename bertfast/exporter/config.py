@@ -82,7 +82,7 @@ class ExportConfig:
             per layer, the teacher's hidden states at the matching depth; measured no more
             faithful on BBC and 1.47x the time: benchmarks/results/distill-loss-minilm-bbc).
         students: comma-separated student recipes to try, least compressed first (default all:
-            L2of3, L1of2, L1of2-ffn1of2, L1of3; see exporter/students.py).
+            L2of3, L1of2, L1of2-ffn1of2, L1of3, L1of4; see exporter/students.py).
         resume: continue an interrupted --compress from its work folder (<out>.compress/).
         force: replace an existing export folder.
     """

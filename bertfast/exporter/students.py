@@ -57,6 +57,7 @@ RECIPES = (
     Recipe("L1of2", 1 / 2),
     Recipe("L1of2-ffn1of2", 1 / 2, ffn=1 / 2),
     Recipe("L1of3", 1 / 3),
+    Recipe("L1of4", 1 / 4),  # 3 of 12 layers; rounds to L1of3's student on a 6-layer teacher
 )
 
 
