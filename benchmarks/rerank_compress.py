@@ -46,6 +46,9 @@ def main() -> int:
     ap.add_argument("--students", default="L1of2,L1of3")
     ap.add_argument("--distill-epochs", default=None)
     ap.add_argument("--min-agreement", default=None, help="the gate's agreement (percent)")
+    ap.add_argument("--unused-train-pairs", type=int, default=0,
+                    help="also distill on up to N training-split pairs the teacher was not trained on "
+                         "(--max-train-samples left them out), labels dropped: more real in-domain pairs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--queries", type=int, default=8, help="rerank_bench.py: held-out headlines x 100 articles")
     ap.add_argument("--peer-python", default=None, help="a python with bertfast[optimum] installed (transformers 4.57)")
@@ -57,16 +60,19 @@ def main() -> int:
     if not (teacher / "training.json").is_file():
         secs["train teacher"] = run([sys.executable, "-m", "bertfast", "train", "minilm-l6", data, "--out", a.teacher,
                                      "--force", *train_flags])
+    training = json.loads((teacher / "training.json").read_text())
+    more = unused_train_pairs(data, teacher, training["config"]["seed"], a.unused_train_pairs, work / "distill-more.jsonl")
     export = work / "export"
     if not (export / "bertfast.json").is_file():
         secs["export --compress"] = run([sys.executable, "-m", "bertfast", "export", a.teacher, "--out",
                                          str(export.relative_to(ROOT)), "--compress", "--compress-budget", a.budget,
                                          "--threads", str(a.threads), "--force", "--students", a.students,
                                          *(["--distill-epochs", a.distill_epochs] if a.distill_epochs else []),
-                                         *(["--min-agreement", a.min_agreement] if a.min_agreement else [])])
+                                         *(["--min-agreement", a.min_agreement] if a.min_agreement else []),
+                                         *(["--distill-data", str(more.relative_to(ROOT)), "--text-pair-column",
+                                            "text_pair"] if more else [])])
     m = json.loads((export / "bertfast.json").read_text())
     secs.setdefault("export --compress", m.get("export_seconds"))
-    training = json.loads((teacher / "training.json").read_text())
     test = load_splits(data, seed=training["config"]["seed"]).test
     task = tasks.get(m["task"]["name"])
     names = [m["id2label"][str(i)] for i in range(len(m["id2label"]))]
@@ -104,6 +110,22 @@ def main() -> int:
         report["bench"] = json.loads((bench_out / "results.json").read_text())
     write_results(out, report, markdown)
     return 0
+
+
+def unused_train_pairs(data: str, teacher: Path, seed: int, n: int, path: Path) -> Path | None:
+    """Up to `n` pairs of the task's full training split that the teacher's sampled training
+    split (`splits/train.jsonl`) left out, as unlabeled JSONL: real in-domain pairs whose only
+    label the students see is the teacher's score. None when `n` is 0."""
+    if n <= 0:
+        return None
+    from bertfast.exporter.evalset import _training_inputs
+
+    seen = set(_training_inputs(teacher, True))
+    extra = [x for x in load_splits(data, seed=seed).train.inputs() if x not in seen][:n]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": q, "text_pair": d}) + "\n" for q, d in extra))
+    print(f"{len(extra)} unused training pairs -> {path.relative_to(ROOT)}", flush=True)
+    return path
 
 
 def markdown(r: dict) -> str:

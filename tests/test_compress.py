@@ -311,3 +311,17 @@ def test_augmented_copies_perturb_words_and_keep_the_query():
     pairs = distill.augment([("the query", "a b c d e f")], 10, None, seed=0)
     assert pairs and all(q == "the query" for q, _ in pairs)
     assert all("[MASK]" not in d and set(d.split()) <= set("abcdef") for _, d in pairs)
+
+
+def test_distill_data_for_a_pair_model_needs_its_second_text(tmp_path):
+    """Single texts would teach a pair model inputs it never sees: refused, naming the flag."""
+    data = tmp_path / "more.jsonl"
+    data.write_text('{"q": "a headline", "doc": "an article"}\n{"q": "another", "doc": "more words"}\n')
+    cfg = ExportConfig(model_dir=str(tmp_path), compress=True, distill_data=str(data), text_column="q")
+    with pytest.raises(BertfastError, match="^--distill-data .*more.jsonl: the model classifies text pairs; pass "
+                                            "--text-pair-column COLUMN"):
+        compress.distill_inputs(cfg, tmp_path, pair=True)
+    cfg = ExportConfig(model_dir=str(tmp_path), compress=True, distill_data=str(data), text_column="q",
+                       text_pair_column="doc")
+    inputs, what = compress.distill_inputs(cfg, tmp_path, pair=True)
+    assert inputs == [("a headline", "an article"), ("another", "more words")] and "(2)" in what

@@ -61,6 +61,9 @@ def distill_inputs(cfg, model_dir: Path, pair: bool) -> tuple[list, str]:
         what.append(f"training split ({len(inputs)})")
     if cfg.distill_data:
         d = read_labeled(cfg.distill_data, cfg.text_column, None, "distill", cfg.text_pair_column if pair else None)
+        if pair and d.pairs is None:  # single texts would teach a pair model inputs it never sees
+            raise BertfastError(f"--distill-data {cfg.distill_data}: the model classifies text pairs; pass "
+                                "--text-pair-column COLUMN (the file's second-text column).")
         inputs += list(d.inputs())
         what.append(f"{cfg.distill_data} ({len(d)})")
     if not inputs:
