@@ -118,9 +118,11 @@ def unused_train_pairs(data: str, teacher: Path, seed: int, n: int, path: Path) 
     label the students see is the teacher's score. None when `n` is 0."""
     if n <= 0:
         return None
-    from bertfast.exporter.evalset import _training_inputs
+    from bertfast.exporter.evalset import SAVED_PAIR_COLUMN
+    from bertfast.training.data import read_labeled
 
-    seen = set(_training_inputs(teacher, True))
+    seen = set(read_labeled(teacher / "splits" / "train.jsonl", label_column=None,
+                            text_pair_column=SAVED_PAIR_COLUMN).inputs())
     extra = [x for x in load_splits(data, seed=seed).train.inputs() if x not in seen][:n]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"text": q, "text_pair": d}) + "\n" for q, d in extra))

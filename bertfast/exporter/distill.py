@@ -59,9 +59,7 @@ def augment(inputs: list, copies: int, mask_token: str | None, seed: int = 0) ->
     probability MASK_P, and with probability SPAN_P only a random span of the words is kept
     (between 3 words and all of them: the short texts a long-text dataset lacks). Copies equal
     to their input are dropped (a short text may come out unchanged)."""
-    import random as _random
-
-    rng = _random.Random(seed)
+    rng = random.Random(seed)
 
     def perturb(text: str) -> str:
         words = text.split()
@@ -69,8 +67,8 @@ def augment(inputs: list, copies: int, mask_token: str | None, seed: int = 0) ->
             n = rng.randint(3, len(words))
             start = rng.randint(0, len(words) - n)
             words = words[start:start + n]
-        out = [(mask_token if mask_token else None) if rng.random() < MASK_P else w for w in words]
-        return " ".join(w for w in out if w is not None)
+        out = [mask_token if rng.random() < MASK_P else w for w in words]
+        return " ".join(w for w in out if w)  # no mask token: the masked word is dropped
 
     extra = []
     for x in inputs:
