@@ -21,7 +21,8 @@ def write_traffic(path: Path, seed: int, n: int = 2000, val_fraction: float = 0.
 
     arts, heads = (load_splits(name, seed=seed, val_fraction=val_fraction) for name in ("bbc-news", "bbc-news-headlines"))
     rows = heads.train.texts + arts.train.texts
-    rows = [rows[i] for i in sorted(np.random.default_rng(0).choice(len(rows), n, replace=False))]
+    # A teacher holding out half its articles has fewer than n training texts: take them all.
+    rows = [rows[i] for i in sorted(np.random.default_rng(0).choice(len(rows), min(n, len(rows)), replace=False))]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows))
     return path

@@ -33,7 +33,7 @@ from common import run, write_results, write_traffic  # noqa: E402
 
 from bertfast.bench.env import environment  # noqa: E402
 from bertfast.exporter import distill, students  # noqa: E402
-from bertfast.exporter.evalset import _training_inputs  # noqa: E402
+from bertfast.exporter.evalset import training_inputs  # noqa: E402
 from bertfast.exporter.evidence import wilson  # noqa: E402
 from bertfast.families import family_of  # noqa: E402
 from bertfast.training.data import load_splits, read_labeled  # noqa: E402
@@ -79,7 +79,7 @@ def main() -> int:
     tok = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
     family = family_of(teacher.config)
-    inputs = list(_training_inputs(teacher_dir, False))
+    inputs = list(training_inputs(teacher_dir, False))
     inputs += list(read_labeled(ROOT / a.traffic, "text", None, "distill").inputs())
     names = ["input_ids", "attention_mask", "token_type_ids"]
     targets = distill.teacher_logits(teacher, tok, inputs, max_length, names,

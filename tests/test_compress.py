@@ -5,6 +5,7 @@ Real speed and accuracy figures live in benchmarks/ (MiniLM on BBC News)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -26,8 +27,9 @@ def anyspeed(monkeypatch):
 def _export(model, out, **kw):
     kw.setdefault("accept_weak_reference", True)  # the tiny model scores at chance on its labels
     kw.setdefault("distill_epochs", 1.0)
+    kw.setdefault("compress_budget", "10m")
     return export(ExportConfig(model_dir=str(model), out=str(out), variants="fp32,int8-dynamic-pc",
-                               window_search=False, compress=True, compress_budget="10m", **kw))
+                               window_search=False, compress=True, **kw))
 
 
 def test_students_join_the_search_and_load_like_any_variant(tiny_trained, tmp_path, anyspeed, caplog):
@@ -100,6 +102,23 @@ def test_a_slow_student_is_skipped_before_training(tiny_trained, tmp_path, monke
     recs = load_manifest(out).raw["compression"]["students"].values()
     assert all(r["status"].startswith("skipped") for r in recs)
     assert any("predicted" in r["status"] and "x the teacher's speed" in r["status"] for r in recs)
+
+
+def test_a_budget_too_small_for_any_student_says_so_and_keeps_the_plain_export(tiny_trained, tmp_path, anyspeed,
+                                                                               caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        out = _export(tiny_trained, tmp_path / "e", compress_budget="0.01s")
+    m = load_manifest(out)
+    recs = m.raw["compression"]["students"]
+    skipped = [r["status"] for r in recs.values() if "min of --compress-budget left" in r["status"]]
+    assert skipped and all(r["status"].startswith("skipped") for r in recs.values()), recs
+    # the skip names a budget that fits the student
+    assert all(re.search(r"\(--compress-budget \d+m fits it\)$", s) for s in skipped), skipped
+    assert any("no student was built" in r.message for r in caplog.records)
+    assert not any(v.get("student") for v in m.variants.values())
+    assert m.default["cpu"] in ("fp32", "int8-dynamic-pc")
 
 
 def test_bad_input(tiny_trained, tmp_path):

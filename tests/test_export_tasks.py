@@ -114,7 +114,7 @@ def test_pair_calibration_batches(pair_model, tmp_path):
     """int8-static of a pair model is calibrated on pairs (segment ids 1 present), as training saw them."""
     from transformers import AutoTokenizer
 
-    from bertfast.exporter.evalset import _training_inputs as _calibration_inputs
+    from bertfast.exporter.evalset import training_inputs as _calibration_inputs
     from bertfast.exporter.variants import BuildContext
 
     _write_jsonl(tmp_path / "m" / "splits" / "train.jsonl", _pair_rows(4, 2))

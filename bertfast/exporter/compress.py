@@ -54,9 +54,9 @@ def work_dir(out: Path) -> Path:
 def distill_inputs(cfg, model_dir: Path, pair: bool) -> tuple[list, str]:
     """The texts students learn from: the training split bertfast saved plus `--distill-data`."""
     from ..training.data import read_labeled
-    from .evalset import _training_inputs
+    from .evalset import training_inputs
 
-    inputs, what = list(_training_inputs(model_dir, pair)), []
+    inputs, what = list(training_inputs(model_dir, pair)), []
     if inputs:
         what.append(f"training split ({len(inputs)})")
     if cfg.distill_data:
@@ -147,6 +147,9 @@ def run(cfg, src, ctx, m, reference, progress) -> dict:
         record = _one(cfg, src, ctx, m, reference, recipe, teacher_dims, inputs, targets, work, deadline)
         block["students"][recipe.name] = record
         log.info("  student %s: %s", recipe.name, record.get("status"))
+    if not any(r["status"].startswith("built") for r in block["students"].values()):
+        log.warning("--compress: no student was built (%s); the export keeps the teacher's own variants",
+                    "; ".join(f"{k} {r['status']}" for k, r in block["students"].items()))
     return block
 
 
@@ -165,8 +168,10 @@ def _one(cfg, src, ctx, m, reference, recipe, teacher_dims, inputs, targets, wor
     left = deadline - time.monotonic()
     need = d.seconds_per_step() * (d.total - d.step) * (1.5 if recipe.ffn < 1 or recipe.heads < 1 else 1.0)
     if need > left:
+        # The budget that would have fitted it: what the search had spent before it, plus its need.
+        fits = int(np.ceil((parse_budget(cfg.compress_budget) - left + need) / 60))
         return {**record, "status": f"skipped: needs ~{need / 60:.0f} min of distillation, {max(left, 0) / 60:.0f} "
-                                    "min of --compress-budget left"}
+                                    f"min of --compress-budget left (--compress-budget {fits}m fits it)"}
     done = d.run(deadline)
     if done and (recipe.ffn < 1 or recipe.heads < 1):
         done = _prune_and_redistill(student, src, recipe, d, inputs, targets, work, deadline, record, cfg)

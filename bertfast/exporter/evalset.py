@@ -299,7 +299,7 @@ def calibration(ev: EvalSet, model_dir: Path, n: int) -> tuple[EvalSet, list, st
     queries for reranking) held out of validation."""
     if n == 0:
         return ev, [], ""  # no variant calibrates: every row validates
-    train = _training_inputs(model_dir, ev.pair)
+    train = training_inputs(model_dir, ev.pair)
     if train:
         return ev, train, f"training split ({len(train)} texts)"
     if ev.extra:
@@ -322,7 +322,7 @@ def calibration(ev: EvalSet, model_dir: Path, n: int) -> tuple[EvalSet, list, st
     return ev.take(keep), [inputs[i] for i in sorted(held)], f"{len(held)} eval rows, held out of validation"
 
 
-def _training_inputs(model_dir: Path, pair: bool) -> list:
+def training_inputs(model_dir: Path, pair: bool) -> list:
     """Training inputs (texts, or pairs for a pair model) bertfast saved; [] if none."""
     from ..training.data import read_labeled
 
