@@ -344,3 +344,52 @@ def test_distill_data_for_a_pair_model_needs_its_second_text(tmp_path):
                        text_pair_column="doc")
     inputs, what = compress.distill_inputs(cfg, tmp_path, pair=True)
     assert inputs == [("a headline", "an article"), ("another", "more words")] and "(2)" in what
+
+
+def test_the_same_distillation_makes_the_same_student_whatever_ran_before(tiny_trained, tmp_path, monkeypatch):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertfast.families import family_of
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_trained))
+    teacher = AutoModelForSequenceClassification.from_pretrained(str(tiny_trained)).eval()
+    assert teacher.config.hidden_dropout_prob > 0  # else there would be nothing random to pin
+    texts = [f"match goal team {i} vote tax" * (1 + i % 3) for i in range(40)]
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    targets = distill.teacher_logits(teacher, tok, texts, 32, names, tmp_path / "t.npy")
+    real = distill.loss_fn
+
+    def make(work, caller_seed, interrupt_at=None):
+        torch.manual_seed(caller_seed)  # whatever the caller's generator holds
+        torch.rand(7)
+        student, _ = students.drop_layers(teacher, family_of(teacher.config), students.Recipe("half", 0.5))
+        d = distill.Distiller(student, tok, texts, targets, 32, names, work, 2.0)
+        if interrupt_at is not None:  # Ctrl-C a few steps into the second epoch, then --resume
+            calls = {"n": 0}
+
+            def interrupting(logits, target):
+                calls["n"] += 1
+                if calls["n"] == interrupt_at:
+                    raise KeyboardInterrupt
+                return real(logits, target)
+
+            monkeypatch.setattr(distill, "loss_fn", interrupting)
+            with pytest.raises(KeyboardInterrupt):
+                d.run(deadline=float("inf"))
+            monkeypatch.setattr(distill, "loss_fn", real)
+            student, _ = students.drop_layers(teacher, family_of(teacher.config), students.Recipe("half", 0.5))
+            d = distill.Distiller(student, tok, texts, targets, 32, names, work, 2.0)
+            assert d.resume() and d.step == interrupt_at - 1
+        state = torch.get_rng_state()
+        assert d.run(deadline=float("inf"))
+        assert torch.equal(torch.get_rng_state(), state)  # the caller's generator is left as it was
+        return {k: v.clone() for k, v in student.state_dict().items()}
+
+    a, b = make(tmp_path / "a", 1), make(tmp_path / "b", 2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = make(tmp_path / "c", 3, interrupt_at=5)
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    # and the weights did move: the comparison is not between two untouched copies
+    start, _ = students.drop_layers(teacher, family_of(teacher.config), students.Recipe("half", 0.5))
+    assert not all(torch.equal(a[k], v) for k, v in start.state_dict().items())

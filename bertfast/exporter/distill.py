@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 BATCH = 16
 LR = 1e-4
 WARMUP = 0.06
+STEP_SEED = 1_000_003  # dropout seed per step: seed + STEP_SEED x epoch + batch
 # --distill-loss: name -> what the manifest records; the first is the default (measured, see above).
 LOSSES = {"logits": "mse on logits", "hidden": "mse on logits + hidden states"}
 
@@ -237,11 +238,23 @@ class Distiller:
         return batches
 
     def _train_steps(self, which: list[int], epoch: int, deadline: float | None = None, bar=None) -> bool:
+        import torch
+
         batches = self._epoch_batches(max(epoch, 0))
         self.student.train()
+        with torch.random.fork_rng(devices=[]):  # the caller's generator is left as it was
+            return self._steps(which, batches, epoch, deadline, bar)
+
+    def _steps(self, which: list[int], batches: list, epoch: int, deadline: float | None, bar) -> bool:
+        import torch
+
         for b in which:
             if deadline is not None and time.monotonic() > deadline:
                 return False
+            # Dropout draws from torch's global generator: seeded per (epoch, batch), the same
+            # export makes the same student whatever ran before it, and a resumed one the same
+            # as one never interrupted.
+            torch.manual_seed(self.seed + STEP_SEED * max(epoch, 0) + b)
             loss = self._loss(batches[b])
             loss.backward()
             self.opt.step()

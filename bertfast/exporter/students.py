@@ -177,22 +177,26 @@ def importance(student, family, batches, loss_fn) -> tuple[list, np.ndarray | No
     mask = torch.ones(len(layers), n_heads, requires_grad=True) if n_heads else None
     head_imp = np.zeros((len(layers), n_heads)) if n_heads else None
     student.train()
-    try:
-        for feeds, target in batches:
-            kw = {"head_mask": mask} if mask is not None else {}
-            loss = loss_fn(student(**feeds, **kw).logits, target)
-            loss.backward()
-            for i, a in acts.items():
-                g = (a * a.grad).abs().sum(dim=(0, 1)).detach().numpy()
-                ffn_imp[i] = g if ffn_imp[i] is None else ffn_imp[i] + g
-            if mask is not None and mask.grad is not None:
-                head_imp += mask.grad.abs().numpy()
-                mask.grad = None
-            student.zero_grad()
-    finally:
-        for h in hooks:
-            h.remove()
-        student.eval()
+    # Dropout masks from a seeded generator (the caller's left as it was): the same student
+    # prunes the same neurons on every run.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        try:
+            for feeds, target in batches:
+                kw = {"head_mask": mask} if mask is not None else {}
+                loss = loss_fn(student(**feeds, **kw).logits, target)
+                loss.backward()
+                for i, a in acts.items():
+                    g = (a * a.grad).abs().sum(dim=(0, 1)).detach().numpy()
+                    ffn_imp[i] = g if ffn_imp[i] is None else ffn_imp[i] + g
+                if mask is not None and mask.grad is not None:
+                    head_imp += mask.grad.abs().numpy()
+                    mask.grad = None
+                student.zero_grad()
+        finally:
+            for h in hooks:
+                h.remove()
+            student.eval()
     return ffn_imp, head_imp
 
 
