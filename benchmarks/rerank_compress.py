@@ -139,11 +139,9 @@ def unused_train_pairs(data: str, teacher: Path, seed: int, n: int, path: Path) 
     label the students see is the teacher's score. None when `n` is 0."""
     if n <= 0:
         return None
-    from bertfast.exporter.evalset import SAVED_PAIR_COLUMN
-    from bertfast.training.data import read_labeled
+    from bertfast.exporter.evalset import training_inputs
 
-    seen = set(read_labeled(teacher / "splits" / "train.jsonl", label_column=None,
-                            text_pair_column=SAVED_PAIR_COLUMN).inputs())
+    seen = set(training_inputs(teacher, True))
     extra = [x for x in load_splits(data, seed=seed).train.inputs() if x not in seen][:n]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"text": q, "text_pair": d}) + "\n" for q, d in extra))

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import torch_logits, write_results  # noqa: E402
 
-from bertfast import Classifier  # noqa: E402
+from bertfast import Classifier, tasks  # noqa: E402
 from bertfast.bench.env import environment  # noqa: E402
 from bertfast.exporter.evidence import wilson  # noqa: E402
 from bertfast.metrics import softmax  # noqa: E402
@@ -50,8 +50,7 @@ def main() -> int:
     texts, names = list(val.texts), [m["id2label"][str(i)] for i in range(len(m["id2label"]))]
     y = np.array([names.index(str(x)) for x in val.labels])
     probs = softmax(torch_logits(teacher, texts, m["max_length"]))
-    top2 = np.sort(probs, axis=1)[:, -2:]
-    margin, ref = top2[:, 1] - top2[:, 0], probs.argmax(1)
+    margin, ref = tasks.get("single_label").margins(probs, probs)[0][:, 0], probs.argmax(1)  # the gate's margin
     edges = np.quantile(margin, np.linspace(0, 1, BINS + 1))
     bins = np.clip(np.searchsorted(edges, margin, side="right") - 1, 0, BINS - 1)
     variants = a.variants.split(",") if a.variants else [
