@@ -58,8 +58,10 @@ def main() -> int:
     ap.add_argument("--work", default="runs/distill-loss")
     ap.add_argument("--recipe", default="L1of2")
     ap.add_argument("--losses", default="logits,hidden")
-    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--epochs", default="2", help="epochs' steps per arm (comma list)")
     ap.add_argument("--augment", default="0", help="perturbed copies per text, per arm (comma list)")
+    ap.add_argument("--mix", default="0", help="cut-and-paste mixes per text (distill.mix), per arm (comma list)")
+    ap.add_argument("--windows", type=int, default=0, help="later windows of long texts also distilled")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/distill-loss-minilm-bbc")
@@ -74,17 +76,21 @@ def main() -> int:
              "--force"])
     training = json.loads((teacher_dir / "training.json").read_text())
     max_length, seed = training["max_length"], training["config"]["seed"]
-    if not (ROOT / a.traffic).is_file():
-        write_traffic(ROOT / a.traffic, seed)
+    vf = training["config"].get("val_fraction", 0.1)
+    if a.traffic and not (ROOT / a.traffic).is_file():
+        write_traffic(ROOT / a.traffic, seed, val_fraction=vf)
     tok = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
     family = family_of(teacher.config)
     inputs = list(training_inputs(teacher_dir, False))
-    inputs += list(read_labeled(ROOT / a.traffic, "text", None, "distill").inputs())
+    if a.traffic:  # --traffic "": the training split alone
+        inputs += list(read_labeled(ROOT / a.traffic, "text", None, "distill").inputs())
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    targets = distill.teacher_logits(teacher, tok, inputs, max_length, names,
-                                     work / f"teacher-{distill.fingerprint(inputs, max_length)}.npy")
-    arts, heads = load_splits("bbc-news", seed=seed), load_splits("bbc-news-headlines", seed=seed)
+    # Rows the student trains on without copies or mixes (texts and their later windows): every
+    # arm takes the steps of `epochs` over these, whatever it adds.
+    base_rows = len(distill.teacher_logits(teacher, tok, inputs, max_length, names, work / (
+        f"teacher-{distill.fingerprint(inputs, max_length, a.windows)}.npy"), windows=a.windows))
+    arts, heads = (load_splits(n, seed=seed, val_fraction=vf) for n in ("bbc-news", "bbc-news-headlines"))
     label_names = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
     sets = {"validation articles (gated on)": (arts.validation.texts, arts.validation.labels),
             "test articles (unseen)": (arts.test.texts, arts.test.labels),
@@ -95,21 +101,25 @@ def main() -> int:
     recipe = next(r for r in students.RECIPES if r.name == a.recipe)
     runs = []
     for s in [int(x) for x in a.seeds.split(",")]:
-        for loss, k in [(loss, int(k)) for loss in a.losses.split(",") for k in a.augment.split(",")]:
-            rows = inputs + distill.augment(inputs, k, tok.mask_token, seed=s)
-            arm_targets = targets if k == 0 else distill.teacher_logits(
-                teacher, tok, rows, max_length, names, work / f"teacher-{distill.fingerprint(rows, max_length)}.npy")
+        for loss, k, m, epochs in [(loss, int(k), int(m), float(e)) for loss in a.losses.split(",")
+                                   for k in a.augment.split(",") for m in a.mix.split(",") for e in a.epochs.split(",")]:
+            rows = (inputs + distill.augment(inputs, k, tok.mask_token, seed=s)
+                    + distill.mix(inputs, m, distill.mix_words(max_length), seed=s))
+            arm_targets = distill.teacher_logits(teacher, tok, rows, max_length, names, work / (
+                f"teacher-{distill.fingerprint(rows, max_length, a.windows)}.npy"), windows=a.windows)
             torch.manual_seed(s)
             student, kept = students.drop_layers(teacher, family, recipe)
             n = teacher.config.num_hidden_layers
             layer_map = students.layer_targets(n, len(kept)) if loss == "hidden" else None
-            d = distill.Distiller(student, tok, rows, arm_targets, max_length, names, work / f"{loss}-a{k}-{s}",
-                                  a.epochs * len(inputs) / len(rows),  # the same steps as without copies
-                                  seed=s, teacher=teacher if layer_map else None, layer_map=layer_map)
+            d = distill.Distiller(student, tok, rows, arm_targets, max_length, names,
+                                  work / f"{a.recipe}-{loss}-a{k}-m{m}-e{epochs:g}-w{a.windows}-{s}",
+                                  epochs * base_rows / len(arm_targets),  # the same steps as without copies
+                                  seed=s, windows=a.windows, teacher=teacher if layer_map else None,
+                                  layer_map=layer_map)
             t0 = time.perf_counter()
             d.run(deadline=time.monotonic() + 10 * 3600)
             secs = time.perf_counter() - t0
-            row = {"loss": loss, "augment": k, "rows": len(rows), "seed": s, "steps": d.step,
+            row = {"loss": loss, "augment": k, "mix": m, "epochs": epochs, "rows": len(rows), "seed": s, "steps": d.step,
                    "seconds": round(secs, 1), "kept_layers": kept, "layer_map": layer_map, "sets": {}}
             for name, (texts, _) in sets.items():
                 pred = logits(student, tok, texts, max_length).argmax(1)
@@ -128,17 +138,18 @@ def main() -> int:
 
 def markdown(r: dict) -> str:
     env = r["environment"]
-    lines = [f"# Distillation loss and data: logits, hidden states, perturbed copies ({env['cpu']}, {env['usable_cpus']} CPUs, "
+    lines = [f"# Distillation loss and data: logits, hidden states, perturbed copies, mixes ({env['cpu']}, {env['usable_cpus']} CPUs, "
              f"flags {', '.join(env['cpu_flags'])})", "",
              f"Student `{r['command']['recipe']}` of MiniLM-L6 fine-tuned on BBC News; {r['texts']} distillation "
-             f"texts, {r['command']['epochs']} epochs' steps per arm (with k copies per text, over k + 1 times the "
-             "rows). Agreement with the teacher's fp32 labels "
+             f"texts (later windows per long text: {r['command'].get('windows', 0)}), each arm the steps of its epochs "
+             "over those texts alone (with copies or mixes, over more rows). Agreement with the teacher's fp32 labels "
              "[95% Wilson], accuracy (teacher's in the header), PyTorch fp32.", "",
-             "| loss | copies per text | rows | seed | steps | seconds | " + " | ".join(
+             "| loss | copies per text | mixes per text | epochs' steps | rows | seed | steps | seconds | " + " | ".join(
                  f"{k}: agreement | accuracy (teacher {100 * v:.2f}%)" for k, v in r["teacher_accuracy"].items())
-             + " |", "|---|---|---|---|---|---|" + "---|---|" * len(r["teacher_accuracy"])]
+             + " |", "|---|---|---|---|---|---|---|---|" + "---|---|" * len(r["teacher_accuracy"])]
     for row in r["runs"]:
-        lines.append(f"| {row['loss']} | {row.get('augment', 0)} | {row.get('rows', r['texts'])} | {row['seed']} | "
+        lines.append(f"| {row['loss']} | {row.get('augment', 0)} | {row.get('mix', 0)} | "
+                     f"{row.get('epochs', r['command']['epochs'])} | {row.get('rows', r['texts'])} | {row['seed']} | "
                      f"{row['steps']} | {row['seconds']} | " + " | ".join(
             f"{100 * u['agreement']:.2f}% [{100 * u['ci95'][0]:.2f}, {100 * u['ci95'][1]:.2f}] ({u['flips']} flips) | "
             f"{100 * u['accuracy']:.2f}%" for u in row["sets"].values()) + " |")

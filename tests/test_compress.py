@@ -136,7 +136,7 @@ def test_bad_input(tiny_trained, tmp_path):
         ExportConfig(model_dir="m", distill_data="x.jsonl")
     for kw, flag in (({"students": "L1of2"}, "--students"), ({"distill_windows": 2}, "--distill-windows"),
                      ({"distill_epochs": 5.0}, "--distill-epochs"), ({"distill_loss": "hidden"}, "--distill-loss"),
-                     ({"distill_augment": 2}, "--distill-augment")):
+                     ({"distill_augment": 2}, "--distill-augment"), ({"distill_mix": 1}, "--distill-mix")):
         with pytest.raises(BertfastError, match=f"^{flag} is for --compress"):
             ExportConfig(model_dir="m", **kw)
     with pytest.raises(BertfastError, match="^--students takes recipe names from L2of3, L1of2.*unknown: L3\\.$"):
@@ -145,6 +145,8 @@ def test_bad_input(tiny_trained, tmp_path):
         ExportConfig(model_dir="m", compress=True, distill_epochs=0)
     with pytest.raises(BertfastError, match="^--distill-augment"):
         ExportConfig(model_dir="m", compress=True, distill_augment=-1)
+    with pytest.raises(BertfastError, match="^--distill-mix"):
+        ExportConfig(model_dir="m", compress=True, distill_mix=-1)
     with pytest.raises(BertfastError, match="^--distill-windows"):
         ExportConfig(model_dir="m", compress=True, distill_windows=-1)
     with pytest.raises(BertfastError, match="^--distill-loss must be one of logits, hidden; got 'kl'"):
@@ -293,13 +295,16 @@ def test_a_reranker_compresses_into_students_that_rank(tiny_model, tmp_path, any
 
     data = _jsonl(tmp_path / "rerank.jsonl", rerank_rows(40))
     teacher = train(_cfg(tiny_model, data, tmp_path / "teacher", text_column="query", text_pair_column="doc"))
-    out = _export(teacher, tmp_path / "e", students="L1of2", distill_augment=1)
+    out = _export(teacher, tmp_path / "e", students="L1of2", distill_augment=1, distill_mix=1)
     m = load_manifest(out)
     block = m.raw["compression"]
     train_pairs = sum(1 for _ in (teacher / "splits" / "train.jsonl").open())
-    # one perturbed copy per pair (its document; unchanged copies dropped) joins the distillation texts
+    # one perturbed copy per pair (its document; unchanged copies dropped) and one mix per pair
+    # (of a document of two words or more) join the distillation texts
     assert 0.5 * train_pairs < block["augmented_copies"] <= train_pairs
-    assert block["texts"] == train_pairs + block["augmented_copies"] and block["students"]["L1of2"]["status"] == "built"
+    assert 0.5 * train_pairs < block["mixes"] <= train_pairs
+    assert block["texts"] == train_pairs + block["augmented_copies"] + block["mixes"]
+    assert block["students"]["L1of2"]["status"] == "built"
     for v in ("fp32", "int8-dynamic-pc"):
         val = m.variants[f"L1of2-{v}"]["validation"]
         assert "top1_agreement" in val and "ndcg@10" in val, val  # judged per query, like the teacher
@@ -309,6 +314,26 @@ def test_a_reranker_compresses_into_students_that_rank(tiny_model, tmp_path, any
     with Classifier.load(out, device="cpu", variant="L1of2-fp32") as clf:
         ranked = clf.rerank("team goal", docs)
         assert sorted(r["index"] for r in ranked) == [0, 1, 2] and clf.predict_proba([("a", "b")]).shape == (1, 1)
+
+
+def test_mixes_join_the_start_of_one_text_to_another_within_a_window():
+    """`--distill-mix`: seeded; each mix is its text's first k words (1 <= k < its length, within
+    the window's words) then another text's first words, never its own, up to the window's
+    words; a pair keeps its query and mixes documents; a lone text has nothing to mix with."""
+    texts = [" ".join(f"{c}{i}" for i in range(30)) for c in "abc"] + ["x y"]
+    mixes = distill.mix(texts, 5, max_words=12, seed=1)
+    assert mixes == distill.mix(texts, 5, max_words=12, seed=1) and mixes != distill.mix(texts, 5, 12, seed=2)
+    assert len(mixes) == 5 * len(texts)
+    owners = [t.split()[0][0] for t in texts]
+    for n, mixed in enumerate(mixes):
+        words, own = mixed.split(), texts[n // 5].split()
+        k = next(i for i, w in enumerate(words) if i >= len(own) or w != own[i])
+        assert 1 <= k < min(len(own), 12) and len(words) <= 12
+        j = owners.index(words[k][0])
+        assert j != n // 5 and words[k:] == texts[j].split()[:len(words) - k]
+    pairs = distill.mix([("q1", "a b c"), ("q2", "d e f")], 2, 8)
+    assert [q for q, _ in pairs] == ["q1", "q1", "q2", "q2"] and all(" " in d for _, d in pairs)
+    assert distill.mix(["alone in the set"], 3, 8) == [] and distill.mix(texts, 0, 8) == []
 
 
 def test_augmented_copies_perturb_words_and_keep_the_query():

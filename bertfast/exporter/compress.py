@@ -11,7 +11,7 @@ then also narrower ones) makes a student from the user's fine-tuned model:
 3. it is distilled on the teacher's scores (`exporter/distill.py`) over the training split's
    texts plus `--distill-data` (and, with `--distill-windows N`, up to N later windows of each
    text longer than the max length; with `--distill-augment N`, N perturbed copies of each
-   text), for `--distill-epochs`; pruned recipes are distilled, pruned by importance, re-distilled;
+   text; with `--distill-mix N`, N mixes of each text with others), for `--distill-epochs`; pruned recipes are distilled, pruned by importance, re-distilled;
 4. it is exported (fp32 and int8 dynamic per-channel) into `students/<recipe>/` and its variants
    (`<recipe>-<variant>`) join the manifest; the export's validation then judges them against
    the teacher's PyTorch fp32 scores with the same gate, and the default is chosen among all.
@@ -118,13 +118,15 @@ def run(cfg, src, ctx, m, reference, progress) -> dict:
     inputs, source = distill_inputs(cfg, src.model_dir, src.ev.pair)
     inputs, left_out = without_gate_inputs(inputs, reference.inputs)
     copies = distill.augment(inputs, cfg.distill_augment, getattr(src.tokenizer, "mask_token", None))
-    inputs += copies
+    mixes = distill.mix(inputs, cfg.distill_mix, distill.mix_words(src.max_length))
+    inputs += copies + mixes
     key = distill.fingerprint(m.source.get("sha256"), inputs, src.max_length, cfg.distill_windows)
     targets = distill.teacher_logits(src.model, src.tokenizer, inputs, src.max_length, m.inputs,
                                      work / f"teacher-{key}.npy", cfg.distill_windows)
     block = {"teacher_sha256": m.source.get("sha256"), "data": source, "texts": len(inputs),
              "windows": len(targets), "later_windows_per_text": cfg.distill_windows,
              "gate_inputs_left_out": left_out, "augmented_copies": len(copies),
+             "mixes": len(mixes),
              "loss": distill.LOSSES[cfg.distill_loss],
              "epochs": cfg.distill_epochs, "budget": cfg.compress_budget, "students": {}}
     block["provable"] = best = provable(reference)

@@ -77,6 +77,9 @@ class ExportConfig:
             scored by the model: its answers around your texts, not only on them; each copy costs
             its share of the budget (measured no more faithful on BBC:
             benchmarks/results/distill-augment-minilm-bbc).
+        distill_mix: also learn from this many cut-and-paste mixes of each distillation text (its
+            first words, then another text's), each scored by the model: texts near its own
+            decision boundaries, where students flip; each mix costs its share of the budget.
         distill_epochs: passes over the distillation texts per student.
         distill_loss: what a student learns: `logits` (the teacher's logits) or `hidden` (also,
             per layer, the teacher's hidden states at the matching depth; measured no more
@@ -117,6 +120,7 @@ class ExportConfig:
     distill_data: str | None = None
     distill_windows: int = 0
     distill_augment: int = 0
+    distill_mix: int = 0
     distill_epochs: float = 3.0
     distill_loss: str = field(default=next(iter(_distill.LOSSES)), metadata=meta(choices=tuple(_distill.LOSSES)))
     students: str | None = None
@@ -152,6 +156,7 @@ class ExportConfig:
         parse_budget(self.compress_budget)
         check_int("--distill-windows", self.distill_windows, 0)
         check_int("--distill-augment", self.distill_augment, 0, 100)
+        check_int("--distill-mix", self.distill_mix, 0, 100)
         check_float("--distill-epochs", self.distill_epochs, 0, 1000, low_open=True, example="3")
         if self.distill_loss not in _distill.LOSSES:
             raise BertfastError(f"--distill-loss must be one of {', '.join(_distill.LOSSES)}; got {self.distill_loss!r}.")
@@ -161,7 +166,7 @@ class ExportConfig:
             pick(self.students)
         defaults = {f.name: f.default for f in fields(self)}
         given = [n for n in ("distill_data", "resume", "students", "distill_windows", "distill_augment",
-                             "distill_epochs", "distill_loss")
+                             "distill_mix", "distill_epochs", "distill_loss")
                  if getattr(self, n) != defaults[n]]
         if given and not self.compress:
             flag = "--" + given[0].replace("_", "-")
