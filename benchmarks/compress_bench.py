@@ -67,6 +67,7 @@ def main() -> int:
     ap.add_argument("--budget", default="40m")
     ap.add_argument("--distill-data", default=None, help="unlabeled texts the students also learn from")
     ap.add_argument("--distill-windows", type=int, default=0, help="later windows of long texts also distilled on")
+    ap.add_argument("--distill-mix", type=int, default=0, help="cut-and-paste mixes per distillation text")
     ap.add_argument("--distill-epochs", default=None)
     ap.add_argument("--distill-loss", default=None, help="hidden or logits (default: the export's)")
     ap.add_argument("--val-fraction", default="0.1",
@@ -74,6 +75,7 @@ def main() -> int:
                          "flips are counted, so 223 articles can show at most 98.3%%)")
     ap.add_argument("--students", default=None, help="recipes to try (default: all)")
     ap.add_argument("--min-agreement", default=None, help="the gate's agreement (percent), e.g. 99")
+    ap.add_argument("--max-metric-drop", default=None, help="the gate's metric budget (points), e.g. 1")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peer-python", default=None, help="a python with bertfast[optimum] installed (transformers 4.57)")
     ap.add_argument("--out", default="benchmarks/results/compress-minilm-bbc")
@@ -94,10 +96,12 @@ def main() -> int:
                                          "--threads", str(a.threads), "--force",
                                          *(["--distill-data", a.distill_data] if a.distill_data else []),
                                          *(["--distill-windows", str(a.distill_windows)] if a.distill_windows else []),
+                                         *(["--distill-mix", str(a.distill_mix)] if a.distill_mix else []),
                                          *(["--distill-epochs", a.distill_epochs] if a.distill_epochs else []),
                                          *(["--distill-loss", a.distill_loss] if a.distill_loss else []),
                                          *(["--students", a.students] if a.students else []),
-                                         *(["--min-agreement", a.min_agreement] if a.min_agreement else [])])
+                                         *(["--min-agreement", a.min_agreement] if a.min_agreement else []),
+                                         *(["--max-metric-drop", a.max_metric_drop] if a.max_metric_drop else [])])
     m = json.loads((export / "bertfast.json").read_text())
     secs.setdefault("export --compress", m.get("export_seconds"))
     seed, vf = training["config"]["seed"], training["config"].get("val_fraction", 0.1)

@@ -1,18 +1,23 @@
 #!/usr/bin/env python
 """Which distillation loss and data make the more faithful student, on texts nobody trained or gated on.
 
-Decides `--distill-loss`'s default and whether `--distill-augment` pays. Teacher: MiniLM-L6 fine-tuned on BBC News (the model
-`benchmarks/gate_bench.py` trains; trained here when absent). For each loss in `--losses` and
-each seed, the same 3-of-6-layer student (`L1of2`, from the teacher's own layers) is distilled by
-`bertfast.exporter.distill.Distiller` on the same texts (the training split + the gate bench's
-unlabeled traffic, as `compress_bench.py` uses), plus, per `--augment` k, k perturbed copies of
-each (`distill.augment`), for the same number of steps (fewer epochs with copies); then, in PyTorch
-fp32 against the teacher's fp32 labels: agreement on the validation articles (what the gate
-sees), the unseen test articles and the unseen headlines, with 95% Wilson intervals, accuracy,
-and the seconds each took on this machine.
+Decides `--distill-loss`'s default and whether `--distill-augment` / `--distill-mix` pay. Teacher:
+MiniLM-L6 fine-tuned on BBC News (`--teacher`; the model `benchmarks/gate_bench.py` trains, trained
+here when absent; its splits, validation share included, are read from its training.json). For
+each arm (loss x `--augment` k x `--mix` m x `--epochs`) and seed, the same student (`--recipe`,
+from the teacher's own layers) is distilled by `bertfast.exporter.distill.Distiller` on the same
+texts (the training split + `--traffic`, unlabeled, as `compress_bench.py` uses; `--traffic ""`
+for the training split alone; `--windows` later windows of long texts), plus k perturbed copies
+(`distill.augment`) and m cut-and-paste mixes (`distill.mix`) of each, for the steps of its
+epochs over the rows without copies or mixes (so arms differ in data, not steps); then, in
+PyTorch fp32 against the teacher's fp32 labels: agreement on the validation articles (what the
+gate sees), the unseen test articles and the unseen headlines, with 95% Wilson intervals,
+accuracy, and the seconds each took on this machine.
 
     python benchmarks/distill_loss.py --epochs 2 --seeds 0,1
     python benchmarks/distill_loss.py --losses logits --augment 0,2 --out benchmarks/results/distill-augment-minilm-bbc
+    python benchmarks/distill_loss.py --teacher runs/compress-v45/model --traffic "" --recipe L2of3 --losses logits \
+        --windows 2 --mix 0,2 --epochs 3,6 --out benchmarks/results/distill-mix-minilm-bbc-val45
 """
 
 from __future__ import annotations
