@@ -87,6 +87,10 @@ def compress_rows(name: str, r: dict) -> list[str]:
     gate = {v["variant"]: v for v in r["variants"]}
     students = (r.get("compression") or {}).get("students") or {}
     teacher_layers = r["bench"]["workload"]["model"]["layers"]
+    cmd = r.get("command") or {}  # a gate looser or stricter than the export's defaults, shown
+    gate_set = "".join(f", `{flag} {cmd[k]}`" for k, flag in (("min_agreement", "--min-agreement"),
+                                                               ("max_metric_drop", "--max-metric-drop"))
+                       if cmd.get(k))
     rows = []
     for variant, u in r["unseen"].items():
         b, t = bench.get(variant), u["test articles"]
@@ -97,6 +101,7 @@ def compress_rows(name: str, r: dict) -> list[str]:
         verdict = "default" if g.get("default") else "passed" if g.get("eligible") else "rejected"
         if g.get("agreement") is not None:
             verdict += f" ({100 * g['agreement']:.2f}%, bound {100 * g['agreement_bound']:.2f}%)"
+        verdict += gate_set
         x = b["throughput"]["32"]["seq_per_s"] / peer["throughput"]["32"]["seq_per_s"]
         rows.append(f"| [{name}](benchmarks/results/{name}/results.md) | {cpu} | `{variant}` | {layers} | "
                     f"**{x:.2f}x** | {b['latency_ms']['p50']:.1f} / {peer['latency_ms']['p50']:.1f} | "
