@@ -55,6 +55,7 @@ def variants_table(m: dict) -> list[dict]:
         rows.append({"variant": name, "student": v.get("student"), "eligible": v.get("eligible"),
                      "agreement": val.get("label_agreement"), "agreement_bound": val.get("agreement_bound"),
                      "accuracy": val.get("accuracy"), "drop": val.get("metric_drop_points"),
+                     "drop_ci": val.get("drop_ci"), "reason": v.get("reason"),
                      "seq_per_s": sp.get("seq_per_s"), "spread": sp.get("spread"), "size_mb": v.get("size_mb"),
                      "default": m["default"].get("cpu") == name})
     return rows
@@ -165,12 +166,17 @@ def markdown(r: dict) -> str:
              "| student | status | layers | params |", "|---|---|---|---|"]
     for name, s in ((r.get("compression") or {}).get("students") or {}).items():
         lines.append(f"| {name} | {s.get('status')} | {(s.get('dims') or {}).get('layers', '-')} | {s.get('params', '-')} |")
-    lines += ["", "| variant | eligible | agreement | 95% bound | accuracy | seq/s (±%) | MB | default |",
-              "|---|---|---|---|---|---|---|---|"]
+    cmd = r.get("command") or {}
+    lines += ["", f"Gate: `--min-agreement {cmd.get('min_agreement') or 'default'}`, "
+              f"`--max-metric-drop {cmd.get('max_metric_drop') or 'default'}`.", "",
+              "| variant | eligible | agreement | 95% bound | accuracy | accuracy drop, points [95% CI] | seq/s (±%) | MB "
+              "| default | gate's reason |", "|---|---|---|---|---|---|---|---|---|---|"]
     for v in r["variants"]:
+        ci = v.get("drop_ci")
+        drop = "n/a" if v.get("drop") is None else f"{v['drop']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
         lines.append(f"| {v['variant']} | {v['eligible']} | {pct(v['agreement'])} | {pct(v['agreement_bound'])} | "
-                     f"{pct(v['accuracy'])} | {v['seq_per_s']} ({100 * (v['spread'] or 0):.0f}) | {v['size_mb']} | "
-                     f"{'yes' if v['default'] else ''} |")
+                     f"{pct(v['accuracy'])} | {drop} | {v['seq_per_s']} ({100 * (v['spread'] or 0):.0f}) | "
+                     f"{v['size_mb']} | {'yes' if v['default'] else ''} | {v.get('reason') or ''} |")
     lines += ["", f"Test split ({q['test_rows']} articles, never trained on nor gated on): teacher fp32 accuracy "
               f"{100 * q['teacher_accuracy']:.2f}%, default `{q['default']}` {100 * q['default_accuracy']:.2f}%, "
               f"agreement with the teacher {100 * q['agreement_with_teacher']:.2f}% "

@@ -72,7 +72,8 @@ def tasks_block(text: str, results_dir: Path, base: Path) -> str:
 
 CMP_START, CMP_END = "<!-- compress:start -->", "<!-- compress:end -->"
 COMPRESS_RESULTS = ("compress-minilm-bbc-windows", "compress-minilm-bbc-val30", "compress-minilm-bbc-val45",
-                    "compress-minilm-bbc-val45-a97")  # compress_bench.py runs
+                    "compress-minilm-bbc-val45-a97", "compress-minilm-bbc-val45-a97-e6",
+                    "compress-minilm-bbc-val45-a97-e6-rerun")  # compress_bench.py runs
 
 
 def compress_rows(name: str, r: dict) -> list[str]:
