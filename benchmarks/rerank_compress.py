@@ -36,7 +36,7 @@ from tasks_bench import TASKS, torch_scores  # noqa: E402
 
 from bertfast import Classifier, tasks  # noqa: E402
 from bertfast.bench.env import environment  # noqa: E402
-from bertfast.exporter.evidence import wilson  # noqa: E402
+from bertfast.exporter.evidence import paired_drop, wilson  # noqa: E402
 from bertfast.training.data import load_splits  # noqa: E402
 
 
@@ -125,12 +125,10 @@ def per_query_ndcg(task, scores, y, groups, positive) -> np.ndarray:
                                    positive)["ndcg@10"] for g in np.unique(groups)])
 
 
-def drop_ci(ref_q: np.ndarray, var_q: np.ndarray, boot: int = 2000, seed: int = 0) -> list[float]:
-    """95% interval of the teacher's NDCG@10 minus the variant's, queries resampled (paired)."""
-    rng = np.random.default_rng(seed)
-    diff = ref_q - var_q
-    means = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(boot)]
-    return [round(float(x), 4) for x in np.quantile(means, [0.025, 0.975])]
+def drop_ci(ref_q: np.ndarray, var_q: np.ndarray) -> list[float]:
+    """95% interval of the teacher's NDCG@10 minus the variant's, queries resampled (paired): the
+    gate's bootstrap (`evidence.paired_drop`, which reports points, hence the / 100) over queries."""
+    return paired_drop(lambda q, _, idx: q[idx].mean() / 100, ref_q, var_q, ref_q, 1.0, boot=2000)
 
 
 def unused_train_pairs(data: str, teacher: Path, seed: int, n: int, path: Path) -> Path | None:

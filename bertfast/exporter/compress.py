@@ -11,7 +11,8 @@ then also narrower ones) makes a student from the user's fine-tuned model:
 3. it is distilled on the teacher's scores (`exporter/distill.py`) over the training split's
    texts plus `--distill-data` (and, with `--distill-windows N`, up to N later windows of each
    text longer than the max length; with `--distill-augment N`, N perturbed copies of each
-   text; with `--distill-mix N`, N mixes of each text with others), for `--distill-epochs`; pruned recipes are distilled, pruned by importance, re-distilled;
+   text; with `--distill-mix N`, N mixes of each text with others), for `--distill-epochs`;
+   pruned recipes are distilled, pruned by importance, re-distilled;
 4. it is exported (fp32 and int8 dynamic per-channel) into `students/<recipe>/` and its variants
    (`<recipe>-<variant>`) join the manifest; the export's validation then judges them against
    the teacher's PyTorch fp32 scores with the same gate, and the default is chosen among all.
